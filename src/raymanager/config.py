@@ -1,0 +1,173 @@
+"""Configuration dataclasses: how to start Ray and how to cut and run the data.
+
+Both classes validate on construction, so a wrong value fails where it was
+written, with the field and the value in the message, and not later inside a
+Ray worker::
+
+    >>> BatchConfig(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: BatchConfig.batch_size must be >= 1, got 0
+
+This module imports nothing of ours (see DESIGN.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["BatchConfig", "OnError", "RayConfig"]
+
+OnError = Literal["raise", "continue"]
+
+
+def _check_int(owner: str, name: str, value: object, *, minimum: int, optional: bool) -> None:
+    if value is None and optional:
+        return
+    # bool is an int subclass; `num_cpus=True` is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = "an int or None" if optional else "an int"
+        raise TypeError(f"{owner}.{name} must be {kind}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}.{name} must be >= {minimum}, got {value!r}")
+
+
+def _check_number(
+    owner: str, name: str, value: object, *, minimum: float, optional: bool, strict: bool = False
+) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a number or None" if optional else "a number"
+        raise TypeError(f"{owner}.{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        op = ">" if strict else ">="
+        raise ValueError(f"{owner}.{name} must be {op} {minimum}, got {value!r}")
+
+
+def _check_optional_str(owner: str, name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise TypeError(f"{owner}.{name} must be a non-empty string or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How :class:`~raymanager.RayManager` starts or joins Ray.
+
+    The first four fields are the seed's; ``None`` means "let Ray decide"
+    (all CPUs / GPUs of the machine, Ray's default memory split).
+
+    Example::
+
+        >>> RayConfig(num_cpus=4).num_cpus
+        4
+        >>> RayConfig(address="auto").address   # join a running cluster
+        'auto'
+    """
+
+    #: CPUs for a local Ray (None = all available). Ignored when joining a cluster.
+    num_cpus: int | None = None
+    #: GPUs for a local Ray (None = all available). Ignored when joining a cluster.
+    num_gpus: int | None = None
+    #: Heap memory for Ray's scheduler, in bytes (None = Ray's default).
+    memory: int | None = None
+    #: Shared-memory object store size, in bytes (None = Ray's default).
+    object_store_memory: int | None = None
+    #: An existing cluster to join: "auto", "host:port" or "ray://host:port".
+    #: None starts a private local Ray that :meth:`RayManager.shutdown` stops.
+    address: str | None = None
+    #: Ray namespace for the actors we create (None = an anonymous one).
+    namespace: str | None = None
+    #: Ray's web dashboard; off by default because it serves on the network.
+    include_dashboard: bool = False
+    #: Forward actor stdout/stderr to the driver's terminal.
+    log_to_driver: bool = True
+    #: Seconds to wait for a pool's actors to start before giving up.
+    actor_start_timeout_s: float = 120.0
+    #: Log a warning when the object store is fuller than this fraction.
+    object_store_warn_fraction: float = 0.8
+    #: Extra keyword arguments for ``ray.init`` (e.g. ``runtime_env``), for what
+    #: the fields above do not cover.
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        owner = "RayConfig"
+        _check_int(owner, "num_cpus", self.num_cpus, minimum=1, optional=True)
+        _check_int(owner, "num_gpus", self.num_gpus, minimum=0, optional=True)
+        _check_int(owner, "memory", self.memory, minimum=1, optional=True)
+        # Ray refuses an object store under 75 MiB; say so here, not in a Ray traceback.
+        _check_int(
+            owner, "object_store_memory", self.object_store_memory,
+            minimum=75 * 1024 * 1024, optional=True,
+        )
+        _check_optional_str(owner, "address", self.address)
+        _check_optional_str(owner, "namespace", self.namespace)
+        for name in ("include_dashboard", "log_to_driver"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{owner}.{name} must be a bool, got {getattr(self, name)!r}")
+        _check_number(
+            owner, "actor_start_timeout_s", self.actor_start_timeout_s,
+            minimum=0, optional=False, strict=True,
+        )
+        _check_number(
+            owner, "object_store_warn_fraction", self.object_store_warn_fraction,
+            minimum=0, optional=False, strict=True,
+        )
+        if self.object_store_warn_fraction > 1:
+            raise ValueError(
+                f"{owner}.object_store_warn_fraction must be <= 1, "
+                f"got {self.object_store_warn_fraction!r}"
+            )
+        if not isinstance(self.init_kwargs, dict):
+            raise TypeError(f"{owner}.init_kwargs must be a dict, got {self.init_kwargs!r}")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How :meth:`~raymanager.RayManager.process_in_parallel` cuts and runs data.
+
+    - ``batch_size``: rows per batch, cut along the first axis; the last batch
+      may be smaller. One ``process_batch`` call and one result per batch.
+    - ``num_parallel``: at most this many actors of the pool work at once.
+    - ``chunk_size``: rows per chunk inside a batch, for actors that bound
+      their memory by working piece by piece (``RayActor.iter_chunks``).
+    - ``max_retries``: times a batch is re-run after its worker died or timed out.
+    - ``timeout_s``: seconds one batch may run before its worker counts as
+      stuck, is killed and replaced, and the batch retried (None = no limit).
+    - ``on_error``: ``"raise"`` stops at the first exception from
+      ``process_batch`` and raises :class:`~raymanager.BatchError`;
+      ``"continue"`` keeps going and puts the ``BatchError`` in that batch's
+      place in the results.
+    - ``max_inflight_bytes``: bound on input bytes sent but not yet finished,
+      so a large or endless input never piles up in memory.
+
+    Example::
+
+        >>> BatchConfig(batch_size=64, timeout_s=30).num_parallel
+        4
+    """
+
+    batch_size: int = 128
+    num_parallel: int = 4
+    chunk_size: int = 32
+    max_retries: int = 3
+    timeout_s: float | None = None
+    on_error: OnError = "raise"
+    max_inflight_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        owner = "BatchConfig"
+        _check_int(owner, "batch_size", self.batch_size, minimum=1, optional=False)
+        _check_int(owner, "num_parallel", self.num_parallel, minimum=1, optional=False)
+        _check_int(owner, "chunk_size", self.chunk_size, minimum=1, optional=False)
+        _check_int(owner, "max_retries", self.max_retries, minimum=0, optional=False)
+        _check_number(owner, "timeout_s", self.timeout_s, minimum=0, optional=True, strict=True)
+        if self.on_error not in ("raise", "continue"):
+            raise ValueError(
+                f"{owner}.on_error must be 'raise' or 'continue', got {self.on_error!r}"
+            )
+        _check_int(owner, "max_inflight_bytes", self.max_inflight_bytes, minimum=1, optional=False)

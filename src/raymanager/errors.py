@@ -1,0 +1,139 @@
+"""The exceptions raymanager raises.
+
+Every error of ours derives from :class:`RayManagerError`, so one ``except``
+catches them all; the subclasses carry the data a caller needs to act::
+
+    RayManagerError
+    ├── ManagerShutdownError      a call on a manager or pool after shutdown()
+    ├── PoolBrokenError           no actor of the pool can be kept alive
+    │   ├── ActorStartError       an actor constructor raised
+    │   └── ResourceUnavailableError  asked-for resources do not exist / never came
+    ├── PoolBusyError             a second call on a pool that is already working
+    └── BatchError                one batch failed (index, actor; cause = remote error)
+        ├── BatchTimeoutError     it ran past timeout_s on every try
+        └── WorkerDiedError       its worker process died on every try
+
+Configuration mistakes are plain ``ValueError`` / ``TypeError`` (see config.py).
+
+Remote tracebacks follow ``concurrent.futures``: the exception raised inside the
+actor becomes ``BatchError.__cause__``, and its own ``__cause__`` is a
+:class:`RemoteTraceback` holding the text of the traceback in the worker.
+
+This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorStartError",
+    "BatchError",
+    "BatchTimeoutError",
+    "ManagerShutdownError",
+    "PoolBrokenError",
+    "PoolBusyError",
+    "RayManagerError",
+    "RemoteTraceback",
+    "ResourceUnavailableError",
+    "WorkerDiedError",
+]
+
+
+class RayManagerError(Exception):
+    """Base class of every raymanager error."""
+
+
+class ManagerShutdownError(RayManagerError):
+    """A manager or pool was used after :meth:`RayManager.shutdown`."""
+
+
+class PoolBrokenError(RayManagerError):
+    """The pool cannot keep any actor alive; it accepts no more work."""
+
+
+class ActorStartError(PoolBrokenError):
+    """An actor's constructor raised; the constructor's exception is ``__cause__``.
+
+    Attributes:
+        actor_class: name of the actor class that failed to start.
+    """
+
+    def __init__(self, message: str, *, actor_class: str) -> None:
+        super().__init__(message)
+        self.actor_class = actor_class
+
+
+class ResourceUnavailableError(PoolBrokenError):
+    """The resources asked for an actor do not exist in the cluster, or never came.
+
+    Attributes:
+        requested: resources asked for one actor, e.g. ``{"CPU": 4.0}``.
+        available: the largest amount of each resource on any one node.
+    """
+
+    def __init__(
+        self, message: str, *, requested: dict[str, float], available: dict[str, float]
+    ) -> None:
+        super().__init__(message)
+        self.requested = requested
+        self.available = available
+
+
+class PoolBusyError(RayManagerError):
+    """A pool runs one ``process_in_parallel`` at a time; it was already running one."""
+
+
+class BatchError(RayManagerError):
+    """A batch failed.
+
+    Attributes:
+        index: position of the batch in the input (0-based).
+        actor: the actor that ran it last, e.g. ``"TrainingActor#1 (pid 4242)"``.
+        attempts: how many times the batch was tried.
+    """
+
+    def __init__(self, message: str, *, index: int, actor: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.index = index
+        self.actor = actor
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the keyword-only data when an error crosses a process boundary.
+        return (_rebuild_batch_error, (type(self), str(self), self.index, self.actor,
+                                       self.attempts))
+
+
+def _rebuild_batch_error(
+    cls: type[BatchError], message: str, index: int, actor: str, attempts: int
+) -> BatchError:
+    return cls(message, index=index, actor=actor, attempts=attempts)
+
+
+class BatchTimeoutError(BatchError):
+    """A batch ran past ``BatchConfig.timeout_s`` on its first try and every retry."""
+
+
+class WorkerDiedError(BatchError):
+    """The worker process running a batch died on its first try and every retry.
+
+    ``out_of_memory`` is True when Ray's memory monitor killed the worker: the
+    batch itself most likely needs more memory than a worker may have.
+    """
+
+    def __init__(
+        self, message: str, *, index: int, actor: str, attempts: int = 1,
+        out_of_memory: bool = False,
+    ) -> None:
+        super().__init__(message, index=index, actor=actor, attempts=attempts)
+        self.out_of_memory = out_of_memory
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker process."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
