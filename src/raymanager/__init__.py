@@ -1,6 +1,42 @@
-"""raymanager: run ML training and evaluation in parallel on pools of Ray actors."""
+"""raymanager: run ML training and evaluation in parallel on pools of Ray actors.
+
+    >>> from raymanager import RayConfig, BatchConfig, RayManager
+    >>> BatchConfig().batch_size
+    128
+"""
 
 from raymanager.actors.base import RayActor
 from raymanager.config import BatchConfig, RayConfig
+from raymanager.errors import (
+    ActorStartError,
+    BatchError,
+    BatchTimeoutError,
+    ManagerShutdownError,
+    PoolBrokenError,
+    PoolBusyError,
+    RayManagerError,
+    RemoteTraceback,
+    ResourceUnavailableError,
+    WorkerDiedError,
+)
+from raymanager.manager import RayManager
+from raymanager.pool import ActorPool, PoolState
 
-__all__ = ["BatchConfig", "RayActor", "RayConfig"]
+__all__ = [
+    "ActorPool",
+    "ActorStartError",
+    "BatchConfig",
+    "BatchError",
+    "BatchTimeoutError",
+    "ManagerShutdownError",
+    "PoolBrokenError",
+    "PoolBusyError",
+    "PoolState",
+    "RayActor",
+    "RayConfig",
+    "RayManager",
+    "RayManagerError",
+    "RemoteTraceback",
+    "ResourceUnavailableError",
+    "WorkerDiedError",
+]

@@ -1,0 +1,406 @@
+"""RayManager: starts or joins Ray, makes actor pools, runs data through them.
+
+The seed's usage, unchanged::
+
+    manager = RayManager(RayConfig(num_cpus=4))
+    pool = manager.create_actor_pool(TrainingActor, {"learning_rate": 0.001}, num_actors=4)
+    results = manager.process_in_parallel(pool, data, BatchConfig(batch_size=128))
+    manager.shutdown()
+
+Or as a context manager, which shuts down also when the body raises::
+
+    with RayManager() as manager:
+        ...
+
+Ownership: a manager that started Ray stops it in :meth:`shutdown`. A manager
+that joined a cluster (``RayConfig.address``) or a Ray already running in this
+process only kills the actors and frees the objects it made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+import ray
+
+from raymanager.actors.base import RayActor
+from raymanager.batching import make_source
+from raymanager.config import BatchConfig, RayConfig
+from raymanager.errors import ManagerShutdownError
+from raymanager.pool import ActorPool, check_feasible
+from raymanager.progress import BatchProgress
+from raymanager.security import ensure_private_token, quiet_auth_banner
+
+__all__ = ["ObjectStoreStats", "RayManager"]
+
+logger = logging.getLogger("raymanager")
+
+Placement = Literal["spread", "pack"]
+
+
+class ObjectStoreStats(dict[str, int]):
+    """``{"used": bytes, "total": bytes}`` of the cluster's object store."""
+
+
+class RayManager:
+    """Ray lifecycle, actor pools and parallel processing, in one object.
+
+    Example::
+
+        >>> with RayManager(RayConfig(num_cpus=2)) as manager:          # doctest: +SKIP
+        ...     pool = manager.create_actor_pool(MyActor, {}, num_actors=2)
+        ...     manager.process_in_parallel(pool, np.arange(1000), BatchConfig())
+    """
+
+    def __init__(self, ray_config: RayConfig | None = None) -> None:
+        if ray_config is None:
+            ray_config = RayConfig()
+        if not isinstance(ray_config, RayConfig):
+            raise TypeError(
+                f"RayManager takes a RayConfig, got {type(ray_config).__name__}"
+            )
+        self.ray_config = ray_config
+        self._pools: list[ActorPool] = []
+        self._lock = threading.Lock()
+        self._shut_down = False
+        self.owns_ray = False
+        self._start_ray()
+
+    # ----------------------------------------------------------------- Ray lifecycle
+
+    def _start_ray(self) -> None:
+        config = self.ray_config
+        if ray.is_initialized():
+            # A library must not tear down a Ray it did not start: join it.
+            if config.address is not None or config.num_cpus is not None:
+                logger.warning(
+                    "Ray is already running in this process; RayManager joins it and "
+                    "ignores RayConfig's address and resource fields"
+                )
+            return
+        kwargs: dict[str, Any] = {
+            "namespace": config.namespace,
+            "log_to_driver": config.log_to_driver,
+            # Ray's INFO lines ("Started a local Ray instance ...") are noise
+            # on a user's terminal; its warnings and errors still show.
+            "logging_level": logging.WARNING,
+        }
+        if config.address is None:
+            ensure_private_token()
+            kwargs.update(
+                # "local" always starts a private Ray, even when RAY_ADDRESS is
+                # set or another Ray runs on this machine.
+                address="local",
+                num_cpus=config.num_cpus,
+                num_gpus=config.num_gpus,
+                object_store_memory=config.object_store_memory,
+                include_dashboard=config.include_dashboard,
+                runtime_env=self._local_runtime_env(),
+            )
+            if config.memory is not None:
+                kwargs["_memory"] = config.memory
+            self.owns_ray = True
+        else:
+            kwargs["address"] = config.address
+        kwargs.update(config.init_kwargs)
+        with quiet_auth_banner():
+            ray.init(**kwargs)
+
+    def _local_runtime_env(self) -> dict[str, Any] | None:
+        if "runtime_env" in self.ray_config.init_kwargs:
+            return None
+        # Workers of a local Ray run on this machine: give them the driver's
+        # import path so actor and agent classes defined in the user's own
+        # modules (scripts, tests, examples) import there as they do here.
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        if os.getcwd() not in paths:
+            paths.insert(0, os.getcwd())
+        return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
+
+    def _check_open(self) -> None:
+        if self._shut_down:
+            raise ManagerShutdownError(
+                "this RayManager was shut down; create a new RayManager to run more work"
+            )
+
+    def shutdown(self) -> None:
+        """Kill every actor this manager made and stop Ray if it started it.
+
+        Safe to call twice; after it, any call on the manager or its pools
+        raises :class:`~raymanager.ManagerShutdownError`.
+
+        Example::
+
+            >>> manager.shutdown(); manager.shutdown()   # doctest: +SKIP
+        """
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        for pool in self._pools:
+            pool.shutdown()
+        self._pools.clear()
+        if self.owns_ray and ray.is_initialized():
+            ray.shutdown()
+
+    def __enter__(self) -> RayManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # ----------------------------------------------------------------- pools
+
+    def create_actor_pool(
+        self,
+        actor_class: type[RayActor[Any, Any]],
+        actor_config: Mapping[str, Any] | None = None,
+        num_actors: int = 4,
+        *,
+        num_cpus: float = 0,
+        num_gpus: float = 0,
+        memory: int | None = None,
+        resources: Mapping[str, float] | None = None,
+        placement: Placement = "spread",
+        start_timeout_s: float | None = None,
+    ) -> ActorPool:
+        """Start ``num_actors`` actors of ``actor_class``, each built from ``actor_config``.
+
+        By default an actor reserves no CPU (like Ray's own actors once they
+        run), so several pools, say training and evaluation, share a machine.
+        Resources asked for with ``num_cpus`` / ``num_gpus`` (fractions allowed),
+        ``memory`` or custom ``resources`` are reserved per actor.
+
+        Returns when every actor is up. Raises
+        :class:`~raymanager.ActorStartError` when a constructor raises, and
+        :class:`~raymanager.ResourceUnavailableError` when no node can ever
+        host an actor, or the actors did not start in time.
+
+        Example::
+
+            >>> pool = manager.create_actor_pool(TrainingActor, {"learning_rate": 0.001},
+            ...                                  num_actors=4)   # doctest: +SKIP
+        """
+        self._check_open()
+        if not (isinstance(actor_class, type) and issubclass(actor_class, RayActor)):
+            hint = ""
+            if hasattr(actor_class, "remote"):
+                hint = " (pass the plain class, not one decorated with @ray.remote)"
+            raise TypeError(
+                f"actor_class must be a subclass of RayActor, got {actor_class!r}{hint}"
+            )
+        if actor_config is None:
+            actor_config = {}
+        if not isinstance(actor_config, Mapping):
+            raise TypeError(f"actor_config must be a mapping, got {type(actor_config).__name__}")
+        if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
+            raise ValueError(f"num_actors must be an int >= 1, got {num_actors!r}")
+        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if placement not in ("spread", "pack"):
+            raise ValueError(f"placement must be 'spread' or 'pack', got {placement!r}")
+        actor_class.validate_config(actor_config)
+        options: dict[str, Any] = {
+            "num_cpus": num_cpus,
+            "num_gpus": num_gpus,
+            # We replace dead actors ourselves (with their work): Ray must not.
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "scheduling_strategy": "SPREAD" if placement == "spread" else "DEFAULT",
+        }
+        if memory is not None:
+            options["memory"] = memory
+        if resources:
+            options["resources"] = dict(resources)
+        check_feasible(options, actor_class.__name__)
+        pool = ActorPool(
+            actor_class,
+            actor_config,
+            num_actors,
+            actor_options=options,
+            start_timeout_s=start_timeout_s or self.ray_config.actor_start_timeout_s,
+        )
+        self._pools.append(pool)
+        return pool
+
+    # ----------------------------------------------------------------- processing
+
+    def process_in_parallel(
+        self,
+        actor_pool: ActorPool,
+        data: Any,
+        batch_config: BatchConfig | None = None,
+        *,
+        progress: bool = False,
+    ) -> list[Any]:
+        """Run every batch of ``data`` through the pool; results in input order.
+
+        ``data`` is cut along its first axis into ``batch_size`` rows (see
+        :class:`~raymanager.BatchConfig`); there is one result per batch.
+        Empty data returns ``[]`` without calling any actor. Dead workers are
+        replaced and their batches re-run; see the README's failure model.
+
+        Example::
+
+            >>> manager.process_in_parallel(pool, np.arange(512),
+            ...                             BatchConfig(batch_size=128))   # doctest: +SKIP
+            [{...}, {...}, {...}, {...}]
+        """
+        return list(self.imap(actor_pool, data, batch_config, progress=progress))
+
+    def imap(
+        self,
+        actor_pool: ActorPool,
+        data: Any,
+        batch_config: BatchConfig | None = None,
+        *,
+        progress: bool = False,
+    ) -> Iterator[Any]:
+        """Like :meth:`process_in_parallel`, but yield results in order as they come.
+
+        Input is read lazily and results are handed over as soon as all
+        earlier ones are, so a generator of any length streams through in
+        bounded memory. Closing the iterator early cancels the work in flight.
+
+        Example::
+
+            >>> for result in manager.imap(pool, rows_from_disk()):   # doctest: +SKIP
+            ...     save(result)
+        """
+        for _, result in self._run(actor_pool, data, batch_config, progress, ordered=True):
+            yield result
+
+    def imap_unordered(
+        self,
+        actor_pool: ActorPool,
+        data: Any,
+        batch_config: BatchConfig | None = None,
+        *,
+        progress: bool = False,
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(batch index, result)`` pairs as batches finish, in any order.
+
+        Example::
+
+            >>> dict(manager.imap_unordered(pool, np.arange(10),
+            ...                             BatchConfig(batch_size=5)))   # doctest: +SKIP
+            {1: ..., 0: ...}
+        """
+        yield from self._run(actor_pool, data, batch_config, progress, ordered=False)
+
+    def _run(
+        self,
+        actor_pool: ActorPool,
+        data: Any,
+        batch_config: BatchConfig | None,
+        progress: bool,
+        *,
+        ordered: bool,
+    ) -> Iterator[tuple[int, Any]]:
+        self._check_open()
+        if not isinstance(actor_pool, ActorPool):
+            raise TypeError(
+                f"actor_pool must come from create_actor_pool, got {type(actor_pool).__name__}"
+            )
+        config = batch_config if batch_config is not None else BatchConfig()
+        if not isinstance(config, BatchConfig):
+            raise TypeError(f"batch_config must be a BatchConfig, got {type(config).__name__}")
+        source = make_source(data, config.batch_size)
+        if source.is_empty():
+            return
+        shared_ref = ray.put(source.shared) if source.shared is not None else None
+        reporter: contextlib.AbstractContextManager[Any]
+        if progress:
+            reporter = BatchProgress(source.num_batches, source.num_rows)
+        else:
+            reporter = contextlib.nullcontext(None)
+        try:
+            with reporter as on_progress:
+                yield from actor_pool.run(
+                    source, config, shared_ref=shared_ref, on_progress=on_progress,
+                    ordered=ordered,
+                )
+        finally:
+            # Drop our reference so the object store can free the shared data.
+            del shared_ref
+            self._warn_if_store_full()
+
+    def broadcast(
+        self,
+        actor_pool: ActorPool,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        replay_on_restart: bool = False,
+    ) -> list[Any]:
+        """Call one method on every actor of the pool with the same arguments.
+
+        The arguments go into the object store once. See
+        :meth:`ActorPool.broadcast`.
+
+        Example::
+
+            >>> manager.broadcast(pool, "set_weights", (weights,),
+            ...                   replay_on_restart=True)   # doctest: +SKIP
+        """
+        self._check_open()
+        return actor_pool.broadcast(
+            method, args, kwargs, replay_on_restart=replay_on_restart
+        )
+
+    # ----------------------------------------------------------------- observability
+
+    def cluster_resources(self) -> dict[str, float]:
+        """Resources of the whole cluster Ray sees, e.g. ``{"CPU": 2.0, ...}``."""
+        self._check_open()
+        return {k: float(v) for k, v in ray.cluster_resources().items()
+                if not k.startswith("node:")}
+
+    def object_store_stats(self) -> ObjectStoreStats:
+        """Bytes used and total in the object store, summed over the cluster's nodes.
+
+        Example::
+
+            >>> manager.object_store_stats()   # doctest: +SKIP
+            {'used': 1048576, 'total': 2147483648}
+        """
+        self._check_open()
+        total = int(ray.cluster_resources().get("object_store_memory", 0))
+        used = 0
+        try:
+            from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+            reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
+            used = int(reply.store_stats.object_store_bytes_used)
+        except Exception:  # internal API moved: fall back to Ray's resource view
+            available = int(ray.available_resources().get("object_store_memory", total))
+            used = max(0, total - available)
+        return ObjectStoreStats(used=used, total=total)
+
+    def _warn_if_store_full(self) -> None:
+        if self._shut_down or not ray.is_initialized():
+            return
+        try:
+            stats = self.object_store_stats()
+        except Exception:
+            return
+        if stats["total"] and stats["used"] / stats["total"] > self.ray_config.object_store_warn_fraction:
+            logger.warning(
+                "object store is %.0f%% full (%d of %d bytes); Ray will spill to disk",
+                100 * stats["used"] / stats["total"], stats["used"], stats["total"],
+            )
+
