@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal
@@ -43,6 +44,9 @@ __all__ = ["ObjectStoreStats", "RayManager"]
 logger = logging.getLogger("raymanager")
 
 Placement = Literal["spread", "pack"]
+
+#: Seconds between two checks of object store use after a run.
+STORE_CHECK_INTERVAL_S = 10.0
 
 
 class ObjectStoreStats(dict[str, int]):
@@ -71,6 +75,7 @@ class RayManager:
         self._lock = threading.Lock()
         self._shut_down = False
         self.owns_ray = False
+        self._next_store_check = 0.0
         self._start_ray()
 
     # ----------------------------------------------------------------- Ray lifecycle
@@ -373,6 +378,8 @@ class RayManager:
     def object_store_stats(self) -> ObjectStoreStats:
         """Bytes used and total in the object store, summed over the cluster's nodes.
 
+        ``used`` is -1 when Ray cannot report it (its gRPC stats API is missing).
+
         Example::
 
             >>> manager.object_store_stats()   # doctest: +SKIP
@@ -386,19 +393,22 @@ class RayManager:
 
             reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
             used = int(reply.store_stats.object_store_bytes_used)
-        except Exception:  # internal API moved: fall back to Ray's resource view
-            available = int(ray.available_resources().get("object_store_memory", total))
-            used = max(0, total - available)
+        except Exception:  # internal API moved or gRPC missing: say so, do not guess
+            logger.debug("object store usage unavailable", exc_info=True)
+            used = -1
         return ObjectStoreStats(used=used, total=total)
 
     def _warn_if_store_full(self) -> None:
-        if self._shut_down or not ray.is_initialized():
+        # Asking the raylets costs tens of ms: at most once per interval.
+        now = time.monotonic()
+        if self._shut_down or not ray.is_initialized() or now < self._next_store_check:
             return
+        self._next_store_check = now + STORE_CHECK_INTERVAL_S
         try:
             stats = self.object_store_stats()
         except Exception:
             return
-        if stats["total"] and stats["used"] / stats["total"] > self.ray_config.object_store_warn_fraction:
+        if stats["total"] and stats["used"] > 0 and stats["used"] / stats["total"] > self.ray_config.object_store_warn_fraction:
             logger.warning(
                 "object store is %.0f%% full (%d of %d bytes); Ray will spill to disk",
                 100 * stats["used"] / stats["total"], stats["used"], stats["total"],

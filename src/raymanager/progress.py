@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -49,6 +50,7 @@ class BatchProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
             transient=False,
         )
         self._task = self._progress.add_task(description, total=total_batches, rows=0)

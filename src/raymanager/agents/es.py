@@ -1,0 +1,499 @@
+"""The built-in agent ``"es"``: evolution strategies in numpy (Salimans et al., 2017).
+
+Training data are integer seeds. Seed ``s`` stands for the perturbation
+``eps = np.random.default_rng(s).standard_normal(num_params)`` of the policy's
+flat parameter vector. One :meth:`EvolutionStrategies.train` call over a batch
+of seeds is one update step:
+
+1. for each seed, roll out one episode with ``theta + noise_std * eps`` and one
+   with ``theta - noise_std * eps`` (antithetic sampling), both from the same
+   start (the episode seed is drawn from the same generator, after ``eps``), so
+   the pair differs only by the sign of the perturbation; ``chunk_size`` seeds
+   (``2 * chunk_size`` episodes) run at once in a vector environment;
+2. replace the returns by centered ranks in [-0.5, 0.5] (ties share a rank),
+   which makes the step insensitive to the scale of rewards and to outliers;
+3. estimate the gradient ``sum_i (rank(+eps_i) - rank(-eps_i)) * eps_i / n``,
+   regenerating each ``eps_i`` from its seed rather than keeping them all;
+4. take one Adam step (ascent, with optional L2 weight decay).
+
+A result depends only on the seeds and the weights the step started from, not
+on ``chunk_size`` nor on which process ran it. Adam's moments and step count are
+part of :meth:`~EvolutionStrategies.get_weights` (keys ``adam.m.<name>``,
+``adam.v.<name>``, ``adam.t``), so a driver that averages the weights of a
+round's batches averages the optimizer state too.
+
+The policy is deterministic: linear (``hidden_size=0``) or one tanh hidden
+layer, then argmax for a discrete action space, or tanh squashed into the
+bounds of a box action space.
+
+Config keys (all optional):
+
+=====================  ==================  =============================================
+key                    default             meaning
+=====================  ==================  =============================================
+``agent``              ``"es"``            this agent
+``env``                ``"CartPole-v1"``   gymnasium id (see :mod:`raymanager.envs`)
+``env_kwargs``         ``{}``              keyword arguments of the environment
+``max_episode_steps``  ``None``            episode time limit; None = the env's own
+``learning_rate``      ``0.05``            Adam step size
+``noise_std``          ``0.1``             standard deviation of the perturbations
+``seed``               ``0``               seeds the initial weights: every agent
+                                           built from one config starts identical
+``hidden_size``        ``0``               units of the tanh hidden layer; 0 = linear
+``l2``                 ``0.0``             L2 weight decay added to the gradient
+=====================  ==================  =============================================
+
+    >>> agent = EvolutionStrategies({"seed": 0})
+    >>> metrics = agent.train(np.arange(8), chunk_size=4)
+    >>> metrics["episodes"], metrics["rows"]
+    (16.0, 8.0)
+
+This module knows nothing of Ray (see DESIGN.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
+
+from raymanager.envs import ENV_CONFIG_KEYS, make_vector_env, run_episodes
+from raymanager.envs import env_spaces as _env_spaces
+from raymanager.envs import validate_env_config as _validate_env_config
+
+__all__ = [
+    "ES_CONFIG_KEYS",
+    "ESConfig",
+    "EvolutionStrategies",
+    "centered_ranks",
+    "perturbation",
+]
+
+#: Every config key the ES agent reads; any other key is rejected as a likely typo.
+ES_CONFIG_KEYS = (
+    "agent",
+    *ENV_CONFIG_KEYS,
+    "hidden_size",
+    "l2",
+    "learning_rate",
+    "noise_std",
+    "seed",
+)
+
+# Adam's usual constants; not worth a config key each.
+_ADAM_BETA1 = 0.9
+_ADAM_BETA2 = 0.999
+_ADAM_EPSILON = 1e-8
+
+# Episode seeds are drawn below 2**31 so that every gymnasium env accepts them.
+_EPISODE_SEED_BOUND = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """The ES hyperparameters of a config mapping, checked (see the module docstring).
+
+    >>> ESConfig.from_mapping({"learning_rate": 0.001}).noise_std
+    0.1
+    >>> ESConfig.from_mapping({"learnig_rate": 0.001})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: config key 'learnig_rate' is not used by the 'es' agent (did you mean ...?)
+    """
+
+    learning_rate: float = 0.05
+    noise_std: float = 0.1
+    seed: int = 0
+    hidden_size: int = 0
+    l2: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> ESConfig:
+        """Read and check the ES keys of ``config``; raises ValueError/TypeError naming the key."""
+        for key in config:
+            if key not in ES_CONFIG_KEYS:
+                close = difflib.get_close_matches(str(key), ES_CONFIG_KEYS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"config key {key!r} is not used by the 'es' agent{hint}")
+        defaults = cls()
+        learning_rate = _positive_number(config, "learning_rate", defaults.learning_rate)
+        noise_std = _positive_number(config, "noise_std", defaults.noise_std)
+        l2 = config.get("l2", defaults.l2)
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)):
+            raise TypeError(f"config['l2'] must be a number, got {l2!r}")
+        if not math.isfinite(l2) or l2 < 0:
+            raise ValueError(f"config['l2'] must be a finite number >= 0, got {l2!r}")
+        seed = _int_at_least(config, "seed", defaults.seed, minimum=0)
+        hidden_size = _int_at_least(config, "hidden_size", defaults.hidden_size, minimum=0)
+        return cls(
+            learning_rate=learning_rate,
+            noise_std=noise_std,
+            seed=seed,
+            hidden_size=hidden_size,
+            l2=float(l2),
+        )
+
+
+def _positive_number(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"config[{key!r}] must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"config[{key!r}] must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _int_at_least(config: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"config[{key!r}] must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"config[{key!r}] must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def centered_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks of ``values`` scaled to [-0.5, 0.5]; equal values share their mean rank.
+
+    Sharing ranks matters on CartPole, where many episodes end at the same
+    time limit: ranking ties by position would push the weights along noise.
+
+    >>> centered_ranks(np.array([10.0, 30.0, 20.0]))
+    array([-0.5,  0.5,  0. ])
+    >>> centered_ranks(np.array([5.0, 5.0, 1.0]))
+    array([ 0.25,  0.25, -0.5 ])
+    """
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    count = flat.size
+    if count < 2:
+        return np.zeros(count)
+    order = np.argsort(flat, kind="stable")
+    sorted_values = flat[order]
+    # Start index of each run of equal values, and the mean rank of that run.
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], count]
+    run_ranks = (starts + ends - 1) / 2.0
+    ranks = np.empty(count)
+    ranks[order] = np.repeat(run_ranks, ends - starts)
+    return ranks / (count - 1) - 0.5
+
+
+def perturbation(seed: int, num_params: int) -> tuple[np.ndarray, int]:
+    """The noise vector of ``seed`` and the seed of the episodes that evaluate it.
+
+    >>> eps, episode_seed = perturbation(7, 3)
+    >>> bool(np.array_equal(eps, np.random.default_rng(7).standard_normal(3)))
+    True
+    """
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal(num_params)
+    episode_seed = int(rng.integers(0, _EPISODE_SEED_BOUND))
+    return eps, episode_seed
+
+
+class _PolicyShape:
+    """Layout of the policy's parameters inside the flat vector ES perturbs."""
+
+    def __init__(
+        self,
+        observation_space: gymnasium.Space[Any],
+        action_space: gymnasium.Space[Any],
+        hidden_size: int,
+    ) -> None:
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(
+                f"the 'es' agent needs a Box observation space, the environment has "
+                f"{observation_space}"
+            )
+        self.observation_shape = observation_space.shape
+        inputs = int(np.prod(observation_space.shape))
+        self.action_space = action_space
+        if isinstance(action_space, spaces.Discrete):
+            outputs = int(action_space.n)
+        elif isinstance(action_space, spaces.Box):
+            outputs = int(np.prod(action_space.shape))
+        else:
+            raise ValueError(
+                f"the 'es' agent needs a Discrete or Box action space, the environment has "
+                f"{action_space}"
+            )
+        if hidden_size == 0:
+            layers = [(inputs, outputs)]
+        else:
+            layers = [(inputs, hidden_size), (hidden_size, outputs)]
+        self.layers = len(layers)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for index, (fan_in, fan_out) in enumerate(layers, start=1):
+            suffix = "" if len(layers) == 1 else str(index)
+            self.shapes[f"W{suffix}"] = (fan_in, fan_out)
+            self.shapes[f"b{suffix}"] = (fan_out,)
+        self.sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
+        self.num_params = sum(self.sizes.values())
+
+    def initial(self, seed: int) -> np.ndarray:
+        """Flat initial parameters: scaled normal weights, zero biases."""
+        rng = np.random.default_rng(seed)
+        pieces = []
+        for name, shape in self.shapes.items():
+            if name.startswith("W"):
+                # 1/sqrt(fan_in) keeps pre-activations O(1) whatever the obs size.
+                pieces.append(rng.standard_normal(shape).reshape(-1) / math.sqrt(shape[0]))
+            else:
+                pieces.append(np.zeros(math.prod(shape)))
+        return np.concatenate(pieces)
+
+    def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Views of rows of flat parameters ``(population, num_params)`` as named arrays."""
+        population = flat.shape[0]
+        named: dict[str, np.ndarray] = {}
+        offset = 0
+        for name, shape in self.shapes.items():
+            size = self.sizes[name]
+            named[name] = flat[:, offset : offset + size].reshape((population, *shape))
+            offset += size
+        return named
+
+    def actions(self, flat: np.ndarray, observations: np.ndarray) -> np.ndarray:
+        """Actions of policy row ``i`` of ``flat`` (or of its only row) for observation ``i``.
+
+        Written as broadcast multiply-and-sum rather than matmul: each row's
+        result then does not depend on how many rows are computed together,
+        which keeps chunked and unchunked rollouts bit-identical.
+        """
+        params = self.unflatten(flat)
+        x = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)
+        for layer in range(1, self.layers + 1):
+            suffix = "" if self.layers == 1 else str(layer)
+            weights, bias = params[f"W{suffix}"], params[f"b{suffix}"]
+            x = (x[:, :, None] * weights).sum(axis=1) + bias
+            if layer < self.layers:
+                x = np.tanh(x)
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            discrete: np.ndarray = np.argmax(x, axis=1).astype(np.int64) + int(space.start)
+            return discrete
+        assert isinstance(space, spaces.Box)
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        if np.isfinite(low).all() and np.isfinite(high).all():
+            x = low + (np.tanh(x) + 1.0) * 0.5 * (high - low)
+        return x.astype(space.dtype).reshape((len(x), *space.shape))
+
+
+class EvolutionStrategies:
+    """Evolution-strategies agent over a small deterministic policy (see module docstring).
+
+    >>> agent = EvolutionStrategies({"seed": 1})
+    >>> twin = EvolutionStrategies({"seed": 1})
+    >>> a, b = agent.get_weights(), twin.get_weights()
+    >>> all(np.array_equal(a[key], b[key]) for key in a)
+    True
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+        self.settings = ESConfig.from_mapping(self.config)
+        observation_space, action_space = _env_spaces(self.config)
+        self._policy = _PolicyShape(observation_space, action_space, self.settings.hidden_size)
+        self._theta = self._policy.initial(self.settings.seed)
+        self._adam_m = np.zeros_like(self._theta)
+        self._adam_v = np.zeros_like(self._theta)
+        self._adam_t = 0.0
+        # One vector env per rollout width; a batch needs at most two widths
+        # (full chunks and the last, shorter one).
+        self._envs: dict[int, VectorEnv[Any, Any, Any]] = {}
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> None:
+        """Check ``config`` without building the agent (driver-side, before workers start).
+
+        >>> EvolutionStrategies.validate_config({"hidden_size": -1})
+        Traceback (most recent call last):
+        ...
+        ValueError: config['hidden_size'] must be >= 0, got -1
+        """
+        settings = ESConfig.from_mapping(config)
+        observation_space, action_space = _validate_env_config(config)
+        _PolicyShape(observation_space, action_space, settings.hidden_size)
+
+    @property
+    def num_params(self) -> int:
+        """Length of the flat parameter vector that a perturbation perturbs."""
+        return self._policy.num_params
+
+    # -- Agent protocol -----------------------------------------------------------------
+
+    def train(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, float]:
+        """One ES step over ``batch_of_seeds`` (non-negative ints), ``chunk_size`` at a time.
+
+        Returns ``fitness_mean/max/min`` (episode returns over both signs),
+        ``episodes``, ``env_steps``, ``rows`` (seeds), ``loss``
+        (``-fitness_mean``), ``grad_norm``, ``update_norm`` and ``seconds``.
+        """
+        started = time.perf_counter()
+        seeds = _as_seeds(batch_of_seeds)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        count = len(seeds)
+        plus_returns = np.empty(count)
+        minus_returns = np.empty(count)
+        env_steps = 0
+        sigma = self.settings.noise_std
+        for start in range(0, count, chunk_size):
+            chunk = seeds[start : start + chunk_size]
+            width = len(chunk)
+            # Rows 0..width-1 are +eps, rows width..2*width-1 the matching -eps.
+            population = np.empty((2 * width, self.num_params))
+            episode_seeds = np.empty(2 * width, dtype=np.int64)
+            for row, seed in enumerate(chunk):
+                eps, episode_seed = perturbation(int(seed), self.num_params)
+                population[row] = self._theta + sigma * eps
+                population[width + row] = self._theta - sigma * eps
+                episode_seeds[row] = episode_seeds[width + row] = episode_seed
+            outcome = run_episodes(
+                self._env(2 * width),
+                functools.partial(self._policy.actions, population),
+                episode_seeds,
+            )
+            plus_returns[start : start + width] = outcome.returns[:width]
+            minus_returns[start : start + width] = outcome.returns[width:]
+            env_steps += outcome.env_steps
+
+        ranks = centered_ranks(np.concatenate([plus_returns, minus_returns]))
+        advantages = ranks[:count] - ranks[count:]
+        gradient = np.zeros(self.num_params)
+        # eps are regenerated seed by seed, in batch order: memory stays O(chunk)
+        # and the sum is the same whatever chunk_size was.
+        for seed, advantage in zip(seeds, advantages, strict=True):
+            if advantage != 0.0:
+                gradient += advantage * perturbation(int(seed), self.num_params)[0]
+        gradient /= count
+        update = self._adam_step(gradient)
+
+        returns = np.concatenate([plus_returns, minus_returns])
+        return {
+            "fitness_mean": float(returns.mean()),
+            "fitness_max": float(returns.max()),
+            "fitness_min": float(returns.min()),
+            "loss": -float(returns.mean()),
+            "episodes": float(2 * count),
+            "env_steps": float(env_steps),
+            "rows": float(count),
+            "grad_norm": float(np.linalg.norm(gradient)),
+            "update_norm": float(np.linalg.norm(update)),
+            "seconds": time.perf_counter() - started,
+        }
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions of the current weights for a batch of observations.
+
+        >>> EvolutionStrategies({}).act(np.zeros((3, 4), dtype=np.float32)).dtype
+        dtype('int64')
+        """
+        return self._policy.actions(self._theta[None, :], np.asarray(observations))
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Copies of the policy arrays (``W``, ``b`` or ``W1``...) and Adam's state."""
+        weights: dict[str, np.ndarray] = {}
+        for prefix, flat in (
+            ("", self._theta),
+            ("adam.m.", self._adam_m),
+            ("adam.v.", self._adam_v),
+        ):
+            for name, array in self._policy.unflatten(flat[None, :]).items():
+                weights[prefix + name] = array[0].copy()
+        weights["adam.t"] = np.array(self._adam_t)
+        return weights
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Load weights from :meth:`get_weights` (arrays are copied).
+
+        The policy arrays are required. Adam's state is optional: a mapping
+        with only the policy (say, a policy checkpoint) resets Adam.
+        """
+        names = list(self._policy.shapes)
+        adam_keys = [f"adam.{moment}.{name}" for moment in "mv" for name in names] + ["adam.t"]
+        unknown = sorted(set(weights) - set(names) - set(adam_keys))
+        if unknown:
+            raise ValueError(f"unknown weight keys {unknown}; expected {names + adam_keys}")
+        present_adam = [key for key in adam_keys if key in weights]
+        if present_adam and len(present_adam) != len(adam_keys):
+            missing = sorted(set(adam_keys) - set(present_adam))
+            raise ValueError(f"weights have part of Adam's state; missing {missing}")
+        theta = self._flatten(weights, "")
+        if present_adam:
+            adam_m = self._flatten(weights, "adam.m.")
+            adam_v = self._flatten(weights, "adam.v.")
+            adam_t = float(np.asarray(weights["adam.t"]).reshape(()))
+            if (adam_v < 0).any() or adam_t < 0:
+                raise ValueError("Adam's second moments and step count must be >= 0")
+        else:
+            adam_m, adam_v, adam_t = np.zeros_like(theta), np.zeros_like(theta), 0.0
+        self._theta, self._adam_m, self._adam_v, self._adam_t = theta, adam_m, adam_v, adam_t
+
+    # -- internals -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the vector environments this agent opened."""
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    def _env(self, num_envs: int) -> VectorEnv[Any, Any, Any]:
+        env = self._envs.get(num_envs)
+        if env is None:
+            if len(self._envs) >= 2:
+                # Batches of a new size: drop the oldest width.
+                oldest = next(iter(self._envs))
+                self._envs.pop(oldest).close()
+            env = make_vector_env(self.config, num_envs)
+            self._envs[num_envs] = env
+        return env
+
+    def _flatten(self, weights: Mapping[str, np.ndarray], prefix: str) -> np.ndarray:
+        pieces = []
+        for name, shape in self._policy.shapes.items():
+            key = prefix + name
+            if key not in weights:
+                raise ValueError(f"weights lack {key!r}")
+            array = np.asarray(weights[key], dtype=np.float64)
+            if array.shape != shape:
+                raise ValueError(f"weights[{key!r}] has shape {array.shape}, expected {shape}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"weights[{key!r}] has non-finite values")
+            pieces.append(array.reshape(-1))
+        return np.concatenate(pieces)
+
+    def _adam_step(self, ascent_direction: np.ndarray) -> np.ndarray:
+        """Apply one Adam step towards ``ascent_direction``; returns the parameter change."""
+        gradient = -ascent_direction + self.settings.l2 * self._theta
+        self._adam_t += 1.0
+        self._adam_m = _ADAM_BETA1 * self._adam_m + (1 - _ADAM_BETA1) * gradient
+        self._adam_v = _ADAM_BETA2 * self._adam_v + (1 - _ADAM_BETA2) * gradient**2
+        m_hat = self._adam_m / (1 - _ADAM_BETA1**self._adam_t)
+        v_hat = self._adam_v / (1 - _ADAM_BETA2**self._adam_t)
+        update: np.ndarray = -self.settings.learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPSILON)
+        self._theta = self._theta + update
+        return update
+
+
+def _as_seeds(batch: Any) -> np.ndarray:
+    """A batch of seeds as an int64 array; rejects anything that is not non-negative ints."""
+    seeds = np.asarray(batch)
+    if seeds.ndim != 1:
+        raise ValueError(f"a batch of seeds must be 1-D, got shape {seeds.shape}")
+    if seeds.size == 0:
+        raise ValueError("a batch of seeds is empty; nothing to train on")
+    if not np.issubdtype(seeds.dtype, np.integer):
+        raise TypeError(f"training data must be integer seeds, got dtype {seeds.dtype}")
+    if (seeds < 0).any():
+        raise ValueError(f"seeds must be >= 0, got {int(seeds.min())}")
+    return seeds.astype(np.int64, copy=False)

@@ -1,0 +1,63 @@
+"""The public names: sorted, complete, and pinned so a change is deliberate."""
+
+from __future__ import annotations
+
+import raymanager
+
+EXPECTED = [
+    "ActorPool",
+    "ActorStartError",
+    "BatchConfig",
+    "BatchError",
+    "BatchTimeoutError",
+    "EvaluationActor",
+    "ManagerShutdownError",
+    "PoolBrokenError",
+    "PoolBusyError",
+    "PoolState",
+    "RayActor",
+    "RayConfig",
+    "RayManager",
+    "RayManagerError",
+    "RemoteTraceback",
+    "ResourceUnavailableError",
+    "TrainingActor",
+    "WorkerDiedError",
+]
+
+
+def test_all_is_sorted_and_pinned() -> None:
+    assert raymanager.__all__ == sorted(raymanager.__all__)
+    assert raymanager.__all__ == EXPECTED
+
+
+def test_every_public_name_exists() -> None:
+    for name in raymanager.__all__:
+        assert getattr(raymanager, name) is not None
+
+
+def test_error_tree() -> None:
+    from raymanager import errors
+
+    assert issubclass(errors.BatchTimeoutError, errors.BatchError)
+    assert issubclass(errors.WorkerDiedError, errors.BatchError)
+    assert issubclass(errors.ActorStartError, errors.PoolBrokenError)
+    assert issubclass(errors.ResourceUnavailableError, errors.PoolBrokenError)
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if name != "RemoteTraceback":
+            assert issubclass(cls, errors.RayManagerError), name
+
+
+def test_layering_no_ray_below_pool() -> None:
+    """actors/, agents/, envs, config, errors, batching never import ray."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(raymanager.__file__).parent
+    pure = [root / "config.py", root / "errors.py", root / "batching.py", root / "envs.py"]
+    pure += list((root / "actors").glob("*.py")) + list((root / "agents").glob("*.py"))
+    for path in pure:
+        if path.exists():
+            text = path.read_text()
+            assert not re.search(r"^\s*(import ray(\s|\.|$)|from ray(\s|\.))", text, re.M), path
