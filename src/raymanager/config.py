@@ -84,8 +84,10 @@ class RayConfig:
     namespace: str | None = None
     #: Ray's web dashboard; off by default because it serves on the network.
     include_dashboard: bool = False
-    #: Forward actor stdout/stderr to the driver's terminal.
-    log_to_driver: bool = True
+    #: Forward actor stdout/stderr (and Ray's worker notices) to the driver's
+    #: terminal. Off by default: raymanager logs what went wrong itself, and
+    #: Ray's notices are noise there; they stay in Ray's session log files.
+    log_to_driver: bool = False
     #: Seconds to wait for a pool's actors to start before giving up.
     actor_start_timeout_s: float = 120.0
     #: Log a warning when the object store is fuller than this fraction.

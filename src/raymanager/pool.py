@@ -74,6 +74,8 @@ CANCEL_CHECK_SECONDS = 0.01
 #: Seconds a stopped call may take to notice its cancellation before its
 #: actor is killed and replaced instead.
 CANCEL_GRACE_SECONDS = 2.0
+#: Phrases of Ray's errors for a worker that its memory monitor killed.
+OOM_MARKERS = ("running low on memory", "killed due to memory", "OutOfMemoryError")
 
 
 class PoolState(enum.Enum):
@@ -731,7 +733,11 @@ class _Run:
 
     def _worker_lost(self, slot: _Slot, failed: _Call, exc: BaseException) -> None:
         """The actor in ``slot`` died: salvage finished calls, requeue the rest."""
-        out_of_memory = isinstance(exc, OutOfMemoryError) or "memory" in str(exc).lower()
+        # Ray's memory monitor says so in the error; a plain crash mentions the
+        # kernel OOM killer only as one guess among several, which is not enough.
+        out_of_memory = isinstance(exc, OutOfMemoryError) or any(
+            marker in str(exc) for marker in OOM_MARKERS
+        )
         if out_of_memory:
             reason = "its worker was killed for using too much memory"
         else:
@@ -793,15 +799,18 @@ class _Run:
     def _charge(
         self, group: Group, label: str, reason: str, out_of_memory: bool, timed_out: bool
     ) -> None:
+        attempts = group.attempts + 1
+        if attempts <= self.config.max_retries:
+            logger.warning(
+                "retrying batches %d..%d (attempt %d of %d) after %s: %s",
+                group.first, group.first + group.count - 1, attempts + 1,
+                self.config.max_retries + 1, label, reason,
+            )
         for part in group.split(self.source.batch_size):
-            part.attempts += 1
-            if part.attempts > self.config.max_retries:
+            part.attempts = attempts
+            if attempts > self.config.max_retries:
                 self._give_up(part, label, reason, out_of_memory, timed_out)
             else:
-                logger.warning(
-                    "retrying batch %d (attempt %d of %d) after %s: %s",
-                    part.first, part.attempts + 1, self.config.max_retries + 1, label, reason,
-                )
                 self.retry.append(part)
 
     def _give_up(
