@@ -9,7 +9,6 @@ import signal
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from actors_for_tests import Square
 
@@ -79,7 +78,8 @@ def test_a_batch_that_always_kills_its_worker_gives_up(
     with caplog.at_level(logging.WARNING, logger="raymanager"), pytest.raises(
         WorkerDiedError, match="batch 7"
     ) as info:
-        manager.process_in_parallel(pool, np.arange(N), BatchConfig(batch_size=BATCH, max_retries=2))
+        config = BatchConfig(batch_size=BATCH, max_retries=2)
+        manager.process_in_parallel(pool, np.arange(N), config)
     assert info.value.index == 7 and info.value.attempts == 3
     assert "retrying batches 7..7 (attempt 3 of 3)" in caplog.text
     # The pool recovers for the next call.

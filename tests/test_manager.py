@@ -106,12 +106,13 @@ def test_chunk_size_reaches_the_actor(manager: RayManager) -> None:
 
 def test_num_parallel_limits_busy_actors(manager: RayManager) -> None:
     pool = manager.create_actor_pool(Echo, {"sleep_s": 0.02}, num_actors=3)
-    one = manager.process_in_parallel(pool, np.arange(40), BatchConfig(batch_size=2, num_parallel=1))
-    assert len({r["pid"] for r in one}) == 1
-    two = manager.process_in_parallel(pool, np.arange(40), BatchConfig(batch_size=2, num_parallel=2))
-    assert len({r["pid"] for r in two}) == 2
-    three = manager.process_in_parallel(pool, np.arange(60), BatchConfig(batch_size=2, num_parallel=8))
-    assert len({r["pid"] for r in three}) == 3
+    def pids_used(rows: int, num_parallel: int) -> int:
+        config = BatchConfig(batch_size=2, num_parallel=num_parallel)
+        return len({r["pid"] for r in manager.process_in_parallel(pool, np.arange(rows), config)})
+
+    assert pids_used(40, 1) == 1
+    assert pids_used(40, 2) == 2
+    assert pids_used(60, 8) == 3  # more than the pool has: all of it
 
 
 def test_imap_streams_and_unordered_gives_indices(manager: RayManager) -> None:
@@ -207,7 +208,7 @@ def test_shutdown_kills_actors_and_is_idempotent(ray_session: RayManager) -> Non
     assert all(pid is not None and psutil.pid_exists(pid) for pid in pids)
     manager.shutdown()
     manager.shutdown()
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if p and psutil.pid_exists(p)],
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if p and psutil.pid_exists(p)],
                                     timeout=10)
     assert not alive
     with pytest.raises(ManagerShutdownError):
@@ -220,11 +221,10 @@ def test_shutdown_kills_actors_and_is_idempotent(ray_session: RayManager) -> Non
 
 
 def test_context_manager_shuts_down_when_body_raises(ray_session: RayManager) -> None:
-    with pytest.raises(KeyError):
-        with RayManager() as manager:
-            pool = manager.create_actor_pool(Echo, {}, num_actors=1)
-            pid = pool.pids()[0]
-            raise KeyError("boom")
+    with pytest.raises(KeyError), RayManager() as manager:
+        pool = manager.create_actor_pool(Echo, {}, num_actors=1)
+        pid = pool.pids()[0]
+        raise KeyError("boom")
     assert pid is not None
     with pytest.raises(psutil.NoSuchProcess):
         psutil.Process(pid).wait(timeout=10)

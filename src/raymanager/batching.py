@@ -217,7 +217,9 @@ def _column_length(key: object, column: object) -> int:
         ) from None
 
 
-def make_source(data: Any, batch_size: int, *, share_min_bytes: int = SHARE_MIN_BYTES) -> BatchSource:
+def make_source(
+    data: Any, batch_size: int, *, share_min_bytes: int = SHARE_MIN_BYTES
+) -> BatchSource:
     """Wrap ``data`` as a :class:`BatchSource` cut into ``batch_size``-row batches.
 
     Accepted: a numpy array (cut along axis 0), a sequence (list, tuple, range;

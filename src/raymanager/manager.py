@@ -372,8 +372,8 @@ class RayManager:
     def cluster_resources(self) -> dict[str, float]:
         """Resources of the whole cluster Ray sees, e.g. ``{"CPU": 2.0, ...}``."""
         self._check_open()
-        return {k: float(v) for k, v in ray.cluster_resources().items()
-                if not k.startswith("node:")}
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
 
     def object_store_stats(self) -> ObjectStoreStats:
         """Bytes used and total in the object store, summed over the cluster's nodes.
@@ -386,12 +386,15 @@ class RayManager:
             {'used': 1048576, 'total': 2147483648}
         """
         self._check_open()
-        total = int(ray.cluster_resources().get("object_store_memory", 0))
+        total = int(self.cluster_resources().get("object_store_memory", 0))
         used = 0
         try:
             from ray._private.internal_api import get_memory_info_reply, get_state_from_address
 
-            reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
+            state = get_state_from_address(  # type: ignore[no-untyped-call]
+                ray.get_runtime_context().gcs_address
+            )
+            reply = get_memory_info_reply(state)  # type: ignore[no-untyped-call]
             used = int(reply.store_stats.object_store_bytes_used)
         except Exception:  # internal API moved or gRPC missing: say so, do not guess
             logger.debug("object store usage unavailable", exc_info=True)
@@ -408,7 +411,8 @@ class RayManager:
             stats = self.object_store_stats()
         except Exception:
             return
-        if stats["total"] and stats["used"] > 0 and stats["used"] / stats["total"] > self.ray_config.object_store_warn_fraction:
+        limit = self.ray_config.object_store_warn_fraction
+        if stats["total"] and stats["used"] > 0 and stats["used"] / stats["total"] > limit:
             logger.warning(
                 "object store is %.0f%% full (%d of %d bytes); Ray will spill to disk",
                 100 * stats["used"] / stats["total"], stats["used"], stats["total"],

@@ -22,6 +22,7 @@ Users get a pool from :meth:`RayManager.create_actor_pool`::
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import logging
 import math
@@ -325,10 +326,9 @@ class ActorPool:
 
     @staticmethod
     def _kill(slot: _Slot) -> None:
-        try:
+        # Already dead, or Ray already shut down: nothing left to kill.
+        with contextlib.suppress(Exception):
             ray.kill(slot.handle, no_restart=True)
-        except Exception:  # already dead, or Ray already shut down
-            pass
 
     def _wait_ready(self, slots: list[_Slot]) -> None:
         refs = {slot.handle.ready.remote(): slot for slot in slots}
@@ -456,7 +456,7 @@ class ActorPool:
                     except RayTaskError as exc:
                         if isinstance(exc.cause, _HostStartError):
                             self._await_ready(slot)
-                        raise exc.as_instanceof_cause() from None
+                        raise exc.as_instanceof_cause() from None  # type: ignore[no-untyped-call]
                     except (RayActorError, OutOfMemoryError) as exc:
                         if attempt == max_retries:
                             raise PoolBrokenError(
@@ -842,10 +842,8 @@ class _Run:
         """Stop early (error, caller stopped iterating, Ctrl-C): leave every actor idle."""
         refs = list(self.calls)
         for ref in refs:
-            try:
+            with contextlib.suppress(Exception):  # finished already
                 ray.cancel(ref)
-            except Exception:
-                pass
         if not refs:
             return
         # Running groups stop at their next batch boundary; an actor stuck in
@@ -874,7 +872,7 @@ def _requested_resources(options: Mapping[str, Any]) -> dict[str, float]:
 
 def _largest_node_resources() -> dict[str, float]:
     largest: dict[str, float] = {}
-    for node in ray.nodes():
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
         if not node.get("Alive"):
             continue
         for name, amount in node.get("Resources", {}).items():
