@@ -1,0 +1,3 @@
+from raymanager.cli import main
+import sys
+sys.exit(main())

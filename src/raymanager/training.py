@@ -1,0 +1,455 @@
+"""The main job: train an agent with a pool of training actors, evaluate it with another.
+
+Read top to bottom, one round is::
+
+    broadcast the round's weights to every TrainingActor (put once)
+    hand the pool this round's seeds, cut into batches: one ES step per batch
+    average the returned weights (batch order: independent of which actor ran what)
+    every `eval_every` rounds: broadcast the weights to the EvaluationActors,
+        run `eval_episodes` seeded episodes, stop when the mean return reaches
+        the environment's reward threshold (475 for CartPole-v1)
+    append a row to metrics.csv; checkpoint after each evaluation
+
+The run directory holds ``config.yaml`` (resolved options), ``metrics.csv``,
+``checkpoint/`` (``weights.npz`` + ``state.json``: loading never executes code)
+and ``learning_curve.png``.
+
+    >>> from raymanager.training import TrainConfig, train        # doctest: +SKIP
+    >>> summary = train(TrainConfig(max_rounds=5, output_dir="runs"))  # doctest: +SKIP
+
+Only the public API of raymanager is used here (see DESIGN.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from raymanager.actors.evaluation import EvaluationActor, merge_evaluations
+from raymanager.actors.training import TrainingActor
+from raymanager.agents.base import average_weights, round_seeds
+from raymanager.config import BatchConfig, RayConfig
+from raymanager.envs import make_env
+from raymanager.manager import RayManager
+from raymanager.pool import ActorPool
+
+__all__ = [
+    "Checkpoint",
+    "TrainConfig",
+    "TrainSummary",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+]
+
+logger = logging.getLogger("raymanager")
+
+CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = "metrics.csv"
+CONFIG_FILE = "config.yaml"
+CURVE_FILE = "learning_curve.png"
+#: Evaluation episodes use seeds from a range training seeds never reach.
+EVAL_SEED_OFFSET = 1_000_000_000
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``raymanager train``, one line of help each (CLI flags and YAML keys)."""
+
+    env: str = field(default="CartPole-v1", metadata=_help("gymnasium environment id"))
+    env_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("keyword arguments for gymnasium.make (YAML)")
+    )
+    agent: str = field(
+        default="es", metadata=_help("built-in agent name, or 'package.module:Factory' (trusted)")
+    )
+    agent_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("extra agent config keys (YAML)")
+    )
+    seed: int = field(default=0, metadata=_help("seed of weights, training and evaluation"))
+    num_actors: int = field(default=2, metadata=_help("training actors"))
+    num_eval_actors: int = field(default=2, metadata=_help("evaluation actors"))
+    learning_rate: float | None = field(
+        default=None, metadata=_help("agent learning rate (None: the agent's default)")
+    )
+    noise_std: float | None = field(
+        default=None, metadata=_help("ES perturbation scale (None: the agent's default)")
+    )
+    seeds_per_round: int = field(default=64, metadata=_help("ES perturbations per round"))
+    batch_size: int = field(default=16, metadata=_help("perturbations per training batch"))
+    chunk_size: int = field(default=16, metadata=_help("perturbations rolled out at once"))
+    eval_every: int = field(default=2, metadata=_help("rounds between evaluations"))
+    eval_episodes: int = field(default=100, metadata=_help("episodes per evaluation"))
+    target_return: float | None = field(
+        default=None, metadata=_help("stop at this mean eval return (None: env threshold)")
+    )
+    max_rounds: int = field(default=300, metadata=_help("round budget"))
+    max_seconds: float | None = field(default=600.0, metadata=_help("wall-clock budget"))
+    output_dir: str = field(default="runs", metadata=_help("where run directories go"))
+    run_name: str | None = field(default=None, metadata=_help("run directory name"))
+    address: str | None = field(
+        default=None, metadata=_help("Ray cluster to join ('auto', 'host:port'); None: local")
+    )
+    num_cpus: int | None = field(default=None, metadata=_help("CPUs of a local Ray"))
+    progress: bool = field(default=True, metadata=_help("live progress display"))
+
+    def __post_init__(self) -> None:
+        for name in ("num_actors", "num_eval_actors", "seeds_per_round", "batch_size",
+                     "chunk_size", "eval_every", "eval_episodes", "max_rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
+        for name in ("env_kwargs", "agent_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                value = getattr(self, name)
+                raise TypeError(f"TrainConfig.{name} must be a mapping, got {value!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"TrainConfig.max_seconds must be > 0, got {self.max_seconds!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping (e.g. YAML), rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; known options: {sorted(known)}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        """Read a YAML file of options (``yaml.safe_load``: no code runs)."""
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
+        return cls.from_mapping(values)
+
+    def agent_config(self) -> dict[str, Any]:
+        """The config every TrainingActor and EvaluationActor is built from."""
+        config: dict[str, Any] = {"agent": self.agent, "env": self.env, "seed": self.seed}
+        if self.env_kwargs:
+            config["env_kwargs"] = dict(self.env_kwargs)
+        if self.learning_rate is not None:
+            config["learning_rate"] = self.learning_rate
+        if self.noise_std is not None:
+            config["noise_std"] = self.noise_std
+        config.update(self.agent_kwargs)
+        return config
+
+
+@dataclass
+class Checkpoint:
+    """Weights plus where training stood; stored as ``weights.npz`` + ``state.json``."""
+
+    weights: dict[str, np.ndarray]
+    round: int
+    env_steps: int
+    seconds: float
+    config: dict[str, Any]
+    last_eval: dict[str, Any] | None = None
+
+
+def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
+    """Write a checkpoint atomically (a crash mid-write leaves the old one whole).
+
+    >>> save_checkpoint("run/checkpoint", ckpt)                     # doctest: +SKIP
+    """
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": 1,
+        "round": checkpoint.round,
+        "env_steps": checkpoint.env_steps,
+        "seconds": checkpoint.seconds,
+        "config": checkpoint.config,
+        "last_eval": checkpoint.last_eval,
+    }
+    with tempfile.NamedTemporaryFile(dir=target, suffix=".npz", delete=False) as handle:
+        np.savez(handle, **checkpoint.weights)  # type: ignore[arg-type]
+    os.replace(handle.name, target / "weights.npz")
+    with tempfile.NamedTemporaryFile("w", dir=target, suffix=".json", delete=False) as text:
+        json.dump(state, text, indent=2)
+    os.replace(text.name, target / "state.json")
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint from a checkpoint directory or a run directory.
+
+    Never executes code: arrays load with ``allow_pickle=False``, state is JSON.
+
+    >>> load_checkpoint("runs/CartPole-v1-seed0").round             # doctest: +SKIP
+    42
+    """
+    directory = Path(path)
+    if (directory / CHECKPOINT_DIR / "state.json").exists():
+        directory = directory / CHECKPOINT_DIR
+    state_file, weights_file = directory / "state.json", directory / "weights.npz"
+    if not state_file.exists() or not weights_file.exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: expected state.json and weights.npz in it "
+            f"or in its {CHECKPOINT_DIR}/ folder"
+        )
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    with np.load(weights_file, allow_pickle=False) as archive:
+        weights = {key: archive[key] for key in archive.files}
+    return Checkpoint(
+        weights=weights,
+        round=int(state["round"]),
+        env_steps=int(state["env_steps"]),
+        seconds=float(state["seconds"]),
+        config=dict(state["config"]),
+        last_eval=state.get("last_eval"),
+    )
+
+
+@dataclass
+class TrainSummary:
+    """What a training run did."""
+
+    run_dir: Path
+    rounds: int
+    env_steps: int
+    seconds: float
+    solved: bool
+    target_return: float
+    last_eval: dict[str, Any] | None
+    interrupted: bool = False
+
+
+def target_return_of(config: TrainConfig) -> float:
+    """The return to reach: the option, else the environment's reward threshold."""
+    if config.target_return is not None:
+        return float(config.target_return)
+    env = make_env({"env": config.env, "env_kwargs": config.env_kwargs})
+    try:
+        threshold = env.spec.reward_threshold if env.spec is not None else None
+    finally:
+        env.close()
+    if threshold is None:
+        raise ValueError(
+            f"{config.env} has no reward threshold; set target_return to say when it is solved"
+        )
+    return float(threshold)
+
+
+METRIC_COLUMNS = [
+    "round", "seconds", "env_steps", "train_env_steps", "fitness_mean", "fitness_max",
+    "loss", "eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max",
+    "eval_length_mean", "eval_episodes", "restarts",
+]
+
+
+class _RunFiles:
+    """The run directory: config, metrics rows, checkpoint and curve."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, resume: bool) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(
+            yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
+        )
+        self.metrics_path = run_dir / METRICS_FILE
+        if not resume or not self.metrics_path.exists():
+            with open(self.metrics_path, "w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerow(METRIC_COLUMNS)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        with open(self.metrics_path, "a", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerow([_cell(row.get(column)) for column in METRIC_COLUMNS])
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
+
+    def plot(self, target: float) -> None:
+        from raymanager.plotting import plot_learning_curve
+
+        plot_learning_curve(self.metrics_path, self.run_dir / CURVE_FILE, target=target)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _evaluate(
+    manager: RayManager, pool: ActorPool, weights: Mapping[str, np.ndarray], config: TrainConfig,
+    round_index: int,
+) -> dict[str, Any]:
+    pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+    # Fresh episodes each evaluation, from a seed range training never uses.
+    seeds = EVAL_SEED_OFFSET + round_seeds(config.seed, round_index, config.eval_episodes)
+    per_actor = math.ceil(config.eval_episodes / config.num_eval_actors)
+    batch = BatchConfig(batch_size=per_actor, num_parallel=config.num_eval_actors,
+                        chunk_size=per_actor)
+    return merge_evaluations(manager.process_in_parallel(pool, seeds, batch))
+
+
+ProgressHook = Callable[[dict[str, Any]], None]
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    on_round: ProgressHook | None = None,
+) -> TrainSummary:
+    """Train until the target return, the round budget or the time budget.
+
+    With ``resume`` (a run directory) training continues from its checkpoint,
+    with the run's saved options except the budgets given in ``config``.
+    Ctrl-C saves a checkpoint, shuts Ray down and returns with
+    ``interrupted=True``.
+
+    Example::
+
+        >>> summary = train(TrainConfig(max_rounds=3, progress=False))   # doctest: +SKIP
+        >>> summary.rounds
+        3
+    """
+    start = time.monotonic()
+    checkpoint: Checkpoint | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        checkpoint = load_checkpoint(run_dir)
+        saved = TrainConfig.from_mapping(
+            yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        )
+        config = dataclasses.replace(
+            saved, max_rounds=config.max_rounds, max_seconds=config.max_seconds,
+            progress=config.progress, address=config.address,
+        )
+    else:
+        name = config.run_name or f"{config.env}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(config.output_dir) / name
+    target = target_return_of(config)
+    files = _RunFiles(run_dir, config, resume=checkpoint is not None)
+    agent_config = config.agent_config()
+    batch = BatchConfig(batch_size=config.batch_size, num_parallel=config.num_actors,
+                        chunk_size=config.chunk_size)
+
+    round_index = checkpoint.round if checkpoint else 0
+    env_steps = checkpoint.env_steps if checkpoint else 0
+    seconds_before = checkpoint.seconds if checkpoint else 0.0
+    last_eval = checkpoint.last_eval if checkpoint else None
+    weights: dict[str, np.ndarray] | None = checkpoint.weights if checkpoint else None
+    solved = bool(last_eval and last_eval["return_mean"] >= target)
+    interrupted = False
+
+    def elapsed() -> float:
+        return seconds_before + time.monotonic() - start
+
+    def save() -> None:
+        if weights is None:  # interrupted before the first weights existed
+            return
+        files.checkpoint(Checkpoint(weights, round_index, env_steps, elapsed(),
+                                    dataclasses.asdict(config), _slim(last_eval)))
+
+    manager = RayManager(RayConfig(address=config.address, num_cpus=config.num_cpus))
+    try:
+        train_pool = manager.create_actor_pool(TrainingActor, agent_config, config.num_actors)
+        eval_pool = manager.create_actor_pool(EvaluationActor, agent_config,
+                                              config.num_eval_actors)
+        if weights is None:
+            weights = train_pool.broadcast("get_weights")[0]
+        try:
+            while not solved and round_index < config.max_rounds:
+                if config.max_seconds is not None and elapsed() >= config.max_seconds:
+                    break
+                train_pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+                seeds = round_seeds(config.seed, round_index, config.seeds_per_round)
+                results = manager.process_in_parallel(train_pool, seeds, batch)
+                weights = average_weights([r["weights"] for r in results],
+                                          counts=[r["rows"] for r in results])
+                train_steps = sum(int(r["env_steps"]) for r in results)
+                env_steps += train_steps
+                round_index += 1
+                row: dict[str, Any] = {
+                    "round": round_index,
+                    "train_env_steps": train_steps,
+                    "fitness_mean": float(np.mean([r["fitness_mean"] for r in results])),
+                    "fitness_max": float(max(r["fitness_max"] for r in results)),
+                    "loss": float(np.mean([r["loss"] for r in results])),
+                    "restarts": train_pool.restarts + eval_pool.restarts,
+                }
+                if round_index % config.eval_every == 0 or round_index == config.max_rounds:
+                    last_eval = _evaluate(manager, eval_pool, weights, config, round_index)
+                    solved = last_eval["return_mean"] >= target
+                    row.update({f"eval_{k}": last_eval[k] for k in (
+                        "return_mean", "return_std", "return_min", "return_max",
+                        "length_mean", "episodes")})
+                row["seconds"], row["env_steps"] = elapsed(), env_steps
+                files.append(row)
+                if "eval_return_mean" in row:
+                    save()
+                if on_round is not None:
+                    on_round({**row, "target": target, "max_rounds": config.max_rounds,
+                              "max_seconds": config.max_seconds})
+        except KeyboardInterrupt:
+            interrupted = True
+            logger.warning("interrupted: saving a checkpoint at round %d", round_index)
+        save()
+    finally:
+        manager.shutdown()
+    try:
+        files.plot(target)
+    except Exception:  # a missing plot must not lose a finished run
+        logger.warning("could not draw the learning curve", exc_info=True)
+    return TrainSummary(run_dir, round_index, env_steps, elapsed(), solved, target,
+                        _slim(last_eval), interrupted)
+
+
+def _slim(evaluation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An evaluation without its per-episode lists, for state.json."""
+    if evaluation is None:
+        return None
+    return {k: v for k, v in evaluation.items() if k not in ("returns", "lengths")}
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike[str], episodes: int = 100, *, num_actors: int = 2,
+    address: str | None = None, seed: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a saved checkpoint on ``episodes`` seeded episodes in parallel.
+
+    >>> evaluate_checkpoint("runs/CartPole-v1-seed0", episodes=100)["return_mean"]  # doctest: +SKIP
+    500.0
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    checkpoint = load_checkpoint(path)
+    config = TrainConfig.from_mapping(checkpoint.config)
+    config = dataclasses.replace(config, eval_episodes=episodes, num_eval_actors=num_actors,
+                                 seed=config.seed if seed is None else seed)
+    with RayManager(RayConfig(address=address)) as manager:
+        pool = manager.create_actor_pool(EvaluationActor, config.agent_config(), num_actors)
+        return _evaluate(manager, pool, checkpoint.weights, config, checkpoint.round + 1)
+
+
+def iter_metrics(path: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
+    """Rows of a metrics.csv as dicts of strings."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        yield from csv.DictReader(handle)
