@@ -6,6 +6,8 @@
 """
 
 from raymanager.actors.base import RayActor
+from raymanager.actors.evaluation import EvaluationActor
+from raymanager.actors.training import TrainingActor
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import (
     ActorStartError,
@@ -28,6 +30,7 @@ __all__ = [
     "BatchConfig",
     "BatchError",
     "BatchTimeoutError",
+    "EvaluationActor",
     "ManagerShutdownError",
     "PoolBrokenError",
     "PoolBusyError",
@@ -38,5 +41,6 @@ __all__ = [
     "RayManagerError",
     "RemoteTraceback",
     "ResourceUnavailableError",
+    "TrainingActor",
     "WorkerDiedError",
 ]

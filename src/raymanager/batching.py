@@ -138,6 +138,16 @@ class BatchSource:
         self._next_row = 0
 
     @property
+    def batch_nbytes(self) -> int | None:
+        """Bytes of one full batch of inline array data (None when unknown or shared)."""
+        if self.shared is not None or self._inline is None or not self.num_rows:
+            return None
+        size = _nbytes(self._inline)
+        if not size or isinstance(self._inline, (list, tuple, range)):
+            return None
+        return max(1, size * self.batch_size // self.num_rows)
+
+    @property
     def num_batches(self) -> int | None:
         if self.num_rows is None:
             return None
@@ -218,7 +228,11 @@ def _column_length(key: object, column: object) -> int:
 
 
 def make_source(
-    data: Any, batch_size: int, *, share_min_bytes: int = SHARE_MIN_BYTES
+    data: Any,
+    batch_size: int,
+    *,
+    share_min_bytes: int = SHARE_MIN_BYTES,
+    share_max_bytes: int | None = None,
 ) -> BatchSource:
     """Wrap ``data`` as a :class:`BatchSource` cut into ``batch_size``-row batches.
 
@@ -228,13 +242,17 @@ def make_source(
     a batch is a list). Strings and bytes are refused: cutting text into
     characters is almost always a mistake.
 
+    Arrays from ``share_min_bytes`` up to ``share_max_bytes`` (None: no limit)
+    are shared; a larger one travels inline, a bounded window at a time, so
+    an array bigger than the object store never has to fit in it at once.
+
     >>> make_source(np.zeros((10, 3)), batch_size=4).num_batches
     3
     """
     if isinstance(data, np.ndarray):
         if data.ndim == 0:
             raise TypeError("a 0-d numpy array has no first axis to cut into batches")
-        if data.nbytes >= share_min_bytes and not data.dtype.hasobject:
+        if _shareable(data.nbytes, share_min_bytes, share_max_bytes) and not data.dtype.hasobject:
             return BatchSource(batch_size=batch_size, num_rows=len(data), shared=data)
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
     if isinstance(data, (str, bytes, bytearray, memoryview)):
@@ -243,7 +261,7 @@ def make_source(
             "pass a list of strings, an array or an iterable of rows"
         )
     if isinstance(data, Mapping):
-        return _mapping_source(data, batch_size, share_min_bytes)
+        return _mapping_source(data, batch_size, share_min_bytes, share_max_bytes)
     if isinstance(data, Sequence):
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
     if isinstance(data, Iterable):
@@ -254,7 +272,13 @@ def make_source(
     )
 
 
-def _mapping_source(data: Mapping[Any, Any], batch_size: int, share_min_bytes: int) -> BatchSource:
+def _shareable(nbytes: int, share_min_bytes: int, share_max_bytes: int | None) -> bool:
+    return nbytes >= share_min_bytes and (share_max_bytes is None or nbytes <= share_max_bytes)
+
+
+def _mapping_source(
+    data: Mapping[Any, Any], batch_size: int, share_min_bytes: int, share_max_bytes: int | None
+) -> BatchSource:
     lengths = {key: _column_length(key, column) for key, column in data.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"columns of the data mapping differ in length: {lengths}")
@@ -269,6 +293,6 @@ def _mapping_source(data: Mapping[Any, Any], batch_size: int, share_min_bytes: i
         isinstance(c, np.ndarray) and not c.dtype.hasobject for c in columns.values()
     )
     size = sum(int(c.nbytes) for c in columns.values() if isinstance(c, np.ndarray))
-    if columns and all_arrays and size >= share_min_bytes:
+    if columns and all_arrays and _shareable(size, share_min_bytes, share_max_bytes):
         return BatchSource(batch_size=batch_size, num_rows=rows, shared=columns)
     return BatchSource(batch_size=batch_size, num_rows=rows, inline=columns)

@@ -76,6 +76,7 @@ class RayManager:
         self._shut_down = False
         self.owns_ray = False
         self._next_store_check = 0.0
+        self._store_bytes: int | None = None
         self._start_ray()
 
     # ----------------------------------------------------------------- Ray lifecycle
@@ -224,7 +225,6 @@ class RayManager:
             # We replace dead actors ourselves (with their work): Ray must not.
             "max_restarts": 0,
             "max_task_retries": 0,
-            "scheduling_strategy": "SPREAD" if placement == "spread" else "DEFAULT",
         }
         if memory is not None:
             options["memory"] = memory
@@ -237,6 +237,7 @@ class RayManager:
             num_actors,
             actor_options=options,
             start_timeout_s=start_timeout_s or self.ray_config.actor_start_timeout_s,
+            placement=placement,
         )
         self._pools.append(pool)
         return pool
@@ -323,7 +324,11 @@ class RayManager:
         config = batch_config if batch_config is not None else BatchConfig()
         if not isinstance(config, BatchConfig):
             raise TypeError(f"batch_config must be a BatchConfig, got {type(config).__name__}")
-        source = make_source(data, config.batch_size)
+        # An array may take at most half the object store: a bigger one goes
+        # inline, a bounded window at a time, instead of spilling whole.
+        store = self._store_total()
+        source = make_source(data, config.batch_size,
+                             share_max_bytes=store // 2 if store else None)
         if source.is_empty():
             return
         shared_ref = ray.put(source.shared) if source.shared is not None else None
@@ -400,6 +405,11 @@ class RayManager:
             logger.debug("object store usage unavailable", exc_info=True)
             used = -1
         return ObjectStoreStats(used=used, total=total)
+
+    def _store_total(self) -> int:
+        if self._store_bytes is None:
+            self._store_bytes = int(self.cluster_resources().get("object_store_memory", 0))
+        return self._store_bytes
 
     def _warn_if_store_full(self) -> None:
         # Asking the raylets costs tens of ms: at most once per interval.

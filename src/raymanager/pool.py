@@ -43,6 +43,7 @@ from ray.exceptions import (
     RayTaskError,
     TaskCancelledError,
 )
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raymanager.actors.base import RayActor
 from raymanager.batching import BatchSource, Group, slice_rows
@@ -212,6 +213,7 @@ class _Slot:
     generation: int = 0
     pid: int | None = None
     node_id: str | None = None
+    planned_node: str | None = None  # where placement asked Ray to put it
     calls: collections.deque[_Call] = field(default_factory=collections.deque)
 
     def label(self, class_name: str) -> str:
@@ -258,12 +260,14 @@ class ActorPool:
         *,
         actor_options: Mapping[str, Any],
         start_timeout_s: float,
+        placement: str = "spread",
     ) -> None:
         self.actor_class = actor_class
         self.actor_config = dict(actor_config)
         self.num_actors = num_actors
         self._options = dict(actor_options)
-        self._remote_class = ray.remote(_ActorHost).options(**self._options)
+        self._placement = placement
+        self._remote_class = ray.remote(_ActorHost)
         self._start_timeout_s = start_timeout_s
         self._state = PoolState.RUNNING
         self._lock = threading.Lock()
@@ -271,7 +275,10 @@ class ActorPool:
         self.restarts = 0
         # ready() calls of replacement actors, not yet seen to answer.
         self._pending_ready: dict[Any, _Slot] = {}
-        self._slots = [_Slot(i, self._spawn()) for i in range(num_actors)]
+        self._slots: list[_Slot] = []
+        for index in range(num_actors):
+            self._slots.append(_Slot(index, None))
+            self._slots[index].handle = self._spawn(self._slots[index])
         try:
             self._wait_ready(self._slots)
         except BaseException:
@@ -321,8 +328,35 @@ class ActorPool:
                 "create a new pool"
             )
 
-    def _spawn(self) -> Any:
-        return self._remote_class.remote(self.actor_class, self.actor_config)
+    def _spawn(self, slot: _Slot) -> Any:
+        options = dict(self._options)
+        if self._placement == "spread":
+            node = self._spread_target(slot)
+            if node is not None:
+                # Soft: if that node is gone by the time Ray places the actor,
+                # it goes elsewhere instead of waiting for the node forever.
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        slot.node_id = None
+        return self._remote_class.options(**options).remote(self.actor_class, self.actor_config)
+
+    def _spread_target(self, slot: _Slot) -> str | None:
+        """The live node that can host this actor and holds fewest of ours.
+
+        Ray's own SPREAD strategy is best effort: with actors that reserve no
+        CPU it often puts most of a pool on one node. Choosing the node
+        ourselves makes spreading hold, also for replacements after a node
+        was lost.
+        """
+        nodes = _feasible_nodes(_requested_resources(self._options))
+        if len(nodes) < 2:
+            return None
+        load = dict.fromkeys(nodes, 0)
+        for other in self._slots:
+            if other is not slot and other.planned_node in load:
+                load[other.planned_node] += 1
+        target = min(nodes, key=lambda node: (load[node], nodes.index(node)))
+        slot.planned_node = target
+        return target
 
     @staticmethod
     def _kill(slot: _Slot) -> None:
@@ -393,7 +427,7 @@ class ActorPool:
         self._kill(slot)
         self.restarts += 1
         old = slot.label(self.actor_name)
-        slot.handle = self._spawn()
+        slot.handle = self._spawn(slot)
         slot.generation += 1
         slot.pid = slot.node_id = None
         slot.calls.clear()
@@ -544,6 +578,11 @@ class _Run:
             # Guided self-scheduling: never more than a share of what is left,
             # so the last calls are short and no actor waits long at the end.
             size = min(size, max(1, math.ceil(remaining / (2 * len(self.slots)))))
+        batch_nbytes = self.source.batch_nbytes
+        if batch_nbytes:
+            # Inline data: all calls in flight together stay within the byte bound.
+            share = self.config.max_inflight_bytes // (CALLS_PER_ACTOR * len(self.slots))
+            size = min(size, max(1, share // batch_nbytes))
         return size
 
     def _window_open(self) -> bool:
@@ -880,6 +919,18 @@ def _largest_node_resources() -> dict[str, float]:
                 continue
             largest[name] = max(largest.get(name, 0.0), float(amount))
     return largest
+
+
+def _feasible_nodes(requested: Mapping[str, float]) -> list[str]:
+    """IDs of the live nodes whose total resources could host one actor, sorted."""
+    nodes = []
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        if not node.get("Alive"):
+            continue
+        total = node.get("Resources", {})
+        if all(float(total.get(name, 0.0)) >= amount for name, amount in requested.items()):
+            nodes.append(str(node["NodeID"]))
+    return sorted(nodes)
 
 
 def check_feasible(options: Mapping[str, Any], actor_name: str) -> None:
