@@ -37,11 +37,14 @@ from typing import Any
 import numpy as np
 import ray
 from ray.exceptions import (
+    ActorUnschedulableError,
+    NodeDiedError,
     OutOfMemoryError,
     RayActorError,
     RayError,
     RayTaskError,
     TaskCancelledError,
+    WorkerCrashedError,
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -63,6 +66,11 @@ from raymanager.errors import (
 __all__ = ["ActorPool", "PoolState"]
 
 logger = logging.getLogger("raymanager")
+
+#: Ray errors that mean "the actor's process or node is gone": replace and retry.
+WORKER_LOST = (
+    RayActorError, OutOfMemoryError, ActorUnschedulableError, NodeDiedError, WorkerCrashedError,
+)
 
 #: Work per remote call the group sizing aims at: long enough that the call's
 #: fixed cost (~1 ms of CPU on each side) is a few percent, short enough that
@@ -333,9 +341,11 @@ class ActorPool:
         if self._placement == "spread":
             node = self._spread_target(slot)
             if node is not None:
-                # Soft: if that node is gone by the time Ray places the actor,
-                # it goes elsewhere instead of waiting for the node forever.
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+                # Hard affinity: soft affinity was measured here to leave a node
+                # empty just like SPREAD. If the node dies before the actor is
+                # placed, Ray fails the actor, and its replacement is placed
+                # on a node that is alive then.
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         slot.node_id = None
         return self._remote_class.options(**options).remote(self.actor_class, self.actor_config)
 
@@ -384,7 +394,7 @@ class ActorPool:
         """
         try:
             pid, node_id, failure = ray.get(ref)
-        except (RayActorError, OutOfMemoryError) as exc:
+        except WORKER_LOST as exc:
             if not initial:
                 return
             self._state = PoolState.BROKEN
@@ -491,7 +501,7 @@ class ActorPool:
                         if isinstance(exc.cause, _HostStartError):
                             self._await_ready(slot)
                         raise exc.as_instanceof_cause() from None  # type: ignore[no-untyped-call]
-                    except (RayActorError, OutOfMemoryError) as exc:
+                    except WORKER_LOST as exc:
                         if attempt == max_retries:
                             raise PoolBrokenError(
                                 f"broadcast of {method!r} failed {attempt + 1} times on "
@@ -707,7 +717,7 @@ class _Run:
     def _collect(self, call: _Call) -> None:
         try:
             report: _Report = ray.get(call.ref)
-        except (RayActorError, OutOfMemoryError) as exc:
+        except WORKER_LOST as exc:
             self._worker_lost(call.slot, call, exc)
             return
         except TaskCancelledError:
