@@ -136,16 +136,22 @@ class BatchSource:
         self._iterator = iterator
         self._next_batch = 0
         self._next_row = 0
+        self._bytes_taken = 0
 
     @property
     def batch_nbytes(self) -> int | None:
-        """Bytes of one full batch of inline array data (None when unknown or shared)."""
-        if self.shared is not None or self._inline is None or not self.num_rows:
+        """Bytes of one batch of inline data: exact for arrays, else the mean so far.
+
+        None for shared data (already in the object store) and before the
+        first group of a lazy source.
+        """
+        if self.shared is not None:
             return None
-        size = _nbytes(self._inline)
-        if not size or isinstance(self._inline, (list, tuple, range)):
+        if isinstance(self._inline, (np.ndarray, Mapping)) and self.num_rows:
+            return max(1, _nbytes(self._inline) * self.batch_size // self.num_rows)
+        if self._next_batch == 0:
             return None
-        return max(1, size * self.batch_size // self.num_rows)
+        return max(1, self._bytes_taken // self._next_batch)
 
     @property
     def num_batches(self) -> int | None:
@@ -181,6 +187,7 @@ class BatchSource:
         stop = min(start + count * self.batch_size, self.num_rows)
         rows = None if self.shared is not None else slice_rows(self._inline, start, stop)
         group = Group(self._next_batch, count, start, stop, rows, _nbytes(rows))
+        self._bytes_taken += group.nbytes
         self._next_batch += count
         self._next_row = stop
         return group
@@ -194,6 +201,7 @@ class BatchSource:
         count = math.ceil(len(rows) / self.batch_size)
         start = self._next_row
         group = Group(self._next_batch, count, start, start + len(rows), rows, _nbytes(rows))
+        self._bytes_taken += group.nbytes
         self._next_batch += count
         self._next_row += len(rows)
         if len(rows) < count * self.batch_size:

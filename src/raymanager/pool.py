@@ -657,7 +657,12 @@ class _Run:
                 if not self.calls:
                     self._fill()
                     if not self.calls:
-                        break  # lazy source just ran out
+                        if self.retry or not self.source.exhausted:
+                            raise RuntimeError(  # a bug of ours: never lose batches quietly
+                                f"raymanager stalled with work left ({len(self.retry)} retries, "
+                                f"{self.source.remaining_batches()} batches not sent)"
+                            )
+                        break
                 timeout = self._wait_timeout()
                 waiting = list(self.calls) + list(self.pool._pending_ready)
                 ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
@@ -670,6 +675,11 @@ class _Run:
                 self._fill()
                 yield from self._deliver()
             yield from self._deliver()
+            total = self.source.num_batches
+            if total is not None and self.next_to_yield != total:
+                raise RuntimeError(  # a bug of ours: never lose batches quietly
+                    f"raymanager delivered {self.next_to_yield} of {total} batches"
+                )
             completed = True
         finally:
             if not completed:
@@ -709,10 +719,12 @@ class _Run:
         del self.calls[call.ref]
         self.inflight_bytes -= call.group.nbytes
         slot = call.slot
-        if slot.calls and slot.calls[0] is call:
-            slot.calls.popleft()
-            if slot.calls and slot.calls[0].started is None and slot.pid is not None:
-                slot.calls[0].started = time.monotonic()
+        # ray.wait may hand back an actor's second call before its first when
+        # both are done, so the call is not always at the head of the queue.
+        if call in slot.calls:
+            slot.calls.remove(call)
+        if slot.calls and slot.calls[0].started is None and slot.pid is not None:
+            slot.calls[0].started = time.monotonic()
 
     def _collect(self, call: _Call) -> None:
         try:
