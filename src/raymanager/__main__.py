@@ -1,3 +1,7 @@
-from raymanager.cli import main
+"""``python -m raymanager``: the same as the ``raymanager`` command."""
+
 import sys
+
+from raymanager.cli import main
+
 sys.exit(main())
