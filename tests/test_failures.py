@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from actors_for_tests import Square
 
@@ -161,3 +162,42 @@ def test_broadcast_state_is_replayed_into_replacements(manager: RayManager) -> N
     states = pool.broadcast("get_state")
     assert states == [{"round": 7}, {"round": 7}]
     assert pool.restarts == 1
+
+
+def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Path) -> None:
+    """SIGINT to a real driver process mid-run: work cancelled, actors and Ray gone."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import sys, time, numpy as np\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from actors_for_tests import Square\n"
+        "from raymanager import BatchConfig, RayConfig, RayManager, PoolState\n"
+        "manager = RayManager(RayConfig(num_cpus=2))\n"
+        "pool = manager.create_actor_pool(Square, {'sleep_s': 0.05}, num_actors=2)\n"
+        "print('PIDS', *pool.pids(), flush=True)\n"
+        "try:\n"
+        "    manager.process_in_parallel(pool, np.arange(100_000), BatchConfig(batch_size=10))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('STATE', pool.state.value, flush=True)\n"
+        "    manager.shutdown()\n"
+        "    print('CLEAN', flush=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("PIDS"), process.stderr.read() if process.stderr else ""
+    actor_pids = [int(p) for p in line.split()[1:]]
+    children = psutil.Process(process.pid).children(recursive=True)
+    time.sleep(1.5)  # mid-run
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert "STATE shut down" in out and "CLEAN" in out, err[-3000:]
+    assert process.returncode == 0
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert [p.pid for p in alive] == []
+    assert not any(psutil.pid_exists(pid) for pid in actor_pids)

@@ -681,6 +681,13 @@ class _Run:
                     f"raymanager delivered {self.next_to_yield} of {total} batches"
                 )
             completed = True
+        except KeyboardInterrupt:
+            # The user wants out now: no grace period, no replacements. Kill
+            # the pool's actors so nothing of ours keeps running.
+            logger.warning("interrupted: killing the %d actors of this pool", len(self.pool._slots))
+            self.pool.shutdown()
+            completed = True
+            raise
         finally:
             if not completed:
                 self._abort()
