@@ -488,34 +488,28 @@ class ActorPool:
         if replay_on_restart:
             self._broadcasts[method] = _Broadcast(method, payload_ref)
         answers: list[Any] = [None] * len(self._slots)
-        todo = list(self._slots)
-        for attempt in range(max_retries + 1):
-            refs = {slot.handle.call.remote(method, payload_ref): slot for slot in todo}
-            todo = []
-            while refs:
-                retry: dict[Any, _Slot] = {}
-                for ref, slot in refs.items():
-                    try:
-                        answers[slot.index] = ray.get(ref)
-                    except RayTaskError as exc:
-                        if isinstance(exc.cause, _HostStartError):
-                            self._await_ready(slot)
-                        raise exc.as_instanceof_cause() from None  # type: ignore[no-untyped-call]
-                    except WORKER_LOST as exc:
-                        if attempt == max_retries:
-                            raise PoolBrokenError(
-                                f"broadcast of {method!r} failed {attempt + 1} times on "
-                                f"{slot.label(self.actor_name)}: {exc}"
-                            ) from exc
-                        replayed = self._replace(slot, f"it died during broadcast of {method!r}")
-                        if method in replayed:
-                            # The replay already made this call on the new actor.
-                            retry[replayed[method]] = slot
-                        else:
-                            todo.append(slot)
-                refs = retry
-            if not todo:
-                break
+        pending = {slot.handle.call.remote(method, payload_ref): slot for slot in self._slots}
+        failures = dict.fromkeys(range(len(self._slots)), 0)
+        while pending:
+            ref, slot = next(iter(pending.items()))
+            del pending[ref]
+            try:
+                answers[slot.index] = ray.get(ref)
+            except RayTaskError as exc:
+                if isinstance(exc.cause, _HostStartError):
+                    self._await_ready(slot)  # raises the constructor's error
+                raise exc.as_instanceof_cause() from None  # type: ignore[no-untyped-call]
+            except WORKER_LOST as exc:
+                failures[slot.index] += 1
+                if failures[slot.index] > max_retries:
+                    raise PoolBrokenError(
+                        f"broadcast of {method!r} failed {failures[slot.index]} times on "
+                        f"{slot.label(self.actor_name)}: {exc}"
+                    ) from exc
+                replayed = self._replace(slot, f"it died during broadcast of {method!r}")
+                # A replayed broadcast has already made this call on the new actor.
+                retry = replayed.get(method) or slot.handle.call.remote(method, payload_ref)
+                pending[retry] = slot
         for slot in self._slots:
             if slot.pid is None:
                 self._await_ready(slot)
