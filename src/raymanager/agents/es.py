@@ -35,13 +35,22 @@ key                    default             meaning
 ``env``                ``"CartPole-v1"``   gymnasium id (see :mod:`raymanager.envs`)
 ``env_kwargs``         ``{}``              keyword arguments of the environment
 ``max_episode_steps``  ``None``            episode time limit; None = the env's own
-``learning_rate``      ``0.05``            Adam step size
+``learning_rate``      ``0.3``             Adam step size
 ``noise_std``          ``0.1``             standard deviation of the perturbations
 ``seed``               ``0``               seeds the initial weights: every agent
                                            built from one config starts identical
 ``hidden_size``        ``0``               units of the tanh hidden layer; 0 = linear
-``l2``                 ``0.0``             L2 weight decay added to the gradient
+``l2``                 ``0.1``             L2 weight decay added to the gradient
 =====================  ==================  =============================================
+
+Why these defaults: an argmax policy does not change when its weights are
+scaled up, but the perturbations then matter less and less, and plain Adam
+kept growing the weights along directions that were already right while the
+rest of the search stalled. The L2 decay bounds the scale, so ``noise_std``
+stays a real exploration radius and a large Adam step stays useful. On
+CartPole-v1 with 128 seeds per round this solves (mean return >= 475 over 100
+evaluation episodes) in 4-14 rounds over 20 config seeds, about 250 000
+training env steps (see benchmarks/es_single_process.py).
 
     >>> agent = EvolutionStrategies({"seed": 0})
     >>> metrics = agent.train(np.arange(8), chunk_size=4)
@@ -72,6 +81,8 @@ from raymanager.envs import validate_env_config as _validate_env_config
 
 __all__ = [
     "ES_CONFIG_KEYS",
+    "TUNED_BATCH_SIZE",
+    "TUNED_SEEDS_PER_ROUND",
     "ESConfig",
     "EvolutionStrategies",
     "centered_ranks",
@@ -97,6 +108,17 @@ _ADAM_EPSILON = 1e-8
 # Episode seeds are drawn below 2**31 so that every gymnasium env accepts them.
 _EPISODE_SEED_BOUND = 2**31 - 1
 
+# Initial weights are N(0, 1) * _INIT_SCALE / sqrt(fan_in): small next to the
+# perturbations, so early rounds search around the origin instead of polishing
+# whatever a large random start happens to do (a large start can also make every
+# perturbation act the same, which leaves ES with no signal).
+_INIT_SCALE = 0.2
+
+#: Seeds per training round and per batch that solve CartPole-v1 fastest with the
+#: defaults (tuned with benchmarks/es_single_process.py; see its docstring).
+TUNED_SEEDS_PER_ROUND = 128
+TUNED_BATCH_SIZE = 64
+
 
 @dataclass(frozen=True)
 class ESConfig:
@@ -110,11 +132,11 @@ class ESConfig:
     ValueError: config key 'learnig_rate' is not used by the 'es' agent (did you mean ...?)
     """
 
-    learning_rate: float = 0.05
+    learning_rate: float = 0.3
     noise_std: float = 0.1
     seed: int = 0
     hidden_size: int = 0
-    l2: float = 0.0
+    l2: float = 0.1
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> ESConfig:
@@ -245,8 +267,9 @@ class _PolicyShape:
         pieces = []
         for name, shape in self.shapes.items():
             if name.startswith("W"):
-                # 1/sqrt(fan_in) keeps pre-activations O(1) whatever the obs size.
-                pieces.append(rng.standard_normal(shape).reshape(-1) / math.sqrt(shape[0]))
+                # 1/sqrt(fan_in): the same pre-activation scale whatever the obs size.
+                scale = _INIT_SCALE / math.sqrt(shape[0])
+                pieces.append(rng.standard_normal(shape).reshape(-1) * scale)
             else:
                 pieces.append(np.zeros(math.prod(shape)))
         return np.concatenate(pieces)
