@@ -6,29 +6,14 @@ needs a Ray of its own, and this pytest session already runs one.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-HERE = Path(__file__).parent
+import scenarios
 
 
 def run_scenario(name: str) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, str(HERE / "cluster_scenarios.py"), name],
-                          capture_output=True, text=True, timeout=240, env=env, cwd=HERE)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    print(name, result)
-    return result
+    return scenarios.run_scenario("cluster_scenarios.py", name)
 
 
 def test_pool_spreads_over_every_node() -> None:

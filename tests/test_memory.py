@@ -3,34 +3,20 @@ and the object store report and warning."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import ray
+import scenarios
 from actors_for_tests import Square
 
 from raymanager import RayConfig, RayManager
 
-HERE = Path(__file__).parent
-
 
 def run_scenario(name: str) -> dict[str, Any]:
-    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path)
-    done = subprocess.run([sys.executable, str(HERE / "memory_scenarios.py"), name],
-                          capture_output=True, text=True, timeout=240, env=env, cwd=HERE)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT "):])
-    print(name, result)
-    return result
+    return scenarios.run_scenario("memory_scenarios.py", name)
 
 
 def test_generator_of_ten_million_rows_runs_in_bounded_driver_memory() -> None:
