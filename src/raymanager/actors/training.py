@@ -86,13 +86,14 @@ class TrainingActor(RayActor[Any, dict[str, Any]]):
         """
         if not isinstance(config, Mapping):
             raise TypeError(f"TrainingActor takes one config mapping, got {type(config).__name__}")
-        validate_agent_config(config)
         # Built-in agents check their environment themselves; a user's agent may
-        # not, so check the environment keys it was given.
+        # not, so check the environment keys it was given first, before its own
+        # validate_config hook can trip over a bad environment less clearly.
         if config.get("agent", DEFAULT_AGENT) not in BUILTIN_AGENTS and any(
             key in config for key in ENV_CONFIG_KEYS
         ):
             validate_env_config(config)
+        validate_agent_config(config)
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Set the round weights: the weights every following batch starts from.
