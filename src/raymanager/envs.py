@@ -194,8 +194,8 @@ class _PerEnvSeededCartPole(CartPoleVectorEnv):
     The stock class seeds all sub-environments from one generator, so an
     episode's start would depend on its position in the batch. Here sub-env
     ``i`` starts exactly where ``CartPoleEnv.reset(seed=seeds[i])`` starts, and
-    the whole batch still steps as a few numpy operations (about 100x faster
-    than a SyncVectorEnv of CartPoleEnv).
+    the whole batch still steps as a few numpy operations (more than 10x the
+    env steps per second of a SyncVectorEnv of CartPoleEnv at 32 to 128 envs).
     """
 
     def reset(

@@ -235,10 +235,11 @@ def average_weights(
 
 
 def round_seeds(seed: int, round_index: int, count: int) -> np.ndarray:
-    """``count`` distinct-looking non-negative int64 seeds for training round ``round_index``.
+    """``count`` non-negative int64 seeds (below 2**31) for training round ``round_index``.
 
-    Reproducible from ``(seed, round_index)``, and independent across rounds
-    and across values of ``seed``: the data a driver feeds a pool of
+    Reproducible from ``(seed, round_index)``; drawn independently for every
+    round and every ``seed``, so repeats are as rare as random 31-bit
+    collisions. The data a driver feeds a pool of
     :class:`~raymanager.actors.TrainingActor` each round.
 
     >>> round_seeds(0, 1, 3).tolist() == round_seeds(0, 1, 3).tolist()
