@@ -270,7 +270,7 @@ def make_source(
         )
     if isinstance(data, Mapping):
         return _mapping_source(data, batch_size, share_min_bytes, share_max_bytes)
-    if isinstance(data, Sequence):
+    if isinstance(data, Sequence) and _sliceable(data):
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
     if isinstance(data, Iterable):
         return BatchSource(batch_size=batch_size, num_rows=None, iterator=iter(data))
@@ -278,6 +278,15 @@ def make_source(
         f"data must be a numpy array, a sequence, a mapping of columns or an iterable, "
         f"got {type(data).__name__}"
     )
+
+
+def _sliceable(data: Sequence[Any]) -> bool:
+    # Some sequences (collections.deque) cannot be sliced: read them lazily.
+    try:
+        data[0:0]
+    except TypeError:
+        return False
+    return True
 
 
 def _shareable(nbytes: int, share_min_bytes: int, share_max_bytes: int | None) -> bool:

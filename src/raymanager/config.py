@@ -168,7 +168,7 @@ class BatchConfig:
         _check_int(owner, "chunk_size", self.chunk_size, minimum=1, optional=False)
         _check_int(owner, "max_retries", self.max_retries, minimum=0, optional=False)
         _check_number(owner, "timeout_s", self.timeout_s, minimum=0, optional=True, strict=True)
-        if self.on_error not in ("raise", "continue"):
+        if not isinstance(self.on_error, str) or self.on_error not in ("raise", "continue"):
             raise ValueError(
                 f"{owner}.on_error must be 'raise' or 'continue', got {self.on_error!r}"
             )

@@ -1,6 +1,6 @@
 """ActorPool: a pool of Ray actors that loses no work when workers die.
 
-Built on Ray core (``ray.wait``, ``ray.kill``, ``ray.cancel``) rather than
+Built on Ray core (``ray.wait``, ``ray.kill``) rather than
 ``ray.util.ActorPool``, which drops the item of an actor that dies. The pool:
 
 - hosts one user :class:`~raymanager.RayActor` per Ray actor (``_ActorHost``),
@@ -43,7 +43,6 @@ from ray.exceptions import (
     RayActorError,
     RayError,
     RayTaskError,
-    TaskCancelledError,
     WorkerCrashedError,
 )
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -79,8 +78,6 @@ TARGET_CALL_SECONDS = 0.05
 #: Remote calls queued on one actor: one running, one waiting, so an actor
 #: never idles while the driver reacts to its last result.
 CALLS_PER_ACTOR = 2
-#: How often a running group checks whether its call was cancelled.
-CANCEL_CHECK_SECONDS = 0.01
 #: Seconds a stopped call may take to notice its cancellation before its
 #: actor is killed and replaced instead.
 CANCEL_GRACE_SECONDS = 2.0
@@ -114,7 +111,6 @@ class _Report:
 
     results: list[Any]
     seconds: float
-    cancelled: bool = False
 
 
 class _HostStartError(Exception):
@@ -174,8 +170,6 @@ class _ActorHost:
         rows = slice_rows(data, row_start, row_stop) if shared else _read_only(data)
         total = row_stop - row_start
         results: list[Any] = []
-        context = ray.get_runtime_context()
-        next_check = began + CANCEL_CHECK_SECONDS
         for k in range(count):
             batch = slice_rows(rows, k * batch_size, min((k + 1) * batch_size, total))
             try:
@@ -184,11 +178,6 @@ class _ActorHost:
                 results.append(_capture(exc))
                 if stop_on_error:
                     break
-            now = time.perf_counter()
-            if now >= next_check and k + 1 < count:
-                next_check = now + CANCEL_CHECK_SECONDS
-                if context.is_canceled():
-                    return _Report(results, now - began, cancelled=True)
         return _Report(results, time.perf_counter() - began)
 
     def call(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
@@ -632,7 +621,11 @@ class _Run:
         progress = True
         while progress:
             progress = False
-            for slot in self.slots:
+            # An actor that is still starting (a replacement) gets no work while
+            # a started one has room: work queued behind a start-up of seconds
+            # would hold up every later result of an ordered run.
+            started = [slot for slot in self.slots if slot.pid is not None]
+            for slot in started or self.slots:
                 if len(slot.calls) >= CALLS_PER_ACTOR:
                     continue
                 group = self._next_group()
@@ -733,10 +726,6 @@ class _Run:
         except WORKER_LOST as exc:
             self._worker_lost(call.slot, call, exc)
             return
-        except TaskCancelledError:
-            self._finish_call(call)
-            self.retry.append(call.group)
-            return
         except RayTaskError as exc:
             if isinstance(exc.cause, _HostStartError):
                 self.pool._await_ready(call.slot)  # raises the constructor's error
@@ -760,7 +749,7 @@ class _Run:
             else:
                 self.done[index] = value
         if n < group.count:
-            return  # cancelled, or stopped at an error that has been raised
+            return  # stopped at an error, which _record_failure has raised
         self.batches_done += n
         self.rows_done += group.num_rows
         if self.on_progress is not None:
@@ -903,17 +892,17 @@ class _Run:
     def _abort(self) -> None:
         """Stop early (error, caller stopped iterating, Ctrl-C): leave every actor idle."""
         refs = list(self.calls)
-        for ref in refs:
-            with contextlib.suppress(Exception):  # finished already
-                ray.cancel(ref)
         if not refs:
             return
-        # Running groups stop at their next batch boundary; an actor stuck in
-        # one long batch is killed and replaced so the next call starts clean.
+        # No ray.cancel: cancelling an actor call that has not reached the
+        # actor yet leaves a gap in its task sequence, and the actor's next
+        # call then waits 30 s for the missing one (seen here with Ray 2.60).
+        # Groups are sized to ~50 ms, so letting them finish is quick; an
+        # actor still busy after the grace period is killed and replaced.
         _, stuck = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
         stuck_slots = {self.calls[ref].slot.index: self.calls[ref].slot for ref in stuck}
         for slot in stuck_slots.values():
-            self.pool._replace(slot, "it was still busy when its work was cancelled")
+            self.pool._replace(slot, "it was still busy when its run was stopped")
         for slot in self.slots:
             slot.calls.clear()
         self.calls.clear()
