@@ -1,0 +1,899 @@
+"""raymanager benchmark suite: one command, one Ray, every variant checked.
+
+    python benchmarks/run.py [--quick] [--out benchmarks/results/latest.json]
+
+Workloads (all float32 arrays of 64 columns, cut into row batches):
+
+- W1: 400 batches of 128 rows, ~10 ms of numpy work each (calibrated):
+  speedup of each 2-worker variant over the serial loop.
+- W2: 5,000 batches of 128 rows, trivial work (the batch sum): cost per batch.
+- W3: a 2 GiB array (256 MiB with --quick) in 128 batches, trivial work:
+  wall time and peak memory of the driver plus all its worker processes
+  (method in memory.py and README.md).
+
+Variants: serial loop, multiprocessing.Pool(2), mpire WorkerPool(2),
+ray.util.ActorPool with 2 actors, Ray tasks, Ray Data map_batches and
+raymanager process_in_parallel. Plus: start-up and shutdown cost in fresh
+processes, the core ratio (process_in_parallel vs ActorPool.map on 1,000
+trivial batches) and W1 with a worker SIGKILLed mid-run.
+
+Every variant's results are compared with the serial loop's; a mismatch is
+reported as FAIL, never as a time. Medians over ``--repeats`` timed runs after
+one warm-up run; Ray's start-up and pool creation are outside the timings.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS/OpenMP thread per process, set before numpy loads and inherited by
+# every worker (Ray sets the same in its workers): 2 workers then use 2 cores,
+# and the serial loop is the 1-core baseline. OPENBLAS_CORETYPE is left as is.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import functools  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import platform  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from memory import MemoryPeak, measure_peak  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from workloads import (  # noqa: E402
+    BenchActor,
+    PlainWorker,
+    data_batch,
+    make_data,
+    mpire_range,
+    process,
+)
+
+HERE = Path(__file__).resolve().parent
+WORKERS = 2
+#: Results must match the serial loop's to this relative tolerance; batch sums
+#: of different batches differ by far more (~1e-2), so a misplaced batch fails.
+RTOL = 1e-5
+#: Workloads from this size on wait for Ray's object store to drain before each run.
+SETTLE_MIN_BYTES = 256 * 2**20
+
+console = Console(stderr=False)
+log = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class Workload:
+    """An array cut into ``batch_size``-row batches, with ``reps`` of work per batch."""
+
+    name: str
+    data: np.ndarray
+    batch_size: int
+    reps: int
+    description: str
+
+    @property
+    def num_batches(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def batches(self) -> list[np.ndarray]:
+        size = self.batch_size
+        return [self.data[i : i + size] for i in range(0, len(self.data), size)]
+
+    def ranges(self) -> list[tuple[int, int]]:
+        n = len(self.data)
+        return [(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
+
+
+@dataclass
+class Measurement:
+    """Timings of one variant on one workload, and whether its results were right."""
+
+    variant: str
+    workload: str
+    times: list[float] = field(default_factory=list)
+    warmup: float | None = None
+    check: str = "not run"
+    error: str | None = None
+    memory: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "workload": self.workload,
+            "median_s": self.median,
+            "times_s": self.times,
+            "warmup_s": self.warmup,
+            "check": self.check,
+            "error": self.error,
+            "memory": self.memory,
+            **self.extra,
+        }
+
+
+class Variant:
+    """How one library runs a workload: ``prepare`` (untimed), ``run`` (timed), ``close``."""
+
+    name = "variant"
+    uses_ray = False
+
+    def prepare(self, workload: Workload) -> None:
+        """Pools, actors, warm state: outside the timings."""
+
+    def run(self, workload: Workload) -> list[float]:
+        raise NotImplementedError
+
+    def finish(self, workload: Workload) -> None:
+        """Release what ``prepare`` made for this workload."""
+
+    def close(self) -> None:
+        """Release what lives across workloads."""
+
+
+def chunksize(workload: Workload, byte_cap: int = 4 * 2**20) -> int:
+    """multiprocessing's map heuristic (n / 4 workers), capped at ~4 MiB of pickled rows."""
+    batch_bytes = workload.batch_size * workload.data.shape[1] * workload.data.itemsize
+    return max(1, min(workload.num_batches // (4 * WORKERS), byte_cap // batch_bytes))
+
+
+# --------------------------------------------------------------------------- variants
+
+
+class Serial(Variant):
+    name = "serial"
+
+    def run(self, workload: Workload) -> list[float]:
+        return [process(batch, workload.reps) for batch in workload.batches()]
+
+
+class MultiprocessingPool(Variant):
+    """``multiprocessing.Pool(2).imap`` over the batches (pickled to the workers)."""
+
+    name = "multiprocessing.Pool"
+
+    def __init__(self) -> None:
+        # fork: started before Ray exists in this process (fork after Ray's
+        # threads start is unsafe); workers import numpy once, not per call.
+        self.pool = multiprocessing.get_context("fork").Pool(WORKERS)
+
+    def run(self, workload: Workload) -> list[float]:
+        func = functools.partial(process, reps=workload.reps)
+        return list(self.pool.imap(func, workload.batches(), chunksize=chunksize(workload)))
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+
+
+class Mpire(Variant):
+    """mpire ``WorkerPool(2)``: the array as a fork-shared object, batches as row ranges."""
+
+    name = "mpire"
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+
+    def prepare(self, workload: Workload) -> None:
+        from mpire import WorkerPool
+
+        self.pool = WorkerPool(
+            n_jobs=WORKERS, shared_objects=workload.data, start_method="fork", keep_alive=True
+        )
+        # Start the workers now (keep_alive keeps them for the timed runs).
+        self.pool.map(mpire_range, [(0, 1, 0)] * WORKERS, chunk_size=1)
+
+    def run(self, workload: Workload) -> list[float]:
+        args = [(start, stop, workload.reps) for start, stop in workload.ranges()]
+        chunk = max(1, workload.num_batches // (4 * WORKERS))
+        return list(self.pool.map(mpire_range, args, iterable_len=len(args), chunk_size=chunk))
+
+    def finish(self, workload: Workload) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool = None
+
+
+class RayManagerVariant(Variant):
+    """raymanager ``process_in_parallel`` on a pool of 2 (the pool is made once)."""
+
+    name = "raymanager"
+    uses_ray = True
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.pool = manager.create_actor_pool(BenchActor, {}, num_actors=WORKERS)
+
+    def prepare(self, workload: Workload) -> None:
+        # Replayed into any replacement actor, so a killed worker's batches
+        # re-run with the same work (checked in the fault-tolerance row).
+        self.manager.broadcast(self.pool, "set_reps", (workload.reps,), replay_on_restart=True)
+
+    def run(self, workload: Workload) -> list[float]:
+        from raymanager import BatchConfig
+
+        config = BatchConfig(batch_size=workload.batch_size, num_parallel=WORKERS)
+        return list(self.manager.process_in_parallel(self.pool, workload.data, config))
+
+
+class RayActorPool(Variant):
+    """``ray.util.ActorPool(2 actors).map`` over the batches (numpy arrays as arguments)."""
+
+    name = "ray ActorPool.map"
+    uses_ray = True
+
+    def __init__(self) -> None:
+        import ray
+
+        remote = ray.remote(PlainWorker).options(num_cpus=0)  # as raymanager's actors
+        self.actors = [remote.remote() for _ in range(WORKERS)]
+        ray.get([actor.ping.remote() for actor in self.actors])
+
+    def run(self, workload: Workload) -> list[float]:
+        from ray.util import ActorPool
+
+        reps = workload.reps
+        pool = ActorPool(self.actors)
+        return list(pool.map(lambda actor, batch: actor.process.remote(batch, reps),
+                             workload.batches()))
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+
+
+class RayTasks(Variant):
+    """One Ray task (num_cpus=1, so 2 run at once) per batch, all submitted, one ray.get."""
+
+    name = "ray tasks"
+    uses_ray = True
+
+    def __init__(self) -> None:
+        import ray
+
+        self.task = ray.remote(num_cpus=1)(process)
+
+    def run(self, workload: Workload) -> list[float]:
+        import ray
+
+        refs = [self.task.remote(batch, workload.reps) for batch in workload.batches()]
+        return list(ray.get(refs))
+
+
+class RayData(Variant):
+    """Ray Data: ``from_numpy`` (16 blocks on batch boundaries) + ``map_batches``, in order."""
+
+    name = "ray data"
+    uses_ray = True
+
+    def __init__(self) -> None:
+        import ray.data
+
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        with contextlib.suppress(AttributeError):
+            context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+    def run(self, workload: Workload) -> list[float]:
+        import ray.data
+
+        per_block = -(-workload.num_batches // 16) * workload.batch_size
+        blocks = [workload.data[i : i + per_block] for i in range(0, len(workload.data), per_block)]
+        dataset = ray.data.from_numpy(blocks).map_batches(
+            data_batch,
+            fn_kwargs={"reps": workload.reps},
+            batch_size=workload.batch_size,
+            batch_format="numpy",
+        )
+        return [float(row["result"]) for row in dataset.take_all()]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def check(results: Sequence[float], reference: Sequence[float]) -> str:
+    """"ok", or why the results differ from the serial loop's."""
+    if len(results) != len(reference):
+        return f"FAIL: {len(results)} results, expected {len(reference)}"
+    got = np.asarray(results, dtype=np.float64)
+    want = np.asarray(reference, dtype=np.float64)
+    if not np.allclose(got, want, rtol=RTOL, atol=1e-6):
+        bad = int(np.flatnonzero(~np.isclose(got, want, rtol=RTOL, atol=1e-6))[0])
+        return f"FAIL: batch {bad} is {got[bad]!r}, expected {want[bad]!r}"
+    return "ok"
+
+
+def settle(store_used: Callable[[], int] | None, timeout_s: float = 6.0) -> None:
+    """Collect garbage and wait until Ray has freed what earlier runs dropped.
+
+    Ray frees objects asynchronously (~0.5-1 s after the last reference goes),
+    so without this a run's "before" would still count the previous run's data.
+    Waits until the store's use has not changed over three polls (0.75 s).
+    """
+    gc.collect()
+    if store_used is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(Exception):
+        last, steady = store_used(), 0
+        while steady < 3 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = store_used()
+            steady = steady + 1 if now == last else 0
+            last = now
+
+
+def measure_workload(
+    variants: Sequence[Variant],
+    workload: Workload,
+    repeats: int,
+    reference: list[float] | None,
+    *,
+    memory: bool = False,
+    store_used: Callable[[], int] | None = None,
+) -> tuple[list[Measurement], list[float] | None]:
+    """Run every variant on one workload: warm-up, then ``repeats`` interleaved rounds.
+
+    The warm-up run of each variant is untimed; with ``memory`` it is the run
+    whose peak memory is sampled, so the sampler never slows a timed run.
+    Rounds rotate the variants' order, so load from elsewhere on the machine
+    falls on all of them alike. Returns the measurements and the first
+    variant's warm-up results (the reference when ``reference`` is None).
+    """
+    rows = {v.name: Measurement(v.name, workload.name) for v in variants}
+    load = os.getloadavg()[0]  # the machine's 1-minute load when this block began
+    for row in rows.values():
+        row.extra["load_average_1m"] = load
+    verdicts: dict[str, set[str]] = {v.name: set() for v in variants}
+    live: list[Variant] = []
+
+    def fail(variant: Variant, exc: Exception) -> None:
+        rows[variant.name].error = f"{type(exc).__name__}: {exc}"
+        rows[variant.name].check = "error"
+        log.print(f"  {workload.name} {variant.name}: [red]{rows[variant.name].error}[/red]")
+
+    for variant in variants:
+        try:
+            variant.prepare(workload)
+        except Exception as exc:  # one broken variant must not sink the suite
+            fail(variant, exc)
+            continue
+        live.append(variant)
+    try:
+        for variant in list(live):
+            log.print(f"  {workload.name} {variant.name} warm-up ...", end="")
+            try:
+                if memory:
+                    settle(store_used if variant.uses_ray else None)
+                    with measure_peak(store_used if variant.uses_ray else None) as peak:
+                        t0 = time.perf_counter()
+                        out = variant.run(workload)
+                        rows[variant.name].warmup = time.perf_counter() - t0
+                    rows[variant.name].memory = memory_json(peak)
+                else:
+                    t0 = time.perf_counter()
+                    out = variant.run(workload)
+                    rows[variant.name].warmup = time.perf_counter() - t0
+            except Exception as exc:
+                log.print("")
+                fail(variant, exc)
+                live.remove(variant)
+                continue
+            if reference is None:
+                reference = out
+            verdicts[variant.name].add(check(out, reference))
+            log.print(f" {rows[variant.name].warmup:.3f} s")
+        for round_index in range(repeats):
+            shift = round_index % max(1, len(live))
+            for variant in live[shift:] + live[:shift]:
+                if rows[variant.name].error is not None:
+                    continue
+                # Start each run from a drained object store: another variant's
+                # last objects (Ray frees them ~1 s late; Ray Data's only at
+                # garbage collection) must not make this run spill.
+                big = workload.data.nbytes >= SETTLE_MIN_BYTES
+                settle(store_used if variant.uses_ray and big else None)
+                try:
+                    t0 = time.perf_counter()
+                    out = variant.run(workload)
+                    rows[variant.name].times.append(time.perf_counter() - t0)
+                except Exception as exc:
+                    fail(variant, exc)
+                    continue
+                verdicts[variant.name].add(check(out, reference))
+    finally:
+        for variant in live:
+            with contextlib.suppress(Exception):
+                variant.finish(workload)
+    for variant in variants:
+        row = rows[variant.name]
+        if row.error is None:
+            bad = sorted(v for v in verdicts[variant.name] if v != "ok")
+            row.check = bad[0] if bad else "ok"
+        log.print(f"  {workload.name} {variant.name}: median {fmt(row.median)} s, {row.check}")
+    return list(rows.values()), reference
+
+
+def memory_json(peak: MemoryPeak) -> dict[str, Any]:
+    return {
+        "before_bytes": peak.before,
+        "peak_bytes": peak.peak,
+        "extra_bytes": peak.extra,
+        "store_before_bytes": peak.store_before,
+        "store_peak_bytes": peak.store_peak,
+        "samples": peak.samples,
+        "mean_sample_interval_s": peak.seconds / max(1, peak.samples),
+        "method": peak.method,
+    }
+
+
+def make_store_used() -> Callable[[], int]:
+    """Bytes in use in Ray's object store, read over gRPC (~8 ms a call)."""
+    import ray
+    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+    state = get_state_from_address(ray.get_runtime_context().gcs_address)
+
+    def store_used() -> int:
+        reply = get_memory_info_reply(state)
+        return int(reply.store_stats.object_store_bytes_used)
+
+    return store_used
+
+
+def calibrate_reps(target_s: float = 0.010) -> tuple[int, float]:
+    """Rounds of matmul + tanh that make one 128x64 batch take ``target_s`` here."""
+    batch = make_data(128, seed=99)
+    process(batch, 10)
+    samples = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        process(batch, 100)
+        samples.append((time.perf_counter() - t0) / 100)
+    # The fastest sample is the least disturbed by other load on the machine.
+    per_rep = min(samples)
+    reps = max(1, round(target_s / per_rep))
+    return reps, per_rep
+
+
+# --------------------------------------------------------------------------- extra rows
+
+
+def core_ratio(
+    rm: RayManagerVariant,
+    ap: RayActorPool,
+    workload: Workload,
+    repeats: int,
+    reference: list[float],
+) -> dict[str, Any]:
+    """process_in_parallel vs ActorPool.map on the same batches, runs interleaved."""
+    log.print(f"  core ratio on {workload.num_batches} trivial batches ...", end="")
+    rm.prepare(workload)
+    times: dict[str, list[float]] = {"raymanager": [], "ActorPool.map": []}
+    verdicts = set()
+    for i in range(repeats + 1):
+        for name, variant in (("raymanager", rm), ("ActorPool.map", ap)):
+            t0 = time.perf_counter()
+            out = variant.run(workload)
+            elapsed = time.perf_counter() - t0
+            verdicts.add(check(out, reference))
+            if i > 0:
+                times[name].append(elapsed)
+    rm_s = statistics.median(times["raymanager"])
+    ap_s = statistics.median(times["ActorPool.map"])
+    bad = sorted(v for v in verdicts if v != "ok")
+    log.print(f" {rm_s:.3f} s vs {ap_s:.3f} s")
+    return {
+        "batches": workload.num_batches,
+        "raymanager_s": rm_s,
+        "actorpool_s": ap_s,
+        "ratio_raymanager_over_actorpool": rm_s / ap_s,
+        "times_s": times,
+        "check": bad[0] if bad else "ok",
+    }
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[_Captured]:
+    """Keep raymanager's retry warnings for the JSON instead of the terminal."""
+    logger = logging.getLogger("raymanager")
+    handler = _Captured()
+    old = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old
+
+
+def is_our_descendant(pid: int) -> bool:
+    """True when ``pid`` is a process this driver started (directly or through Ray)."""
+    try:
+        return any(child.pid == pid for child in psutil.Process().children(recursive=True))
+    except psutil.Error:
+        return False
+
+
+def fault_tolerance(
+    rm: RayManagerVariant,
+    workload: Workload,
+    repeats: int,
+    reference: list[float],
+    kill_after_s: float,
+) -> dict[str, Any]:
+    """W1 through raymanager while one worker is SIGKILLed by PID mid-run."""
+    log.print(f"  fault tolerance: kill a worker after {kill_after_s:.2f} s ...", end="")
+    rows = []
+    for _ in range(repeats):
+        rm.prepare(workload)  # broadcast: also waits for any replacement to be up
+        pids = rm.pool.pids()
+        victim = pids[0]
+        if victim is None or not is_our_descendant(victim):
+            rows.append({"error": f"no live pool worker to kill (pids {pids})"})
+            continue
+        killed: list[float] = []
+
+        def kill(pid: int = victim, at: list[float] = killed) -> None:
+            at.append(time.perf_counter())
+            os.kill(pid, signal.SIGKILL)
+
+        restarts = rm.pool.restarts
+        timer = threading.Timer(kill_after_s, kill)
+        with captured_warnings() as warnings:
+            t0 = time.perf_counter()
+            timer.start()
+            try:
+                out = rm.run(workload)
+            finally:
+                timer.cancel()
+            wall = time.perf_counter() - t0
+        rows.append({
+            "wall_s": wall,
+            "killed_pid": victim,
+            "killed_at_s": (killed[0] - t0) if killed else None,
+            "kill_happened_mid_run": bool(killed) and killed[0] - t0 < wall,
+            "restarts": rm.pool.restarts - restarts,
+            "warnings": warnings.messages,
+            "check": check(out, reference),
+        })
+    walls = [r["wall_s"] for r in rows if "wall_s" in r]
+    checks = {r.get("check", "error") for r in rows}
+    summary = {
+        "median_wall_s": statistics.median(walls) if walls else None,
+        "check": "ok" if checks == {"ok"} else sorted(c for c in checks if c != "ok")[0],
+        "runs": rows,
+    }
+    log.print(f" {summary['median_wall_s']} s {summary['check']}")
+    return summary
+
+
+def startup_costs(repeats: int, kinds: Sequence[str]) -> dict[str, Any]:
+    """Each kind of start-up measured in fresh interpreters, kinds interleaved."""
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+    env = dict(os.environ)
+    # raymanager_noenv: the driver's PYTHONPATH reaches workers by inheritance
+    # instead of RayManager's runtime_env (a diagnostic, see README).
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+    )
+    for _ in range(repeats):
+        for kind in kinds:
+            log.print(f"  start-up {kind} ...", end="")
+            proc = subprocess.run(
+                [sys.executable, str(HERE / "startup.py"), kind],
+                capture_output=True, text=True, timeout=300, env=env, check=False,
+            )
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                runs[kind].append({"error": proc.stderr[-2000:]})  # type: ignore[dict-item]
+                log.print(" error")
+                continue
+            row = json.loads(lines[-1])
+            runs[kind].append(row)
+            log.print(f" ready {row['ready_s']:.2f} s, shutdown {row['shutdown_s']:.2f} s")
+    summary: dict[str, Any] = {"runs": runs}
+    for kind, rows in runs.items():
+        good = [r for r in rows if "error" not in r]
+        summary[kind] = {
+            key: statistics.median(r[key] for r in good) if good else None
+            for key in ("init_s", "ready_s", "shutdown_s")
+        }
+    return summary
+
+
+# --------------------------------------------------------------------------- machine info
+
+
+def machine_info() -> dict[str, Any]:
+    import mpire  # noqa: F401  (imported to prove it is installed)
+    import ray
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        from importlib.metadata import version
+
+        mpire_version = version("mpire")
+    except Exception:
+        mpire_version = None
+    git = subprocess.run(
+        ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()
+    return {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "ram_bytes": psutil.virtual_memory().total,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "ray": ray.__version__,
+        "numpy": np.__version__,
+        "mpire": mpire_version,
+        "git": git,
+        "thread_env": {k: os.environ.get(k) for k in (
+            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")},
+        "load_average_start": os.getloadavg(),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(value: float | None, spec: str = ".3f", unit: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{unit}"
+
+
+def gib(value: int | None) -> str:
+    return "—" if value is None else f"{value / 2**30:.2f}"
+
+
+def print_report(report: dict[str, Any]) -> None:
+    workloads = report["workloads"]
+    for name, info in workloads.items():
+        rows = info["variants"]
+        serial = next((r["median_s"] for r in rows if r["variant"] == "serial"), None)
+        rm = next((r["median_s"] for r in rows if r["variant"] == "raymanager"), None)
+        table = Table(title=f"{name}: {info['description']}", title_justify="left")
+        table.add_column("variant")
+        table.add_column("median s", justify="right")
+        table.add_column("µs/batch", justify="right")
+        table.add_column("speedup vs serial", justify="right")
+        table.add_column("÷ raymanager", justify="right")
+        if name == "W3":
+            table.add_column("peak GiB", justify="right")
+            table.add_column("extra GiB", justify="right")
+        table.add_column("check")
+        for r in rows:
+            med = r["median_s"]
+            cells = [
+                r["variant"],
+                fmt(med),
+                fmt(None if med is None else 1e6 * med / info["batches"], ".0f"),
+                fmt(None if not (med and serial) else serial / med, ".2f", "x"),
+                fmt(None if not (med and rm) else med / rm, ".2f"),
+            ]
+            if name == "W3":
+                mem = r.get("memory") or {}
+                cells += [gib(mem.get("peak_bytes")), gib(mem.get("extra_bytes"))]
+            cells.append(r["check"] if r["error"] is None else f"error: {r['error'][:60]}")
+            table.add_row(*cells)
+        console.print(table)
+
+    table = Table(title="Other rows", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    core = report.get("core_ratio")
+    if core:
+        table.add_row(
+            f"process_in_parallel / ActorPool.map, {core['batches']} trivial batches",
+            f"{core['ratio_raymanager_over_actorpool']:.2f}",
+            f"{core['raymanager_s']:.3f} s vs {core['actorpool_s']:.3f} s; {core['check']}",
+        )
+    fault = report.get("fault_tolerance")
+    if fault:
+        w1 = next((r["median_s"] for r in workloads.get("W1", {}).get("variants", [])
+                   if r["variant"] == "raymanager"), None)
+        restarts = [r.get("restarts") for r in fault["runs"]]
+        table.add_row(
+            "W1 raymanager, one worker SIGKILLed mid-run",
+            fmt(fault["median_wall_s"], ".3f", " s"),
+            f"no-fault W1 {fmt(w1, '.3f', ' s')}; restarts {restarts}; {fault['check']}",
+        )
+    startup = report.get("startup")
+    if startup:
+        for kind in startup["runs"]:
+            s = startup[kind]
+            table.add_row(
+                f"start-up to 2 ready actors: {kind}",
+                fmt(s["ready_s"], ".2f", " s"),
+                f"init {fmt(s['init_s'], '.2f', ' s')}, "
+                f"shutdown() {fmt(s['shutdown_s'], '.2f', ' s')}",
+            )
+    console.print(table)
+    machine = report["machine"]
+    console.print(
+        f"{machine['cpu_model']}, {machine['cpus_usable']} CPUs, "
+        f"{machine['ram_bytes'] / 2**30:.0f} GiB; Python {machine['python']}, "
+        f"Ray {machine['ray']}, numpy {machine['numpy']}; load average "
+        f"{machine['load_average_start'][0]:.1f} at start, "
+        f"{report['load_average_end'][0]:.1f} at end; total {report['total_s']:.0f} s"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats and a 256 MiB W3 (about 3 minutes)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json",
+                        help="where to write the JSON results")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per variant after the warm-up "
+                             "(default 5, W3 at most 3; --quick 1)")
+    parser.add_argument("--skip-startup", action="store_true",
+                        help="leave out the fresh-process start-up measurements")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 5)
+    # W3 moves 2 GiB per run through each variant: 3 timed runs keep the full
+    # suite near 12 minutes on 2 cores.
+    w3_repeats = min(repeats, 3)
+    began = time.perf_counter()
+
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "settings": {"quick": args.quick, "repeats": repeats, "w3_repeats": w3_repeats,
+                     "workers": WORKERS},
+    }
+    reps, per_rep = calibrate_reps()
+    report["settings"]["w1_reps"] = reps
+    report["settings"]["w1_seconds_per_rep"] = per_rep
+    log.print(f"W1 calibration: {reps} rounds of matmul+tanh ≈ {reps * per_rep * 1e3:.1f} ms/batch")
+
+    w3_bytes = (256 if args.quick else 2048) * 2**20
+    w3_rows = w3_bytes // (64 * 4)
+    workloads = [
+        Workload("W1", make_data(400 * 128, seed=1), 128, reps,
+                 f"400 batches of 128x64 float32, ~10 ms work each ({reps} matmul+tanh)"),
+        Workload("W2", make_data(5000 * 128, seed=2), 128, 0,
+                 "5,000 batches of 128x64 float32, trivial work (sum)"),
+        Workload("W3", make_data(w3_rows, seed=3), w3_rows // 128, 0,
+                 f"{w3_bytes / 2**30:g} GiB float32 in 128 batches, trivial work (sum)"),
+    ]
+    core_workload = Workload("core", make_data(1000 * 128, seed=4), 128, 0,
+                             "1,000 batches of 128x64 float32, trivial work")
+    results: dict[str, list[Measurement]] = {w.name: [] for w in workloads}
+    references: dict[str, list[float]] = {}
+
+    # -- without Ray: serial, multiprocessing, mpire (their forks happen before Ray starts)
+    log.print("[bold]Without Ray[/bold]")
+    plain: list[Variant] = [Serial(), MultiprocessingPool()]
+    try:
+        import mpire  # noqa: F401
+
+        plain.append(Mpire())
+    except ImportError:
+        log.print("  mpire not installed: skipped")
+    try:
+        for workload in workloads:
+            n = w3_repeats if workload.name == "W3" else repeats
+            rows, reference = measure_workload(plain, workload, n, None,
+                                               memory=workload.name == "W3")
+            results[workload.name] += rows
+            if reference is not None:  # the serial loop's results: the reference
+                references[workload.name] = reference
+        core_reference = Serial().run(core_workload)
+    finally:
+        for variant in plain:
+            variant.close()
+
+    # -- one Ray, started by RayManager, for every Ray variant
+    log.print("[bold]With Ray[/bold]")
+    from raymanager import RayConfig, RayManager
+
+    manager = RayManager(RayConfig(num_cpus=WORKERS))
+    ray_variants: list[Variant] = []
+    try:
+        store_used = make_store_used()
+        report["object_store_bytes"] = manager.object_store_stats()["total"]
+        rm = RayManagerVariant(manager)
+        ap = RayActorPool()
+        ray_variants = [rm, ap, RayTasks()]
+        try:
+            ray_variants.append(RayData())
+        except Exception as exc:  # ray[data] missing: skip that variant only
+            log.print(f"  Ray Data unavailable ({exc}): skipped")
+        for workload in workloads:
+            n = w3_repeats if workload.name == "W3" else repeats
+            rows, _ = measure_workload(ray_variants, workload, n, references[workload.name],
+                                       memory=workload.name == "W3", store_used=store_used)
+            results[workload.name] += rows
+        report["core_ratio"] = core_ratio(rm, ap, core_workload, repeats, core_reference)
+        w1_rm = next(m.median for m in results["W1"] if m.variant == "raymanager")
+        kill_after = 0.25 * (w1_rm or 2.0)
+        report["fault_tolerance"] = fault_tolerance(
+            rm, workloads[0], 1 if args.quick else 3, references["W1"], kill_after
+        )
+    finally:
+        for variant in ray_variants:
+            with contextlib.suppress(Exception):
+                variant.close()
+        t0 = time.perf_counter()
+        manager.shutdown()
+        report["suite_shutdown_s"] = time.perf_counter() - t0
+
+    if not args.skip_startup:
+        log.print("[bold]Start-up in fresh processes[/bold]")
+        kinds = ["raymanager", "bare"] if args.quick else ["raymanager", "bare", "raymanager_noenv"]
+        report["startup"] = startup_costs(1 if args.quick else 3, kinds)
+
+    report["workloads"] = {
+        w.name: {
+            "description": w.description,
+            "batches": w.num_batches,
+            "batch_size": w.batch_size,
+            "bytes": int(w.data.nbytes),
+            "variants": [m.as_json() for m in results[w.name]],
+        }
+        for w in workloads
+    }
+    report["load_average_end"] = os.getloadavg()
+    report["total_s"] = time.perf_counter() - began
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_report(report)
+    console.print(f"JSON: {args.out}")
+    failed = [m for ms in results.values() for m in ms if m.check != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

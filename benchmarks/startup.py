@@ -1,0 +1,84 @@
+"""Start-up and shutdown cost of a fresh process: RayManager vs bare Ray.
+
+Run by ``run.py`` in a new interpreter per measurement, so nothing is warm
+but the OS page cache; prints one JSON line::
+
+    python benchmarks/startup.py raymanager
+    python benchmarks/startup.py bare
+    PYTHONPATH=benchmarks python benchmarks/startup.py raymanager_noenv
+
+``ready_s`` runs from before ``RayManager()`` / ``ray.init`` (imports done)
+to two actors that answered a call; ``shutdown_s`` is ``manager.shutdown()`` /
+``ray.shutdown()``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import ray
+from workloads import BenchActor, PlainWorker
+
+from raymanager import RayConfig, RayManager
+
+#: ray.init arguments of the bare variant: what a Ray user would write.
+BARE_INIT = {"address": "local", "num_cpus": 2, "include_dashboard": False}
+
+
+def measure_raymanager(runtime_env: bool = True) -> dict[str, float]:
+    """RayManager(RayConfig(num_cpus=2)) to a ready pool of 2, then shutdown().
+
+    ``runtime_env=False`` passes ``init_kwargs={"runtime_env": {}}``, so RayManager
+    does not give workers its PYTHONPATH runtime_env (workers then inherit the
+    driver's environment, which run.py sets up): a diagnostic of what that costs.
+    """
+    config = RayConfig(num_cpus=2, init_kwargs={} if runtime_env else {"runtime_env": {}})
+    t0 = time.perf_counter()
+    manager = RayManager(config)
+    try:
+        t1 = time.perf_counter()
+        pool = manager.create_actor_pool(BenchActor, {}, num_actors=2)
+        assert all(pid is not None for pid in pool.pids())
+        t2 = time.perf_counter()
+    finally:
+        t_shut = time.perf_counter()
+        manager.shutdown()
+        t3 = time.perf_counter()
+    return {"init_s": t1 - t0, "ready_s": t2 - t0, "shutdown_s": t3 - t_shut}
+
+
+def measure_bare() -> dict[str, float]:
+    """ray.init + two actors that answered ping, then ray.shutdown()."""
+    t0 = time.perf_counter()
+    ray.init(**BARE_INIT)
+    try:
+        t1 = time.perf_counter()
+        remote = ray.remote(PlainWorker).options(num_cpus=0)
+        actors = [remote.remote() for _ in range(2)]
+        ray.get([actor.ping.remote() for actor in actors])
+        t2 = time.perf_counter()
+    finally:
+        t_shut = time.perf_counter()
+        ray.shutdown()
+        t3 = time.perf_counter()
+    return {"init_s": t1 - t0, "ready_s": t2 - t0, "shutdown_s": t3 - t_shut}
+
+
+def main() -> None:
+    """Measure the kind named on the command line and print JSON."""
+    kind = sys.argv[1] if len(sys.argv) > 1 else "raymanager"
+    if kind == "raymanager":
+        result = measure_raymanager()
+    elif kind == "raymanager_noenv":
+        result = measure_raymanager(runtime_env=False)
+    elif kind == "bare":
+        result = measure_bare()
+    else:
+        raise SystemExit(f"usage: startup.py raymanager|raymanager_noenv|bare, got {kind!r}")
+    print(json.dumps({"kind": kind, **result}))
+
+
+if __name__ == "__main__":
+    main()
