@@ -1,0 +1,84 @@
+"""Env steps/s of ES training: one process without Ray, and Ray pools of 1 and 2 actors.
+
+All three run the same rounds from the same seeds, so they compute the same
+weights and step the same environments (checked); only the wall time
+differs. Ray start-up and pool creation are excluded; the broadcast of the
+weights each round is included.
+
+    python benchmarks/train_scaling.py [--rounds 15] [--out benchmarks/results/train_scaling.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from es_single_process import run_single_process
+
+from raymanager import BatchConfig, RayConfig, RayManager, TrainingActor
+from raymanager.agents import average_weights, round_seeds
+
+SEEDS_PER_ROUND = 128
+BATCH_SIZE = 64
+CHUNK_SIZE = 64
+
+
+def ray_rounds(manager: RayManager, num_actors: int, rounds: int) -> dict[str, Any]:
+    """The training half of `raymanager train`, timed after the pool is up."""
+    pool = manager.create_actor_pool(TrainingActor, {}, num_actors=num_actors)
+    batch = BatchConfig(batch_size=BATCH_SIZE, num_parallel=num_actors, chunk_size=CHUNK_SIZE)
+    weights = pool.broadcast("get_weights")[0]
+    steps = 0
+    began = time.perf_counter()
+    for round_index in range(rounds):
+        pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+        results = manager.process_in_parallel(
+            pool, round_seeds(0, round_index, SEEDS_PER_ROUND), batch)
+        weights = average_weights([r["weights"] for r in results],
+                                  counts=[r["rows"] for r in results])
+        steps += sum(int(r["env_steps"]) for r in results)
+    seconds = time.perf_counter() - began
+    pool.shutdown()
+    return {"env_steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
+            "final_w_sum": float(np.sum(weights["W"]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--out", default="benchmarks/results/train_scaling.json")
+    args = parser.parse_args()
+
+    single = run_single_process({}, rounds=args.rounds, seeds_per_round=SEEDS_PER_ROUND,
+                                batch_size=BATCH_SIZE, chunk_size=CHUNK_SIZE,
+                                eval_every=10**9, target_return=None)
+    rows: dict[str, dict[str, Any]] = {
+        "single process, no Ray": {
+            "env_steps": single["train_env_steps"], "seconds": single["seconds"],
+            "steps_per_s": single["train_env_steps"] / single["seconds"]},
+    }
+    with RayManager(RayConfig(num_cpus=2)) as manager:
+        for actors in (1, 2):
+            rows[f"Ray pool, {actors} actor(s)"] = ray_rounds(manager, actors, args.rounds)
+    baseline = rows["single process, no Ray"]["steps_per_s"]
+    same_steps = len({row["env_steps"] for row in rows.values()}) == 1
+    print(f"{'variant':28} {'env steps':>10} {'seconds':>8} {'steps/s':>10} {'vs single':>9}")
+    for name, row in rows.items():
+        row["ratio_vs_single"] = row["steps_per_s"] / baseline
+        print(f"{name:28} {row['env_steps']:>10,} {row['seconds']:>8.2f} "
+              f"{row['steps_per_s']:>10,.0f} {row['ratio_vs_single']:>8.2f}x")
+    print(f"same env steps in every variant: {same_steps}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rounds": args.rounds, "same_env_steps": same_steps,
+                               "machine": platform.processor() or platform.machine(),
+                               "results": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
