@@ -1,7 +1,7 @@
 """Chaos: thousands of batches while a seeded killer SIGKILLs the pool's workers.
 
-A killer thread picks a random live actor process of the pool at random
-moments and kills it by PID, the way the OOM killer or a lost node would.
+A seeded killer picks a random live actor process of the pool at random
+points of the run and kills it by PID, the way the OOM killer or a lost node would.
 Every run must still yield every batch's result exactly once, in input order,
 and right, with the default ``on_error="raise"``: a single lost batch would
 raise, so nothing here needs ``on_error="continue"``.
@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,8 @@ SEED = 1234
 NUM_BATCHES = 3000
 BATCH = 4
 WORK_S = 0.001
-#: Seconds between two kills, drawn uniformly.
-KILL_GAP_S = (0.2, 0.8)
 MIN_KILLS = 5
-#: A restart costs ~2 s of a 2-core machine; beyond this many kills a run only gets longer.
+#: Kills per chaos run: a restart costs ~1-2 s of a 2-core machine.
 MAX_KILLS = 6
 #: A kill charges at most one call with a try, so with this many retries no
 #: batch can run out of tries, whichever calls the killer happens to hit.
@@ -56,43 +53,39 @@ def _is_live_ray_worker(pid: int) -> bool:
     return "ray::" in title or "default_worker.py" in title
 
 
-class Killer(threading.Thread):
-    """SIGKILLs a random live actor of ``pool`` every ``KILL_GAP_S`` seconds.
+class Killer:
+    """SIGKILLs a random live actor of ``pool`` at seeded random points of a run.
 
-    Stops when told to or after ``MAX_KILLS`` kills.
-
-    ``killed`` lists the distinct PIDs that were alive when the signal was sent.
+    The points are result counts, not clock times, so the kills land however
+    fast or slow the machine is: ``MAX_KILLS`` of them between 5% and 90% of
+    the run. ``killed`` lists the distinct PIDs that were alive when the
+    signal was sent.
     """
 
-    def __init__(self, pool: ActorPool, seed: int) -> None:
-        super().__init__(name="chaos-killer", daemon=True)
+    def __init__(self, pool: ActorPool, seed: int, num_results: int) -> None:
         self.pool = pool
         self.rng = random.Random(seed)
+        points = self.rng.sample(range(num_results // 20, num_results * 9 // 10), MAX_KILLS)
+        self.pending = sorted(points)
         self.killed: list[int] = []
-        self.skipped = 0  # moments when no actor was up to be killed
-        self._stop_event = threading.Event()
+        self.skipped = 0  # points where no actor was up to be killed
 
-    def run(self) -> None:
-        while len(self.killed) < MAX_KILLS and not self._stop_event.wait(
-            self.rng.uniform(*KILL_GAP_S)
-        ):
-            pids = [pid for pid in self.pool.pids() if pid is not None]
-            live = [pid for pid in pids if pid not in self.killed and _is_live_ray_worker(pid)]
-            if not live:
-                self.skipped += 1
-                continue
-            victim = self.rng.choice(live)
-            try:
-                os.kill(victim, signal.SIGKILL)
-            except ProcessLookupError:
-                self.skipped += 1
-                continue
-            self.killed.append(victim)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=10)
-        assert not self.is_alive()
+    def maybe_kill(self, results_so_far: int) -> None:
+        if not self.pending or results_so_far < self.pending[0]:
+            return
+        pids = [pid for pid in self.pool.pids() if pid is not None]
+        live = [pid for pid in pids if pid not in self.killed and _is_live_ray_worker(pid)]
+        if not live:
+            self.skipped += 1  # all actors starting: try again at the next result
+            return
+        victim = self.rng.choice(live)
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            self.skipped += 1
+            return
+        self.pending.pop(0)
+        self.killed.append(victim)
 
 
 def _timed_run(
@@ -106,13 +99,13 @@ def _timed_run(
 def _chaos_run(
     manager: RayManager, pool: ActorPool, data: Any, config: BatchConfig, seed: int
 ) -> tuple[list[Any], float, Killer]:
-    killer = Killer(pool, seed)
-    killer.start()
-    try:
-        results, seconds = _timed_run(manager, pool, data, config)
-    finally:
-        killer.stop()
-    return results, seconds, killer
+    killer = Killer(pool, seed, -(-len(data) // config.batch_size))
+    began = time.perf_counter()
+    results = []
+    for result in manager.imap(pool, data, config):
+        results.append(result)
+        killer.maybe_kill(len(results))
+    return results, time.perf_counter() - began, killer
 
 
 def _check_pool_after_chaos(manager: RayManager, pool: ActorPool, killer: Killer) -> None:
