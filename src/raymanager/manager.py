@@ -108,7 +108,6 @@ class RayManager:
                 num_gpus=config.num_gpus,
                 object_store_memory=config.object_store_memory,
                 include_dashboard=config.include_dashboard,
-                runtime_env=self._local_runtime_env(),
             )
             if config.memory is not None:
                 kwargs["_memory"] = config.memory
@@ -116,19 +115,34 @@ class RayManager:
         else:
             kwargs["address"] = config.address
         kwargs.update(config.init_kwargs)
-        with quiet_auth_banner():
+        with quiet_auth_banner(), self._driver_path_for_workers():
             ray.init(**kwargs)
 
-    def _local_runtime_env(self) -> dict[str, Any] | None:
-        if "runtime_env" in self.ray_config.init_kwargs:
-            return None
-        # Workers of a local Ray run on this machine: give them the driver's
-        # import path so actor and agent classes defined in the user's own
-        # modules (scripts, tests, examples) import there as they do here.
+    @contextlib.contextmanager
+    def _driver_path_for_workers(self) -> Iterator[None]:
+        """Give the workers of a local Ray the driver's import path.
+
+        Actor and agent classes defined in the user's own modules (scripts,
+        tests, examples) then import in workers as they do here. Set in the
+        environment the local Ray's processes inherit, not as a runtime_env:
+        a runtime_env makes Ray start a fresh worker for every actor instead
+        of reusing its prestarted ones (measured: pool start 1.5 s vs 0.5 s).
+        """
+        if not self.owns_ray:
+            yield
+            return
         paths = [p for p in sys.path if p and os.path.isdir(p)]
         if os.getcwd() not in paths:
             paths.insert(0, os.getcwd())
-        return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = before
 
     def _check_open(self) -> None:
         if self._shut_down:

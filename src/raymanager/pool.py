@@ -75,6 +75,9 @@ WORKER_LOST = (
 #: fixed cost (~1 ms of CPU on each side) is a few percent, short enough that
 #: actors rarely wait on each other at the end of a run.
 TARGET_CALL_SECONDS = 0.05
+#: Work per call below which a call's fixed cost (~1 ms) would dominate: the
+#: tail of a run of tiny batches is not cut finer than this.
+MIN_CALL_SECONDS = 0.005
 #: Remote calls queued on one actor: one running, one waiting, so an actor
 #: never idles while the driver reacts to its last result.
 CALLS_PER_ACTOR = 2
@@ -293,7 +296,8 @@ class ActorPool:
         return self.actor_class.__name__
 
     def pids(self) -> list[int | None]:
-        """PIDs of the pool's live actor processes, in slot order."""
+        """PIDs of the pool's actor processes, in slot order (None: still starting)."""
+        self._poll_ready()
         return [slot.pid for slot in self._slots]
 
     def actor_handles(self) -> list[Any]:
@@ -301,8 +305,21 @@ class ActorPool:
         return [slot.handle for slot in self._slots]
 
     def node_ids(self) -> list[str | None]:
-        """The Ray node each actor runs on, in slot order."""
+        """The Ray node each actor runs on, in slot order (None: still starting)."""
+        self._poll_ready()
         return [slot.node_id for slot in self._slots]
+
+    def _poll_ready(self) -> None:
+        """Take note of replacement actors that have started since the last look."""
+        if not self._pending_ready or self._state is not PoolState.RUNNING:
+            return
+        ready, _ = ray.wait(list(self._pending_ready), num_returns=len(self._pending_ready),
+                            timeout=0)
+        for ref in ready:
+            slot = self._pending_ready.pop(ref)
+            # A constructor that failed breaks the pool; the next call says so.
+            with contextlib.suppress(PoolBrokenError):
+                self._accept_ready(slot, ref)
 
     def shutdown(self) -> None:
         """Kill every actor of the pool. Safe to call twice."""
@@ -565,12 +582,15 @@ class _Run:
     def _group_size(self) -> int:
         if self.seconds_per_batch is None:
             return 1  # the first call on each actor measures how long a batch takes
-        size = max(1, int(TARGET_CALL_SECONDS / max(self.seconds_per_batch, 1e-7)))
+        per_batch = max(self.seconds_per_batch, 1e-7)
+        size = max(1, int(TARGET_CALL_SECONDS / per_batch))
         remaining = self.source.remaining_batches()
         if remaining is not None:
             # Guided self-scheduling: never more than a share of what is left,
-            # so the last calls are short and no actor waits long at the end.
-            size = min(size, max(1, math.ceil(remaining / (2 * len(self.slots)))))
+            # so the last calls are short and no actor waits long at the end;
+            # but never so short that the call's own cost dominates its work.
+            floor = max(1, math.ceil(MIN_CALL_SECONDS / per_batch))
+            size = min(size, max(floor, math.ceil(remaining / (2 * len(self.slots)))))
         batch_nbytes = self.source.batch_nbytes
         if batch_nbytes:
             # Inline data: all calls in flight together stay within the byte bound.
@@ -694,6 +714,12 @@ class _Run:
     def _wait_timeout(self) -> float | None:
         if self.config.timeout_s is None:
             return None
+        now = time.monotonic()
+        for slot in self.slots:
+            # A replacement may have been seen to start outside this loop
+            # (pool.pids() looks too): its first call runs from then on.
+            if slot.calls and slot.calls[0].started is None and slot.pid is not None:
+                slot.calls[0].started = now
         deadlines = [
             call.started + self.config.timeout_s * call.group.count
             for call in self.calls.values()
