@@ -42,6 +42,7 @@ __all__ = [
     "ENV_CONFIG_KEYS",
     "EnvSettings",
     "EpisodeBatch",
+    "VectorEnvCache",
     "env_settings",
     "env_spaces",
     "make_env",
@@ -311,3 +312,37 @@ def run_episodes(
         if not alive.any():
             break
     return EpisodeBatch(returns=returns, lengths=lengths)
+
+
+class VectorEnvCache:
+    """Vector environments of a config, kept open by width between batches.
+
+    Making a vector env costs more than a short rollout, and batches mostly
+    come in one or two sizes (full ones and the last one), so the two widths
+    used last stay open.
+
+    >>> cache = VectorEnvCache({"env": "CartPole-v1"})
+    >>> cache.get(4).num_envs
+    4
+    >>> cache.close()
+    """
+
+    def __init__(self, config: Mapping[str, Any], keep: int = 2) -> None:
+        self._config = config
+        self._keep = keep
+        self._envs: dict[int, VectorEnv[Any, Any, Any]] = {}
+
+    def get(self, num_envs: int) -> VectorEnv[Any, Any, Any]:
+        env = self._envs.get(num_envs)
+        if env is None:
+            if len(self._envs) >= self._keep:
+                # A new width: drop the oldest one.
+                self._envs.pop(next(iter(self._envs))).close()
+            env = make_vector_env(self._config, num_envs)
+            self._envs[num_envs] = env
+        return env
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()

@@ -26,7 +26,7 @@ from gymnasium.vector import VectorEnv
 
 from raymanager.actors.base import RayActor
 from raymanager.agents.base import Agent, make_agent, validate_agent_config
-from raymanager.envs import make_vector_env, run_episodes, validate_env_config
+from raymanager.envs import VectorEnvCache, run_episodes, validate_env_config
 
 __all__ = ["EvaluationActor", "merge_evaluations", "summarize_episodes"]
 
@@ -115,7 +115,7 @@ class EvaluationActor(RayActor[Any, dict[str, Any]]):
         self.agent: Agent = make_agent(self.config)
         # One vector env per number of episodes run at once; at most two are in use
         # (full chunks and the last, shorter one).
-        self._envs: dict[int, VectorEnv[Any, Any, Any]] = {}
+        self._envs = VectorEnvCache(self.config)
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> None:
@@ -161,18 +161,10 @@ class EvaluationActor(RayActor[Any, dict[str, Any]]):
 
     def close(self) -> None:
         """Close the vector environments this actor opened."""
-        for env in self._envs.values():
-            env.close()
-        self._envs.clear()
+        self._envs.close()
 
     def _env(self, num_envs: int) -> VectorEnv[Any, Any, Any]:
-        env = self._envs.get(num_envs)
-        if env is None:
-            if len(self._envs) >= 2:
-                self._envs.pop(next(iter(self._envs))).close()
-            env = make_vector_env(self.config, num_envs)
-            self._envs[num_envs] = env
-        return env
+        return self._envs.get(num_envs)
 
 
 def _episode_seeds(batch: Any) -> np.ndarray:

@@ -76,7 +76,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
-from raymanager.envs import ENV_CONFIG_KEYS, make_vector_env, run_episodes
+from raymanager.envs import ENV_CONFIG_KEYS, VectorEnvCache, run_episodes
 from raymanager.envs import env_spaces as _env_spaces
 from raymanager.envs import validate_env_config as _validate_env_config
 
@@ -333,7 +333,7 @@ class EvolutionStrategies:
         self._adam_t = 0.0
         # One vector env per rollout width; a batch needs at most two widths
         # (full chunks and the last, shorter one).
-        self._envs: dict[int, VectorEnv[Any, Any, Any]] = {}
+        self._envs = VectorEnvCache(self.config)
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> None:
@@ -467,20 +467,10 @@ class EvolutionStrategies:
 
     def close(self) -> None:
         """Close the vector environments this agent opened."""
-        for env in self._envs.values():
-            env.close()
-        self._envs.clear()
+        self._envs.close()
 
     def _env(self, num_envs: int) -> VectorEnv[Any, Any, Any]:
-        env = self._envs.get(num_envs)
-        if env is None:
-            if len(self._envs) >= 2:
-                # Batches of a new size: drop the oldest width.
-                oldest = next(iter(self._envs))
-                self._envs.pop(oldest).close()
-            env = make_vector_env(self.config, num_envs)
-            self._envs[num_envs] = env
-        return env
+        return self._envs.get(num_envs)
 
     def _flatten(self, weights: Mapping[str, np.ndarray], prefix: str) -> np.ndarray:
         pieces = []
