@@ -210,7 +210,6 @@ class _Slot:
 
     index: int
     handle: Any
-    generation: int = 0
     pid: int | None = None
     node_id: str | None = None
     planned_node: str | None = None  # where placement asked Ray to put it
@@ -226,7 +225,6 @@ class _Call:
     ref: Any
     slot: _Slot
     group: Group
-    submitted: float
     started: float | None  # None while queued behind another call on the slot
 
 
@@ -299,10 +297,6 @@ class ActorPool:
         """PIDs of the pool's actor processes, in slot order (None: still starting)."""
         self._poll_ready()
         return [slot.pid for slot in self._slots]
-
-    def actor_handles(self) -> list[Any]:
-        """The Ray actor handles (of ``_ActorHost``), in slot order."""
-        return [slot.handle for slot in self._slots]
 
     def node_ids(self) -> list[str | None]:
         """The Ray node each actor runs on, in slot order (None: still starting)."""
@@ -444,7 +438,6 @@ class ActorPool:
         self.restarts += 1
         old = slot.label(self.actor_name)
         slot.handle = self._spawn(slot)
-        slot.generation += 1
         slot.pid = slot.node_id = None
         slot.calls.clear()
         logger.warning("replacing actor %s: %s", old, reason)
@@ -632,7 +625,7 @@ class _Run:
         # The clock of a call starts when it runs: now if its actor is up and
         # idle, else when the call before it ends or the new actor is ready.
         running = not slot.calls and slot.pid is not None
-        call = _Call(ref, slot, group, now, now if running else None)
+        call = _Call(ref, slot, group, now if running else None)
         slot.calls.append(call)
         self.calls[ref] = call
         self.inflight_bytes += group.nbytes
@@ -750,7 +743,7 @@ class _Run:
         try:
             report: _Report = ray.get(call.ref)
         except WORKER_LOST as exc:
-            self._worker_lost(call.slot, call, exc)
+            self._worker_lost(call.slot, exc)
             return
         except RayTaskError as exc:
             if isinstance(exc.cause, _HostStartError):
@@ -808,7 +801,7 @@ class _Run:
 
     # -- recovery
 
-    def _worker_lost(self, slot: _Slot, failed: _Call, exc: BaseException) -> None:
+    def _worker_lost(self, slot: _Slot, exc: BaseException) -> None:
         """The actor in ``slot`` died: salvage finished calls, requeue the rest."""
         # Ray's memory monitor says so in the error; a plain crash mentions the
         # kernel OOM killer only as one guess among several, which is not enough.

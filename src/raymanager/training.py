@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,8 +450,3 @@ def evaluate_checkpoint(
         pool = manager.create_actor_pool(EvaluationActor, config.agent_config(), num_actors)
         return _evaluate(manager, pool, checkpoint.weights, config, checkpoint.round + 1)
 
-
-def iter_metrics(path: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
-    """Rows of a metrics.csv as dicts of strings."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        yield from csv.DictReader(handle)
