@@ -51,7 +51,6 @@ def test_sigkill_actors_by_pid_mid_run_loses_nothing(
     assert pool.restarts == 3
     assert set(pool.pids()).isdisjoint(first_pids)
     assert caplog.text.count("replacing actor Square#") == 3
-    assert "retrying batches" in caplog.text
 
 
 def test_worker_exit_inside_a_batch_is_retried_once(manager: RayManager, tmp_path: Path) -> None:
@@ -82,7 +81,7 @@ def test_a_batch_that_always_kills_its_worker_gives_up(
         config = BatchConfig(batch_size=BATCH, max_retries=2)
         manager.process_in_parallel(pool, np.arange(N), config)
     assert info.value.index == 7 and info.value.attempts == 3
-    assert "retrying batches 7..7 (attempt 3 of 3)" in caplog.text
+    assert "retrying batch 7 (attempt 3 of 3)" in caplog.text
     # The pool recovers for the next call.
     assert manager.process_in_parallel(pool, [3], BatchConfig()) == [[9]]
 
@@ -136,9 +135,12 @@ def test_stuck_batch_is_killed_replaced_and_retried(
         )
     assert results == EXPECTED[:10]
     assert pool.restarts == 1
-    assert "timeout_s" in caplog.text
-    retried = re.search(r"retrying batches (\d+)\.\.(\d+)", caplog.text)
-    assert retried is not None and int(retried[1]) <= 4 <= int(retried[2])
+    # The hang is found on the call that ran batch 4: alone, or in a group
+    # (which is then re-run one batch per call, nobody charged).
+    hung = re.search(r"(batch 4|a batch of (\d+)\.\.(\d+)) ran past timeout_s=1", caplog.text)
+    assert hung is not None
+    if hung[2] is not None:
+        assert int(hung[2]) <= 4 <= int(hung[3])
 
 
 def test_batch_that_always_hangs_raises_timeout(manager: RayManager) -> None:

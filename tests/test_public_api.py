@@ -10,6 +10,7 @@ EXPECTED = [
     "BatchConfig",
     "BatchError",
     "BatchTimeoutError",
+    "BroadcastError",
     "EvaluationActor",
     "ManagerShutdownError",
     "PoolBrokenError",

@@ -42,14 +42,40 @@ SHARE_MIN_BYTES = 512 * 1024
 
 
 def slice_rows(rows: Any, start: int, stop: int) -> Any:
-    """Rows ``start:stop`` of an array, a sequence, or a mapping of columns.
+    """Rows ``start:stop`` of an array, a sequence, a table or a mapping of columns.
 
     >>> slice_rows({"a": [1, 2, 3]}, 1, 3)
     {'a': [2, 3]}
     """
     if isinstance(rows, Mapping):
         return {key: column[start:stop] for key, column in rows.items()}
+    kind = _table_kind(rows)
+    if kind == "pandas":
+        return rows.iloc[start:stop]  # by position, whatever the index
+    if kind == "arrow":
+        return rows.slice(start, max(0, stop - start))
     return rows[start:stop]
+
+
+def _table_kind(data: Any) -> str | None:
+    """"pandas" / "arrow" for the table types cut by rows their own way.
+
+    Found by module name, so neither library is imported here.
+    """
+    module = type(data).__module__
+    if module.startswith("pandas.") and hasattr(data, "iloc"):
+        return "pandas"
+    if module.startswith("pyarrow") and hasattr(data, "num_rows") and hasattr(data, "slice"):
+        return "arrow"
+    return None
+
+
+def _is_array_like(data: Any) -> bool:
+    """An array of another library (torch, jax, cupy, ...): sliced by ``data[a:b]``."""
+    return (
+        hasattr(data, "__array__") and hasattr(data, "shape") and hasattr(data, "__getitem__")
+        and hasattr(data, "__len__") and len(getattr(data, "shape", ())) > 0
+    )
 
 
 @dataclass
@@ -101,6 +127,14 @@ def _nbytes(rows: Any) -> int:
         return 0
     if isinstance(rows, np.ndarray):
         return int(rows.nbytes)
+    kind = _table_kind(rows)
+    if kind == "pandas":
+        return int(rows.memory_usage(deep=False, index=False).sum()) if rows.ndim == 2 else int(
+            rows.memory_usage(deep=False, index=False))
+    if kind == "arrow" or _is_array_like(rows):
+        nbytes = getattr(rows, "nbytes", None)
+        if isinstance(nbytes, int):
+            return nbytes
     if isinstance(rows, Mapping):
         return sum(_nbytes(column) for column in rows.values())
     if isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], np.ndarray):
@@ -245,10 +279,12 @@ def make_source(
     """Wrap ``data`` as a :class:`BatchSource` cut into ``batch_size``-row batches.
 
     Accepted: a numpy array (cut along axis 0), a sequence (list, tuple, range;
-    a batch is a slice of the same type), a mapping of equal-length columns
-    (a batch is a dict of column slices), or any other iterable (read lazily;
-    a batch is a list). Strings and bytes are refused: cutting text into
-    characters is almost always a mistake.
+    a batch is a slice of the same type), a pandas DataFrame or Series or a
+    pyarrow Table (a batch is a row slice of the same type), an array of
+    another library with ``__array__`` and ``shape`` (torch, jax: a slice), a
+    mapping of equal-length columns (a batch is a dict of column slices), or
+    any other iterable (read lazily; a batch is a list). Strings and bytes are
+    refused: cutting text into characters is almost always a mistake.
 
     Arrays from ``share_min_bytes`` up to ``share_max_bytes`` (None: no limit)
     are shared; a larger one travels inline, a bounded window at a time, so
@@ -268,10 +304,24 @@ def make_source(
             f"data of type {type(data).__name__} is not cut into batches; "
             "pass a list of strings, an array or an iterable of rows"
         )
+    if _table_kind(data) is not None:
+        # pandas DataFrame / Series, pyarrow Table / RecordBatch: batches are
+        # row slices of the same type (a DataFrame iterates its column names,
+        # which is never what a user means by its rows).
+        return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
     if isinstance(data, Mapping):
         return _mapping_source(data, batch_size, share_min_bytes, share_max_bytes)
     if isinstance(data, Sequence) and _sliceable(data):
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
+    if _is_array_like(data):
+        # torch / jax / cupy arrays and the like: row slices of the same type.
+        return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
+    if type(data).__module__.startswith(("pandas", "pyarrow", "polars", "scipy")):
+        raise TypeError(
+            f"data of type {type(data).__module__}.{type(data).__name__} is not cut into "
+            "batches: pass a pandas DataFrame or Series, a pyarrow Table, a numpy array "
+            "(e.g. its .to_numpy()), or an iterable of rows"
+        )
     if isinstance(data, Iterable):
         return BatchSource(batch_size=batch_size, num_rows=None, iterator=iter(data))
     raise TypeError(

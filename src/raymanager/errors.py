@@ -9,8 +9,9 @@ catches them all; the subclasses carry the data a caller needs to act::
     │   ├── ActorStartError       an actor constructor raised
     │   └── ResourceUnavailableError  asked-for resources do not exist / never came
     ├── PoolBusyError             a second call on a pool that is already working
+    ├── BroadcastError            a broadcast method raised in an actor (cause = its error)
     └── BatchError                one batch failed (index, actor; cause = remote error)
-        ├── BatchTimeoutError     it ran past timeout_s on every try
+        ├── BatchTimeoutError     it ran past timeout_s on every try (also a TimeoutError)
         └── WorkerDiedError       its worker process died on every try
 
 Configuration mistakes are plain ``ValueError`` / ``TypeError`` (see config.py).
@@ -28,6 +29,7 @@ __all__ = [
     "ActorStartError",
     "BatchError",
     "BatchTimeoutError",
+    "BroadcastError",
     "ManagerShutdownError",
     "PoolBrokenError",
     "PoolBusyError",
@@ -82,6 +84,22 @@ class PoolBusyError(RayManagerError):
     """A pool runs one ``process_in_parallel`` at a time; it was already running one."""
 
 
+class BroadcastError(RayManagerError):
+    """A method called on every actor by ``broadcast`` raised in one of them.
+
+    The actor's exception is ``__cause__``.
+
+    Attributes:
+        method: the broadcast method's name.
+        actor: the actor it raised in, e.g. ``"TrainingActor#1 (pid 4242)"``.
+    """
+
+    def __init__(self, message: str, *, method: str, actor: str) -> None:
+        super().__init__(message)
+        self.method = method
+        self.actor = actor
+
+
 class BatchError(RayManagerError):
     """A batch failed.
 
@@ -109,8 +127,12 @@ def _rebuild_batch_error(
     return cls(message, index=index, actor=actor, attempts=attempts)
 
 
-class BatchTimeoutError(BatchError):
-    """A batch ran past ``BatchConfig.timeout_s`` on its first try and every retry."""
+class BatchTimeoutError(BatchError, TimeoutError):
+    """A batch ran past ``BatchConfig.timeout_s`` on its first try and every retry.
+
+    Also a :class:`TimeoutError`, so ``except TimeoutError`` catches it as it
+    does for ``concurrent.futures``.
+    """
 
 
 class WorkerDiedError(BatchError):

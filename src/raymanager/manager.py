@@ -20,12 +20,14 @@ process only kills the actors and frees the objects it made.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -35,7 +37,7 @@ from raymanager.actors.base import RayActor
 from raymanager.batching import make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError
-from raymanager.pool import ActorPool, check_feasible
+from raymanager.pool import ActorPool, Run, check_feasible
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
 
@@ -47,6 +49,8 @@ Placement = Literal["spread", "pack"]
 
 #: Seconds between two checks of object store use after a run.
 STORE_CHECK_INTERVAL_S = 10.0
+#: Seconds shutdown() waits for other threads to leave their Ray calls.
+SHUTDOWN_WAIT_S = 5.0
 
 
 class ObjectStoreStats(dict[str, int]):
@@ -72,6 +76,7 @@ class RayManager:
             )
         self.ray_config = ray_config
         self._pools: list[ActorPool] = []
+        self._warned_idle: weakref.WeakSet[ActorPool] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._shut_down = False
         self.owns_ray = False
@@ -166,6 +171,11 @@ class RayManager:
             self._shut_down = True
         for pool in self._pools:
             pool.shutdown()
+        # A run or broadcast in another thread may be inside ray.wait: let it
+        # see the shutdown and leave Ray before Ray is torn down under it.
+        for pool in self._pools:
+            if not pool.wait_for_ray_calls(timeout=SHUTDOWN_WAIT_S):
+                logger.warning("a thread still waits on Ray for a pool of %s", pool.actor_name)
         self._pools.clear()
         if self.owns_ray and ray.is_initialized():
             ray.shutdown()
@@ -291,17 +301,22 @@ class RayManager:
     ) -> Iterator[Any]:
         """Like :meth:`process_in_parallel`, but yield results in order as they come.
 
-        Input is read lazily and results are handed over as soon as all
-        earlier ones are, so a generator of any length streams through in
-        bounded memory. Closing the iterator early cancels the work in flight.
+        Arguments are checked, and the pool reserved, when ``imap`` is called
+        (as ``Executor.map`` does), not at the first ``next()``. Input is read
+        lazily and results are handed over as soon as all earlier ones are, so
+        a generator of any length streams through in bounded memory. A failed
+        batch raises at its own position, after every earlier result. Closing
+        the iterator (or dropping it) stops the work in flight and frees the pool.
 
         Example::
 
             >>> for result in manager.imap(pool, rows_from_disk()):   # doctest: +SKIP
             ...     save(result)
         """
-        for _, result in self._run(actor_pool, data, batch_config, progress, ordered=True):
-            yield result
+        # Each (index, result) pair is dropped as its result is handed on, so
+        # no reference to a delivered result stays with us (CPython bpo-14406).
+        return self._stream(actor_pool, data, batch_config, progress, ordered=True,
+                            results_only=True)
 
     def imap_unordered(
         self,
@@ -319,9 +334,10 @@ class RayManager:
             ...                             BatchConfig(batch_size=5)))   # doctest: +SKIP
             {1: ..., 0: ...}
         """
-        yield from self._run(actor_pool, data, batch_config, progress, ordered=False)
+        return self._stream(actor_pool, data, batch_config, progress, ordered=False,
+                            results_only=False)
 
-    def _run(
+    def _stream(
         self,
         actor_pool: ActorPool,
         data: Any,
@@ -329,7 +345,9 @@ class RayManager:
         progress: bool,
         *,
         ordered: bool,
-    ) -> Iterator[tuple[int, Any]]:
+        results_only: bool,
+    ) -> _ResultStream:
+        """Check everything and reserve the pool now; process when iterated."""
         self._check_open()
         if not isinstance(actor_pool, ActorPool):
             raise TypeError(
@@ -343,24 +361,58 @@ class RayManager:
         store = self._store_total()
         source = make_source(data, config.batch_size,
                              share_max_bytes=store // 2 if store else None)
-        if source.is_empty():
-            return
-        shared_ref = ray.put(source.shared) if source.shared is not None else None
-        reporter: contextlib.AbstractContextManager[Any]
-        if progress:
-            reporter = BatchProgress(source.num_batches, source.num_rows)
-        else:
-            reporter = contextlib.nullcontext(None)
+        self._warn_idle_actors(actor_pool, config)
+        actor_pool.claim()  # PoolBusyError before anything is put in the store
         try:
+            empty = source.is_empty()
+            shared_ref = None
+            if not empty and source.shared is not None:
+                shared_ref = ray.put(source.shared)
+        except BaseException:
+            actor_pool.release()
+            raise
+        generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
+                                  empty=empty)
+        return _ResultStream(generator, release=actor_pool.release, results_only=results_only)
+
+    def _results(
+        self,
+        actor_pool: ActorPool,
+        source: Any,
+        config: BatchConfig,
+        shared_ref: Any,
+        progress: bool,
+        ordered: bool,
+        *,
+        empty: bool,
+    ) -> Generator[tuple[int, Any], None, None]:
+        try:
+            if empty:
+                return
+            reporter: contextlib.AbstractContextManager[Any]
+            if progress:
+                reporter = BatchProgress(source.num_batches, source.num_rows)
+            else:
+                reporter = contextlib.nullcontext(None)
             with reporter as on_progress:
-                yield from actor_pool.run(
-                    source, config, shared_ref=shared_ref, on_progress=on_progress,
-                    ordered=ordered,
-                )
+                run = Run(actor_pool, source, config, shared_ref=shared_ref,
+                          on_progress=on_progress, ordered=ordered)
+                yield from run.results()
         finally:
             # Drop our reference so the object store can free the shared data.
             del shared_ref
+            actor_pool.release()
             self._warn_if_store_full()
+
+    def _warn_idle_actors(self, actor_pool: ActorPool, config: BatchConfig) -> None:
+        if actor_pool.num_actors > config.num_parallel and actor_pool not in self._warned_idle:
+            self._warned_idle.add(actor_pool)
+            logger.warning(
+                "this pool has %d actors but BatchConfig.num_parallel=%d: %d of them stay "
+                "idle; set num_parallel=%d to use them all",
+                actor_pool.num_actors, config.num_parallel,
+                actor_pool.num_actors - config.num_parallel, actor_pool.num_actors,
+            )
 
     def broadcast(
         self,
@@ -382,6 +434,10 @@ class RayManager:
             ...                   replay_on_restart=True)   # doctest: +SKIP
         """
         self._check_open()
+        if not isinstance(actor_pool, ActorPool):
+            raise TypeError(
+                f"actor_pool must come from create_actor_pool, got {type(actor_pool).__name__}"
+            )
         return actor_pool.broadcast(
             method, args, kwargs, replay_on_restart=replay_on_restart
         )
@@ -442,3 +498,50 @@ class RayManager:
                 100 * stats["used"] / stats["total"], stats["used"], stats["total"],
             )
 
+
+
+class _ResultStream(Iterator[Any]):
+    """The iterator ``imap`` / ``imap_unordered`` return.
+
+    Holds the pool reserved from its creation until it is exhausted, closed
+    or dropped, also when it was never started (a generator that never
+    started would not run its clean-up). With ``results_only`` it hands on
+    the result of each ``(index, result)`` pair and keeps neither.
+    """
+
+    def __init__(
+        self,
+        generator: Generator[tuple[int, Any], None, None],
+        *,
+        release: Callable[[], None],
+        results_only: bool,
+    ) -> None:
+        self._generator = generator
+        self._release: Callable[[], None] | None = release
+        self._results_only = results_only
+
+    def __iter__(self) -> _ResultStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._results_only:
+            return next(self._generator)[1]
+        return next(self._generator)
+
+    def close(self) -> None:
+        """Stop the run: work in flight finishes or its actors are replaced."""
+        never_started = inspect.getgeneratorstate(self._generator) == inspect.GEN_CREATED
+        self._generator.close()
+        if never_started and self._release is not None:
+            self._release()
+        self._release = None
+
+    def __enter__(self) -> _ResultStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

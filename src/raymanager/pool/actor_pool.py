@@ -1,0 +1,673 @@
+"""ActorPool: the one owner of a pool's actors and of every call in flight on them.
+
+Data flow::
+
+    run (dispatch.Run) ---submit()---> Slot.calls ---Ray---> ActorHost.run
+    broadcast          ---submit()-/                         ActorHost.call
+            ^                                                     |
+            +---- call_done / call_lost <--- collect() / lose() <-+
+
+Runs and broadcasts never replace an actor themselves: they report a failed
+call to the pool (:meth:`ActorPool.lose`), which replaces the actor once per
+generation and tells each owner of a call on it whether that call was the
+one executing (it alone may be charged) or was only queued. Every change of
+a slot happens under the pool's lock, so a broadcast or a ``shutdown()``
+from another thread, or between two ``next()`` of a suspended run, sees and
+leaves consistent state. No actor is started once the pool stopped running.
+
+Users get a pool from :meth:`RayManager.create_actor_pool`::
+
+    pool = manager.create_actor_pool(MyActor, {"scale": 2}, num_actors=2)
+    pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from raymanager.actors.base import RayActor
+from raymanager.errors import (
+    ActorStartError,
+    BroadcastError,
+    ManagerShutdownError,
+    PoolBrokenError,
+    PoolBusyError,
+    RemoteTraceback,
+    ResourceUnavailableError,
+)
+from raymanager.pool import placement as placing
+from raymanager.pool.host import ActorHost, Failure
+from raymanager.pool.ray_errors import (
+    FailureKind,
+    classify,
+    is_node_death,
+    is_out_of_memory,
+    user_cause,
+)
+from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
+
+__all__ = ["ActorPool", "PoolState"]
+
+logger = logging.getLogger("raymanager")
+
+#: First wait before a failed replacement start is tried again; doubles per failure.
+BACKOFF_BASE_S = 0.5
+#: Longest wait between two tries to start a slot's actor.
+BACKOFF_MAX_S = 30.0
+#: Consecutive failed starts after which a slot no longer counts as alive (it
+#: is still retried every BACKOFF_MAX_S, so the pool heals when it can).
+GIVE_UP_AFTER = 5
+#: A replacement still starting after this long has its planned node checked.
+NODE_CHECK_AFTER_S = 5.0
+
+
+class PoolState(enum.Enum):
+    """Lifecycle of a pool, as in ``concurrent.futures`` executors."""
+
+    RUNNING = "running"
+    BROKEN = "broken"
+    SHUT_DOWN = "shut down"
+
+
+class ActorPool:
+    """A fixed-size pool of actors of one class, with health and replacement.
+
+    Made by :meth:`RayManager.create_actor_pool`; use it through the
+    manager's ``process_in_parallel`` / ``imap`` / ``broadcast`` or directly.
+
+    Example::
+
+        with RayManager() as manager:
+            pool = manager.create_actor_pool(MyActor, {}, num_actors=2)
+            answers = pool.broadcast("describe")   # one answer per actor
+    """
+
+    def __init__(
+        self,
+        actor_class: type[RayActor[Any, Any]],
+        actor_config: Mapping[str, Any],
+        num_actors: int,
+        *,
+        actor_options: Mapping[str, Any],
+        start_timeout_s: float,
+        placement: str = "spread",
+    ) -> None:
+        self.actor_class = actor_class
+        self.actor_config = dict(actor_config)
+        self.num_actors = num_actors
+        self._options = dict(actor_options)
+        self._placement = placement
+        self._remote_class = ray.remote(ActorHost)
+        self._start_timeout_s = start_timeout_s
+        self._state = PoolState.RUNNING
+        self._lock = threading.RLock()
+        self._ray_calls_done = threading.Condition(self._lock)
+        self._ray_calls = 0  # threads inside a blocking Ray call on our behalf
+        self._run_claimed = False
+        self._broadcasts: dict[str, Any] = {}  # method -> payload ref, replayed
+        self._suspects = placing.SuspectNodes()
+        self._next_node_check = 0.0
+        self.restarts = 0
+        self._slots = [Slot(index) for index in range(num_actors)]
+        try:
+            with self._lock:
+                for slot in self._slots:
+                    self._spawn(slot)
+            self._wait_started()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def state(self) -> PoolState:
+        return self._state
+
+    @property
+    def actor_name(self) -> str:
+        return self.actor_class.__name__
+
+    def pids(self) -> list[int | None]:
+        """PIDs of the pool's actor processes, in slot order (None: none running)."""
+        with self._lock:
+            self.poll()
+            return [slot.pid for slot in self._slots]
+
+    def node_ids(self) -> list[str | None]:
+        """The Ray node each actor runs on, in slot order (None: none running)."""
+        with self._lock:
+            self.poll()
+            return [slot.node_id for slot in self._slots]
+
+    def slot_states(self) -> list[str]:
+        """Each slot's lifecycle state ("starting", "ready", "backoff", "retired")."""
+        with self._lock:
+            return [slot.state.value for slot in self._slots]
+
+    @property
+    def slots(self) -> list[Slot]:
+        """The slots themselves; read them under :meth:`locked`."""
+        return self._slots
+
+    def locked(self) -> threading.RLock:
+        """The lock under which every slot and call changes."""
+        return self._lock
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def check_usable(self) -> None:
+        """Raise if the pool was shut down or is broken."""
+        if self._state is PoolState.SHUT_DOWN:
+            raise ManagerShutdownError(
+                f"this pool of {self.actor_name} was shut down; create a new pool"
+            )
+        if self._state is PoolState.BROKEN:
+            raise PoolBrokenError(
+                f"this pool of {self.actor_name} is broken (its actors cannot be kept alive); "
+                "create a new pool"
+            )
+
+    def shutdown(self) -> None:
+        """Kill every actor of the pool. Safe to call twice, from any thread.
+
+        A run or broadcast in progress ends with ManagerShutdownError at its
+        next step; no actor is started afterwards.
+        """
+        with self._lock:
+            if self._state is PoolState.SHUT_DOWN:
+                return
+            self._state = PoolState.SHUT_DOWN
+            for slot in self._slots:
+                self._kill(slot)
+                slot.state = SlotState.RETIRED
+                slot.calls.clear()
+                slot.ready_ref = None
+            self._broadcasts.clear()
+
+    def wait_for_ray_calls(self, timeout: float) -> bool:
+        """Wait until no thread is inside a blocking Ray call for this pool.
+
+        The manager calls it after :meth:`shutdown` and before ``ray.shutdown()``:
+        Ray must not be torn down under a thread waiting in ``ray.wait``.
+        """
+        with self._ray_calls_done:
+            return self._ray_calls_done.wait_for(lambda: self._ray_calls == 0, timeout)
+
+    @contextlib.contextmanager
+    def ray_call(self) -> Iterator[None]:
+        """Mark a blocking Ray call made outside the lock (see wait_for_ray_calls)."""
+        with self._lock:
+            self.check_usable()
+            self._ray_calls += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._ray_calls -= 1
+                self._ray_calls_done.notify_all()
+
+    def claim(self) -> None:
+        """Reserve the pool for one run; PoolBusyError if another holds it."""
+        with self._lock:
+            self.check_usable()
+            if self._run_claimed:
+                raise PoolBusyError(
+                    f"this pool of {self.actor_name} is already processing data; "
+                    "finish or close that iterator first, or use a second pool"
+                )
+            self._run_claimed = True
+
+    def release(self) -> None:
+        with self._lock:
+            self._run_claimed = False
+
+    def break_pool(self) -> None:
+        """Mark the pool broken: no actor can be kept alive."""
+        with self._lock:
+            if self._state is PoolState.RUNNING:
+                self._state = PoolState.BROKEN
+
+    # ----------------------------------------------------------------- actors
+
+    def _spawn(self, slot: Slot) -> None:
+        """Start a new generation of ``slot`` (lock held). Not waited for."""
+        options = dict(self._options)
+        if self._placement == "spread":
+            requested = placing.requested_resources(self._options)
+            others = (s.planned_node for s in self._slots if s is not slot)
+            node = placing.spread_target(requested, others, self._suspects.current())
+            slot.planned_node = node
+            if node is not None:
+                # Hard affinity: soft affinity was measured to leave a node
+                # empty just like SPREAD. A node that dies before the actor is
+                # placed fails the start, and the retry goes elsewhere.
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        slot.generation += 1
+        slot.handle = self._remote_class.options(**options).remote(
+            self.actor_class, self.actor_config
+        )
+        slot.state = SlotState.STARTING
+        slot.pid = slot.node_id = None
+        slot.spawned_at = time.monotonic()
+        slot.calls.clear()
+        # A fresh actor starts from its config; bring it to the state the
+        # others were given by broadcasts marked replay_on_restart, before
+        # ready() answers and before it gets any work.
+        slot.replays = dict(self._broadcasts)
+        slot.replay_answers = {}
+        for method, payload_ref in slot.replays.items():
+            slot.handle.replay.remote(method, payload_ref)
+        slot.ready_ref = slot.handle.ready.remote()
+
+    @staticmethod
+    def _kill(slot: Slot) -> None:
+        # Already dead, or Ray already shut down: nothing left to kill.
+        with contextlib.suppress(Exception):
+            if slot.handle is not None:
+                ray.kill(slot.handle, no_restart=True)
+
+    def _wait_started(self) -> None:
+        """Wait for the first generation of every slot (pool creation)."""
+        deadline = time.monotonic() + self._start_timeout_s
+        while True:
+            with self._lock:
+                pending = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
+                for slot in self._slots:
+                    if slot.state is SlotState.BACKOFF:
+                        self._spawn(slot)  # lost while starting (say, its node): retry at once
+                        pending[slot.ready_ref] = slot
+            if not pending:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._not_started_error(list(pending.values()))
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(left, 1.0))
+            with self._lock:
+                for ref in done:
+                    self._on_ready(pending[ref], ref, initial=True)
+
+    def poll(self) -> None:
+        """Advance starting and backing-off slots without blocking (lock held).
+
+        Takes note of replacements that answered ready(), restarts slots whose
+        back-off has passed, and gives up on starts that hang on a dead node.
+        """
+        if self._state is not PoolState.RUNNING:
+            return
+        now = time.monotonic()
+        starting = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
+        if starting:
+            done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
+            for ref in done:
+                self._on_ready(starting[ref], ref)
+            self._check_slow_starts(now)
+        for slot in self._slots:
+            if slot.state is SlotState.BACKOFF and now >= slot.retry_at:
+                self._spawn(slot)
+
+    def _check_slow_starts(self, now: float) -> None:
+        slow = [s for s in self._slots if s.state is SlotState.STARTING
+                and now - s.spawned_at > NODE_CHECK_AFTER_S]
+        if not slow or now < self._next_node_check:
+            return
+        self._next_node_check = now + 1.0
+        alive = placing.live_node_ids()
+        for slot in slow:
+            if slot.planned_node is not None and slot.planned_node not in alive:
+                self._suspects.add(slot.planned_node)
+                self._start_failed(slot, f"its node {slot.planned_node[:8]} died before it started")
+            elif now - slot.spawned_at > self._start_timeout_s:
+                self._start_failed(
+                    slot, f"it did not start within {self._start_timeout_s:g} s"
+                )
+
+    def _on_ready(self, slot: Slot, ref: Any, *, initial: bool = False) -> None:
+        """A slot's ready() answered (lock held): READY, or a failed start."""
+        if slot.ready_ref is not ref or slot.state is not SlotState.STARTING:
+            return  # an older generation's answer
+        try:
+            pid, node_id, failure, answers = ray.get(ref)
+        except Exception as exc:
+            if classify(exc) is not FailureKind.LOST:
+                raise
+            if is_node_death(exc):
+                self._suspects.add(slot.planned_node)
+            self._start_failed(slot, f"it died while starting: {_first_line(exc)}")
+            return
+        if failure is not None:
+            if initial:
+                self._state = PoolState.BROKEN
+                raise self._start_error(failure)
+            self._start_failed(slot, f"its constructor raised {failure.type_name}", failure)
+            return
+        slot.state = SlotState.READY
+        slot.pid, slot.node_id = pid, node_id
+        slot.replay_answers = answers
+        slot.start_failures = 0
+        slot.ready_ref = None
+
+    def _start_failed(self, slot: Slot, reason: str, failure: Failure | None = None) -> None:
+        """A start of ``slot`` failed (lock held): back off, then try again."""
+        self._kill(slot)
+        slot.start_failures += 1
+        wait = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (slot.start_failures - 1))
+        slot.state = SlotState.BACKOFF
+        slot.retry_at = time.monotonic() + wait
+        slot.last_start_error = reason if failure is None else f"{reason}:\n{failure.traceback}"
+        slot.ready_ref = None
+        logger.warning(
+            "actor %s#%d could not start (%s); try %d, next in %.1f s",
+            self.actor_name, slot.index, reason, slot.start_failures + 1, wait,
+        )
+        label = slot.label(self.actor_name)
+        lost = list(slot.calls)
+        slot.calls.clear()
+        for call in lost:  # broadcasts sent to it while it was starting
+            call.owner.call_lost(call, False, Loss(LossKind.DIED, reason, label))
+
+    def alive_or_hopeful(self) -> bool:
+        """True while some slot runs, starts, or has not failed to start too often."""
+        return any(
+            slot.state in (SlotState.READY, SlotState.STARTING)
+            or (slot.state is SlotState.BACKOFF and slot.start_failures < GIVE_UP_AFTER)
+            for slot in self._slots
+        )
+
+    def no_actor_error(self) -> PoolBrokenError:
+        last = "; ".join(
+            f"#{s.index}: {s.last_start_error.splitlines()[0]}"
+            for s in self._slots if s.last_start_error
+        )
+        return PoolBrokenError(
+            f"no actor of this pool of {self.actor_name} can be kept alive: every slot failed "
+            f"to start {GIVE_UP_AFTER} times in a row ({last})"
+        )
+
+    # ----------------------------------------------------------------- calls
+
+    def submit(self, slot: Slot, owner: CallOwner, ref: Any, **fields: Any) -> Call:
+        """Register a call just sent to ``slot`` (lock held)."""
+        call = Call(ref, slot, slot.generation, owner, **fields)
+        slot.calls.append(call)
+        return call
+
+    def finished(self, call: Call) -> None:
+        """Forget a call whose outcome its owner has taken (lock held)."""
+        if call.generation == call.slot.generation:
+            with contextlib.suppress(ValueError):
+                call.slot.calls.remove(call)
+
+    def lose(self, slot: Slot, generation: int, loss: Loss, *, node_died: bool = False) -> None:
+        """The actor of ``slot`` (that generation) is gone or must go (lock held).
+
+        Once per generation: calls that finished before it died are salvaged
+        (their owners get the results), the actor is killed and a new one
+        started (unless the pool stopped running), and each owner of a lost
+        call is told whether that call was the one executing.
+        """
+        if slot.generation != generation or slot.state is SlotState.RETIRED:
+            return
+        calls = list(slot.calls)
+        slot.calls.clear()
+        lost: list[Call] = []
+        for call in calls:
+            finished, value = _salvage(call)
+            if finished:
+                call.owner.call_done(call, value)
+            else:
+                lost.append(call)
+        if node_died:
+            self._suspects.add(slot.node_id or slot.planned_node)
+        self._kill(slot)
+        self.restarts += 1
+        logger.warning("replacing actor %s: %s", loss.actor, loss.reason)
+        if self._state is PoolState.RUNNING:
+            self._spawn(slot)
+        else:
+            slot.state = SlotState.RETIRED
+        for position, call in enumerate(lost):
+            # Ray runs an actor's calls in order: the first unfinished one ran.
+            call.owner.call_lost(call, position == 0, loss)
+
+    def lose_after_error(self, call: Call, exc: BaseException) -> None:
+        """``call`` failed because its actor is gone (lock held)."""
+        slot = call.slot
+        if classify(exc) is FailureKind.START_FAILED:
+            self._start_failed(slot, "its constructor raised")
+            return
+        oom = is_out_of_memory(exc)
+        kind = LossKind.OUT_OF_MEMORY if oom else LossKind.DIED
+        reason = (
+            "its worker was killed for using too much memory" if oom
+            else f"its worker process died ({_first_line(exc)})"
+        )
+        self.lose(slot, call.generation, Loss(kind, reason, slot.label(self.actor_name)),
+                  node_died=is_node_death(exc))
+
+    # ----------------------------------------------------------------- broadcast
+
+    def broadcast(
+        self,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        replay_on_restart: bool = False,
+        max_retries: int = 3,
+    ) -> list[Any]:
+        """Call ``method(*args, **kwargs)`` on every actor; return each answer.
+
+        The arguments are put in the object store once and every actor reads
+        the same copy (numpy arrays zero-copy), so broadcasting weights to N
+        actors costs one serialization, not N. With ``replay_on_restart`` the
+        call is remembered and replayed into any actor that replaces a dead
+        one, before it gets work (the last call per method name is kept).
+
+        Safe while a run of the pool is suspended or going on in another
+        thread: calls on an actor run in the order they were sent. A slot
+        with no live actor (its start keeps failing) answers None.
+
+        Example::
+
+            pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+        """
+        if not isinstance(method, str) or not hasattr(self.actor_class, method):
+            raise AttributeError(f"{self.actor_name} has no method {method!r} to broadcast")
+        with self._lock:
+            self.check_usable()
+            payload_ref = ray.put((tuple(args), dict(kwargs or {})))
+            if replay_on_restart:
+                self._broadcasts[method] = payload_ref
+            job = _Broadcast(self, method, payload_ref, max_retries)
+            for slot in self._slots:
+                job.send(slot)
+        return job.wait()
+
+    # ----------------------------------------------------------------- errors
+
+    def _start_error(self, failure: Failure) -> ActorStartError:
+        error = ActorStartError(
+            f"{self.actor_name}({self.actor_config!r}) raised "
+            f"{failure.type_name} in its constructor",
+            actor_class=self.actor_name,
+        )
+        cause = failure.exception if failure.exception is not None else RemoteTraceback(
+            failure.traceback
+        )
+        cause.__cause__ = RemoteTraceback(failure.traceback)
+        error.__cause__ = cause
+        return error
+
+    def _not_started_error(self, pending: list[Slot]) -> PoolBrokenError:
+        requested = placing.requested_resources(self._options)
+        available = placing.largest_node_resources()
+        waiting = ", ".join(f"#{s.index}" for s in pending)
+        created = _created_in_a_process(pending)
+        if created:
+            # The processes exist and run the constructor: resources are not the issue.
+            return ActorStartError(
+                f"{len(created)} of {self.num_actors} actors of {self.actor_name} ({waiting}) "
+                f"were placed and their processes started, but their constructors had not "
+                f"finished within {self._start_timeout_s:g} s; raise actor_start_timeout_s "
+                "(RayConfig) or start_timeout_s (create_actor_pool) if they are slow on purpose",
+                actor_class=self.actor_name,
+            )
+        return ResourceUnavailableError(
+            f"{len(pending)} of {self.num_actors} actors of {self.actor_name} ({waiting}) were "
+            f"not placed within {self._start_timeout_s:g} s; each asks for "
+            f"{requested or 'no resources'}, the largest node has {available}, and other "
+            "work may hold it",
+            requested=requested,
+            available=available,
+        )
+
+
+class _Broadcast:
+    """One broadcast in flight: a call per slot, retried on a replacement."""
+
+    def __init__(self, pool: ActorPool, method: str, payload_ref: Any, max_retries: int) -> None:
+        self.pool = pool
+        self.method = method
+        self.payload_ref = payload_ref
+        self.max_retries = max_retries
+        self.answers: list[Any] = [None] * len(pool.slots)
+        self.calls: dict[Any, Call] = {}
+        self.waiting_replay: dict[int, Slot] = {}  # slot index -> slot whose replay answers
+        self.losses = dict.fromkeys(range(len(pool.slots)), 0)
+        self.error: BaseException | None = None
+        self.closed = False
+
+    def send(self, slot: Slot) -> None:
+        """Send the call to ``slot``'s current actor (lock held)."""
+        if slot.state not in (SlotState.READY, SlotState.STARTING):
+            return  # no actor there: it answers None (a replayed broadcast reaches it later)
+        if slot.state is SlotState.STARTING and slot.replays.get(self.method) is self.payload_ref:
+            self.waiting_replay[slot.index] = slot  # the replay makes this very call
+            return
+        ref = slot.handle.call.remote(self.method, self.payload_ref)
+        self.calls[ref] = self.pool.submit(slot, self, ref)
+
+    def call_done(self, call: Call, value: Any) -> None:
+        self.calls.pop(call.ref, None)
+        self.answers[call.slot.index] = value
+
+    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
+        self.calls.pop(call.ref, None)
+        if self.closed:
+            return
+        index = call.slot.index
+        self.losses[index] += 1
+        if self.losses[index] > self.max_retries:
+            self.error = PoolBrokenError(
+                f"broadcast of {self.method!r} lost its actor {self.losses[index]} times on "
+                f"{loss.actor}: {loss.reason}"
+            )
+            return
+        self.send(call.slot)
+
+    def wait(self) -> list[Any]:
+        try:
+            return self._wait()
+        except BaseException:
+            with self.pool.locked():
+                # Calls still out are nobody's now: forget them, so the pool
+                # does not route their fate to a broadcast that has ended.
+                for call in self.calls.values():
+                    self.pool.finished(call)
+                self.calls.clear()
+                self.closed = True
+            raise
+
+    def _wait(self) -> list[Any]:
+        pool = self.pool
+        while True:
+            with pool.locked():
+                pool.check_usable()
+                pool.poll()
+                self._take_replays()
+                if self.error is not None:
+                    raise self.error
+                refs = list(self.calls)
+                starting = [s.ready_ref for s in self.waiting_replay.values()
+                            if s.ready_ref is not None]
+                if not refs and not starting:
+                    return self.answers
+            with pool.ray_call():
+                ready, _ = ray.wait(refs + starting, num_returns=1, timeout=1.0)
+            with pool.locked():
+                pool.check_usable()
+                for ref in ready:
+                    call = self.calls.get(ref)
+                    if call is not None:
+                        self._collect(call)
+
+    def _take_replays(self) -> None:
+        for index, slot in list(self.waiting_replay.items()):
+            if slot.state is SlotState.READY:
+                self.answers[index] = slot.replay_answers.get(self.method)
+                del self.waiting_replay[index]
+            elif slot.state is not SlotState.STARTING:
+                del self.waiting_replay[index]  # failed to start: answers None
+
+    def _collect(self, call: Call) -> None:
+        try:
+            value = ray.get(call.ref)
+        except Exception as exc:
+            if classify(exc) is FailureKind.CALL_FAILED:
+                self.pool.finished(call)
+                self.calls.pop(call.ref, None)
+                actor = call.slot.label(self.pool.actor_name)
+                error = BroadcastError(
+                    f"broadcast of {self.method!r} raised {type(user_cause(exc)).__name__} "
+                    f"in {actor}",
+                    method=self.method, actor=actor,
+                )
+                raise error from user_cause(exc)
+            self.pool.lose_after_error(call, exc)
+            return
+        self.pool.finished(call)
+        self.call_done(call, value)
+
+
+def _salvage(call: Call) -> tuple[bool, Any]:
+    """(True, result) when ``call`` finished before its actor was lost."""
+    ready, _ = ray.wait([call.ref], timeout=0)
+    if not ready:
+        return False, None
+    try:
+        return True, ray.get(call.ref)
+    except Exception:
+        return False, None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _created_in_a_process(slots: list[Slot]) -> list[Slot]:
+    """The slots whose actor Ray placed and gave a process (constructor running)."""
+    try:
+        from ray._private.state import actors as actor_table  # Ray's GCS actor table
+
+        placed = []
+        for slot in slots:
+            info = actor_table(slot.handle._actor_id.hex())
+            pid = (info or {}).get("Pid") or (info or {}).get("pid")
+            address = (info or {}).get("Address") or {}
+            if pid or address.get("WorkerID", "").strip("0"):
+                placed.append(slot)
+        return placed
+    except Exception:  # an internal API that moved: fall back to the general message
+        logger.debug("actor table unavailable", exc_info=True)
+        return []

@@ -1,0 +1,558 @@
+"""One run of a pool over a batch source: dispatch, collect, recover, deliver.
+
+A remote call carries a *group* of consecutive batches, sized from measured
+batch times to ~50 ms of work, so tiny batches do not each pay a call's cost.
+Accounting is nevertheless per batch:
+
+- the worker reports one result or failure per batch (``ActorHost.run``);
+- when a call fails in a way that cannot be pinned on one of its batches
+  (its actor died or hung while running it, or its reply does not travel),
+  nobody is charged: the group is split and its batches re-run one per call;
+- a one-batch call that fails is charged to that batch alone: a retry when
+  its worker died or timed out (up to ``max_retries``), else its BatchError.
+
+So a batch that kills its worker costs its group one re-run, and only that
+batch fails; ``timeout_s`` is per batch, not per group.
+
+Every change of run state happens under the pool's lock: the pool reports the
+fate of our calls (``call_done`` / ``call_lost``) when a broadcast or another
+thread sees an actor die first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from raymanager.batching import BatchSource, Group
+from raymanager.config import BatchConfig
+from raymanager.errors import (
+    BatchError,
+    BatchTimeoutError,
+    RemoteTraceback,
+    WorkerDiedError,
+)
+from raymanager.pool.actor_pool import ActorPool
+from raymanager.pool.host import CallSpec, Failure, Report
+from raymanager.pool.ray_errors import FailureKind, classify, user_cause
+from raymanager.pool.slots import Call, Loss, LossKind, Slot, SlotState
+
+__all__ = ["ProgressCallback", "Run"]
+
+logger = logging.getLogger("raymanager")
+
+ProgressCallback = Callable[[int, int], None]
+
+#: Work per remote call the group sizing aims at: long enough that the call's
+#: fixed cost (~1 ms of CPU on each side) is a few percent, short enough that
+#: actors rarely wait on each other at the end of a run.
+TARGET_CALL_SECONDS = 0.05
+#: Work per call below which a call's fixed cost would dominate: the tail of a
+#: run of tiny batches is not cut finer than this.
+MIN_CALL_SECONDS = 0.005
+#: A second call is queued on a busy actor only for batches at most this long:
+#: there it hides the driver's reaction time; for longer batches a queued call
+#: would wait behind a possibly slow batch while another actor sits idle.
+QUEUE_AHEAD_MAX_BATCH_S = 0.02
+#: Seconds a stopped run lets its calls in flight finish before their actors
+#: are killed and replaced instead (no ray.cancel: see _abort).
+CANCEL_GRACE_SECONDS = 2.0
+#: Longest single wait, so a run notices a shutdown or a slot to restart.
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class _Raise:
+    """A batch error of an ``on_error="raise"`` run, raised at its position."""
+
+    error: BatchError
+
+
+class Run:
+    """One pass of a pool over a source; iterate :meth:`results`."""
+
+    def __init__(
+        self,
+        pool: ActorPool,
+        source: BatchSource,
+        config: BatchConfig,
+        *,
+        shared_ref: Any = None,
+        on_progress: ProgressCallback | None = None,
+        ordered: bool = True,
+    ) -> None:
+        self.pool = pool
+        self.source = source
+        self.config = config
+        self.shared_ref = shared_ref
+        self.on_progress = on_progress
+        self.ordered = ordered
+        self.width = min(config.num_parallel, pool.num_actors)
+        self.calls: dict[Any, Call] = {}
+        self.calls_per_slot: Counter[int] = Counter()
+        self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
+        self.retry_seq = 0
+        self.done: dict[int, Any] = {}
+        self.next_to_yield = 0
+        self.delivered = 0
+        self.stop_at: int | None = None
+        self.batches_done = 0
+        self.rows_done = 0
+        self.inflight_bytes = 0
+        self.seconds_per_batch: float | None = None
+        self.closed = False
+
+    # ----------------------------------------------------------------- the loop
+
+    def results(self) -> Iterator[tuple[int, Any]]:
+        """Yield ``(batch index, result)``: in input order when ``ordered``."""
+        completed = False
+        lock = self.pool.locked()
+        try:
+            while True:
+                with lock:
+                    self._check_pool()
+                    self.pool.poll()
+                    self._start_clocks()
+                    self._expire_timeouts()
+                    self._fill()
+                while self._deliverable():
+                    yield self._pop()  # no reference kept once handed over
+                with lock:
+                    if self._finished():
+                        break
+                    self._check_stall()
+                    refs = list(self.calls) + [
+                        s.ready_ref for s in self.pool.slots
+                        if s.state is SlotState.STARTING and s.ready_ref is not None
+                    ]
+                    timeout = self._wait_timeout()
+                with self.pool.ray_call():
+                    if refs:
+                        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+                    else:  # every slot is backing off: wait for the next start
+                        time.sleep(min(timeout, 0.05))
+                        ready = []
+                with lock:
+                    self.pool.check_usable()
+                    for ref in ready:
+                        call = self.calls.get(ref)
+                        if call is not None:
+                            self._collect(call)
+            self._check_complete()
+            completed = True
+        except KeyboardInterrupt:
+            # The user wants out now: no grace period, no replacements.
+            logger.warning("interrupted: killing the %d actors of this pool", self.pool.num_actors)
+            self.pool.shutdown()
+            completed = True
+            raise
+        finally:
+            self.closed = True
+            if not completed:
+                self._abort()
+
+    def _check_pool(self) -> None:
+        self.pool.check_usable()
+        if not self.pool.alive_or_hopeful():
+            error = self.pool.no_actor_error()
+            self.pool.break_pool()
+            raise error
+
+    def _finished(self) -> bool:
+        return self.source.exhausted and not self.calls and not self.retry and not self.done
+
+    def _check_stall(self) -> None:
+        if self.calls or self.retry or self._deliverable():
+            return
+        if self.source.exhausted or self.stop_at is not None:
+            raise RuntimeError(  # a bug of ours: never lose batches quietly
+                f"raymanager stalled: batch {self.next_to_yield} is neither done nor pending"
+            )
+
+    def _check_complete(self) -> None:
+        total = self.source.num_batches
+        if total is not None and self.delivered != total:
+            raise RuntimeError(  # a bug of ours: never lose batches quietly
+                f"raymanager delivered {self.delivered} of {total} batches"
+            )
+
+    # ----------------------------------------------------------------- delivery
+
+    def _deliverable(self) -> bool:
+        return (self.next_to_yield in self.done) if self.ordered else bool(self.done)
+
+    def _pop(self) -> tuple[int, Any]:
+        with self.pool.locked():
+            if self.ordered:
+                index = self.next_to_yield
+                value = self.done.pop(index)
+                self.next_to_yield += 1
+            else:
+                index, value = self.done.popitem()
+            self.delivered += 1
+        if isinstance(value, _Raise):
+            raise value.error
+        return index, value
+
+    # ----------------------------------------------------------------- sizing
+
+    def _group_size(self) -> int:
+        if self.seconds_per_batch is None:
+            return 1  # the first call on each actor measures how long a batch takes
+        per_batch = max(self.seconds_per_batch, 1e-7)
+        target = TARGET_CALL_SECONDS
+        if self.config.timeout_s is not None:
+            # A hang inside a group is found only as a whole: keep groups well
+            # under the timeout so it still fires about timeout_s after it began.
+            target = min(target, self.config.timeout_s / 4)
+        size = max(1, int(target / per_batch))
+        remaining = self.source.remaining_batches()
+        if remaining is not None:
+            # Guided self-scheduling: never more than a share of what is left,
+            # so the last calls are short and no actor waits long at the end;
+            # but never so short that the call's own cost dominates its work.
+            floor = max(1, math.ceil(MIN_CALL_SECONDS / per_batch))
+            size = min(size, max(floor, math.ceil(remaining / (2 * self.width))))
+        batch_nbytes = self.source.batch_nbytes
+        if batch_nbytes:
+            # Inline data: all calls in flight together stay within the byte bound.
+            share = self.config.max_inflight_bytes // (2 * self.width)
+            size = min(size, max(1, share // batch_nbytes))
+        return size
+
+    def _depth(self) -> int:
+        """Calls to keep queued on one actor (see QUEUE_AHEAD_MAX_BATCH_S)."""
+        per_batch = self.seconds_per_batch
+        return 2 if per_batch is not None and per_batch <= QUEUE_AHEAD_MAX_BATCH_S else 1
+
+    def _window_open(self) -> bool:
+        # Bound what is sent but not yet handed to the caller: results wait in
+        # `done` for an earlier slow batch, and inputs sit in the object store.
+        window = max(64, 8 * self.width * self._group_size())
+        if self.source.batches_taken - self.next_to_yield >= window:
+            return False
+        return self.inflight_bytes < self.config.max_inflight_bytes
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _fill(self) -> None:
+        """Send work to free actors (lock held): retries first, then new groups."""
+        depth = self._depth()
+        while True:
+            slot = self._free_slot(depth)
+            if slot is None:
+                return
+            group = self._next_group()
+            if group is None:
+                return
+            self._send(slot, group)
+
+    def _free_slot(self, depth: int) -> Slot | None:
+        """The ready actor with the fewest calls, within ``num_parallel`` actors."""
+        best: Slot | None = None
+        in_use = sum(1 for n in self.calls_per_slot.values() if n)
+        now = time.monotonic()
+        for slot in self.pool.slots:
+            if slot.state is not SlotState.READY or len(slot.calls) >= depth:
+                continue
+            if slot.calls and not self._queue_behind(slot, now):
+                continue
+            if not self.calls_per_slot[slot.index] and in_use >= self.width:
+                continue
+            if best is None or len(slot.calls) < len(best.calls):
+                best = slot
+                if not slot.calls:
+                    break
+        return best
+
+    @staticmethod
+    def _queue_behind(slot: Slot, now: float) -> bool:
+        """Whether a call may wait behind the ones ``slot`` is running.
+
+        Only behind calls of known, short, on-time duration: a call queued
+        behind a batch nobody has timed yet, or behind a straggler, would hold
+        up a result that an idle actor could have made (Ray gh-23107).
+        """
+        for call in slot.calls:
+            if call.expected is None:
+                return False
+        head = slot.calls[0]
+        if head.started is not None and head.expected is not None:
+            return now - head.started <= 2 * head.expected + MIN_CALL_SECONDS
+        return True
+
+    def _next_group(self) -> Group | None:
+        while self.retry:
+            _, _, group = heapq.heappop(self.retry)
+            if self.stop_at is None or group.first < self.stop_at:
+                return group
+        if self.stop_at is not None or not self._window_open():
+            return None
+        return self.source.take(self._group_size())
+
+    def _send(self, slot: Slot, group: Group) -> None:
+        shared = self.shared_ref is not None
+        spec = CallSpec(
+            first=group.first,
+            count=group.count,
+            row_start=group.row_start,
+            row_stop=group.row_stop,
+            shared=shared,
+            batch_size=self.source.batch_size,
+            chunk_size=self.config.chunk_size,
+            stop_on_error=self.config.on_error == "raise",
+        )
+        ref = slot.handle.run.remote(self.shared_ref if shared else group.rows, spec)
+        # The clock of a call starts when it runs: now if its actor is idle,
+        # else when the calls before it are done (_start_clocks).
+        started = time.monotonic() if not slot.calls else None
+        expected = None if self.seconds_per_batch is None else group.count * self.seconds_per_batch
+        self.calls[ref] = self.pool.submit(slot, self, ref, group=group, started=started,
+                                           expected=expected)
+        self.calls_per_slot[slot.index] += 1
+        self.inflight_bytes += group.nbytes
+
+    def _requeue(self, group: Group) -> None:
+        self.retry_seq += 1
+        heapq.heappush(self.retry, (group.first, self.retry_seq, group))
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _forget(self, call: Call) -> bool:
+        if self.calls.pop(call.ref, None) is None:
+            return False
+        self.calls_per_slot[call.slot.index] -= 1
+        assert call.group is not None
+        self.inflight_bytes -= call.group.nbytes
+        return True
+
+    def _collect(self, call: Call) -> None:
+        """One of our calls is ready (lock held): take its report or its failure."""
+        try:
+            report: Report = ray.get(call.ref)
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is FailureKind.CALL_FAILED:
+                self.pool.finished(call)
+                self._forget(call)
+                self._unattributed_or_charged(call, exc)
+            else:
+                self.pool.lose_after_error(call, exc)
+                if self._forget(call):  # an older generation: already replaced
+                    assert call.group is not None
+                    self._requeue(call.group)
+            return
+        self.pool.finished(call)
+        self.call_done(call, report)
+
+    def call_done(self, call: Call, value: Any) -> None:
+        """The pool or :meth:`_collect` hands us a finished call's report."""
+        if not self._forget(call) or self.closed:
+            return
+        report: Report = value
+        group = call.group
+        assert group is not None
+        n = len(report.results)
+        if n and report.seconds > 0:
+            per_batch = report.seconds / n
+            old = self.seconds_per_batch
+            self.seconds_per_batch = per_batch if old is None else 0.7 * old + 0.3 * per_batch
+        for k, result in enumerate(report.results):
+            if isinstance(result, Failure):
+                self._batch_raised(group.first + k, result, call, group.attempts + 1)
+            else:
+                self._done(group.first + k, result, rows=_rows_of(group, k, self.source))
+
+    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
+        """The pool lost the actor of one of our calls (lock held)."""
+        if not self._forget(call) or self.closed:
+            return
+        group = call.group
+        assert group is not None
+        if not running:
+            self._requeue(group)  # only queued behind the failure: not charged
+        elif group.count > 1:
+            # Which of its batches was running is unknown: charge none, and
+            # re-run them one per call so a culprit shows itself alone.
+            for part in group.split(self.source.batch_size):
+                self._requeue(part)
+        else:
+            self._charge(group, loss)
+
+    def _unattributed_or_charged(self, call: Call, exc: BaseException) -> None:
+        group = call.group
+        assert group is not None
+        if group.count > 1:
+            for part in group.split(self.source.batch_size):
+                self._requeue(part)
+            return
+        # A one-batch call whose reply fails to travel fails again if re-run.
+        actor = call.slot.label(self.pool.actor_name)
+        cause = user_cause(exc)
+        error = BatchError(
+            f"batch {group.first}'s result could not reach the driver from {actor}: "
+            f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}",
+            index=group.first, actor=actor, attempts=group.attempts + 1,
+        )
+        error.__cause__ = cause
+        self._fail(group.first, error)
+
+    def _charge(self, group: Group, loss: Loss) -> None:
+        attempts = group.attempts + 1
+        group.attempts = attempts
+        if attempts <= self.config.max_retries:
+            logger.warning(
+                "retrying batch %d (attempt %d of %d) after %s: %s",
+                group.first, attempts + 1, self.config.max_retries + 1, loss.actor, loss.reason,
+            )
+            self._requeue(group)
+            return
+        index = group.first
+        error: BatchError
+        if loss.kind is LossKind.TIMED_OUT:
+            error = BatchTimeoutError(
+                f"batch {index} timed out on all {attempts} tries "
+                f"(timeout_s={self.config.timeout_s:g}); last on {loss.actor}",
+                index=index, actor=loss.actor, attempts=attempts,
+            )
+        elif loss.kind is LossKind.OUT_OF_MEMORY:
+            error = WorkerDiedError(
+                f"batch {index} exhausts memory: it killed its worker on all {attempts} "
+                f"tries; last on {loss.actor}",
+                index=index, actor=loss.actor, attempts=attempts, out_of_memory=True,
+            )
+        else:
+            error = WorkerDiedError(
+                f"batch {index} lost its worker on all {attempts} tries ({loss.reason}); "
+                f"last on {loss.actor}",
+                index=index, actor=loss.actor, attempts=attempts,
+            )
+        self._fail(index, error)
+
+    def _batch_raised(self, index: int, failure: Failure, call: Call, attempts: int) -> None:
+        actor = call.slot.label(self.pool.actor_name)
+        error = BatchError(
+            f"batch {index} raised {failure.type_name} in {actor}",
+            index=index, actor=actor, attempts=attempts,
+        )
+        cause = failure.exception if failure.exception is not None else RemoteTraceback(
+            failure.traceback
+        )
+        if failure.exception is not None:
+            cause.__cause__ = RemoteTraceback(failure.traceback)
+        error.__cause__ = cause
+        self._fail(index, error)
+
+    def _fail(self, index: int, error: BatchError) -> None:
+        if self.config.on_error == "raise":
+            self.done[index] = _Raise(error)
+            self.stop_at = index if self.stop_at is None else min(self.stop_at, index)
+            return
+        logger.warning("%s", error)
+        self._done(index, error, rows=0)
+
+    def _done(self, index: int, value: Any, *, rows: int) -> None:
+        self.done[index] = value
+        self.batches_done += 1
+        self.rows_done += rows
+        if self.on_progress is not None:
+            self.on_progress(self.batches_done, self.rows_done)
+
+    # ----------------------------------------------------------------- timeouts
+
+    def _start_clocks(self) -> None:
+        """Start the clock of each of our calls that reached the head of its actor."""
+        now = time.monotonic()
+        for slot in self.pool.slots:
+            if slot.state is SlotState.READY and slot.calls:
+                head = slot.calls[0]
+                if head.owner is self and head.started is None:
+                    head.started = now
+
+    def _deadline(self, call: Call) -> float:
+        assert call.started is not None and call.group is not None
+        timeout = self.config.timeout_s
+        assert timeout is not None
+        # The group's other batches get twice their measured time on top.
+        others = (call.group.count - 1) * 2 * (self.seconds_per_batch or 0.0)
+        return call.started + timeout + others
+
+    def _wait_timeout(self) -> float:
+        wait = POLL_SECONDS
+        if self.config.timeout_s is not None:
+            now = time.monotonic()
+            for call in self.calls.values():
+                if call.started is not None:
+                    wait = min(wait, max(0.0, self._deadline(call) - now))
+        for slot in self.pool.slots:
+            if slot.state is SlotState.BACKOFF:
+                wait = min(wait, max(0.0, slot.retry_at - time.monotonic()))
+        return wait
+
+    def _expire_timeouts(self) -> None:
+        if self.config.timeout_s is None:
+            return
+        now = time.monotonic()
+        for call in list(self.calls.values()):
+            if call.started is None or call.ref not in self.calls or now < self._deadline(call):
+                continue
+            group = call.group
+            assert group is not None
+            batches = (f"batch {group.first}" if group.count == 1
+                       else f"a batch of {group.first}..{group.first + group.count - 1}")
+            loss = Loss(
+                LossKind.TIMED_OUT,
+                f"{batches} ran past timeout_s={self.config.timeout_s:g}",
+                call.slot.label(self.pool.actor_name),
+            )
+            self.pool.lose(call.slot, call.generation, loss)
+
+    # ----------------------------------------------------------------- stopping
+
+    def _abort(self) -> None:
+        """Stop early (error, caller stopped iterating): leave every actor idle.
+
+        No ray.cancel: cancelling an actor call that has not reached the actor
+        yet leaves a gap in its task sequence, and the actor's next call then
+        waits 30 s for the missing one (seen with Ray 2.60). Calls are sized to
+        ~50 ms, so letting them finish is quick; an actor still busy after the
+        grace period is killed and replaced.
+        """
+        lock = self.pool.locked()
+        with lock:
+            refs = list(self.calls)
+        if refs:
+            try:
+                with self.pool.ray_call():
+                    _, stuck = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
+            except Exception:  # shut down meanwhile: the actors are gone already
+                stuck = []
+            with lock:
+                for ref in stuck:
+                    call = self.calls.get(ref)
+                    if call is not None:
+                        label = call.slot.label(self.pool.actor_name)
+                        loss = Loss(LossKind.STOPPED,
+                                    "it was still busy when its run was stopped", label)
+                        self.pool.lose(call.slot, call.generation, loss)
+        with lock:
+            for call in self.calls.values():
+                self.pool.finished(call)
+            self.calls.clear()
+            self.calls_per_slot.clear()
+            self.done.clear()
+            self.retry.clear()
+
+
+def _rows_of(group: Group, k: int, source: BatchSource) -> int:
+    lo = k * source.batch_size
+    return max(0, min(lo + source.batch_size, group.num_rows) - lo)

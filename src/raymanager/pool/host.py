@@ -1,0 +1,169 @@
+"""The worker side: one Ray actor process hosting one user :class:`RayActor`.
+
+The driver never calls a user actor directly. It calls :class:`ActorHost`,
+which keeps the user's actor plain Python and reports *per batch*: a batch
+that raises (anything, ``SystemExit`` and ``KeyboardInterrupt`` included) is
+that batch's :class:`Failure`, and its neighbours in the same call still
+return their results.
+
+    host = ActorHost(MyActor, {"scale": 2})        # inside a Ray worker
+    report = host.run(rows, CallSpec(first=0, row_start=0, row_stop=256, ...))
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+
+from raymanager.actors.base import RayActor
+from raymanager.batching import slice_rows
+
+__all__ = ["ActorHost", "CallSpec", "Failure", "HostStartError", "Report"]
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """What one remote ``run`` call works on: ``count`` consecutive batches.
+
+    ``row_start:row_stop`` are rows of the shared array when ``shared``, else
+    the call's inline rows start at 0. ``stop_on_error`` ends the call at the
+    first failing batch (the run is going to stop there anyway).
+    """
+
+    first: int
+    count: int
+    row_start: int
+    row_stop: int
+    shared: bool
+    batch_size: int
+    chunk_size: int
+    stop_on_error: bool
+
+
+@dataclass
+class Failure:
+    """An exception from the user's code, carried back in place of a result.
+
+    ``exception`` is None when the exception itself cannot travel (it does not
+    pickle); ``traceback`` always can.
+    """
+
+    exception: BaseException | None
+    traceback: str
+    type_name: str
+
+
+@dataclass
+class Report:
+    """What one ``run`` call returns: one result or Failure per batch, in order."""
+
+    results: list[Any]
+    seconds: float
+
+
+class HostStartError(Exception):
+    """Raised by a host whose user actor failed to construct."""
+
+
+def capture(exc: BaseException) -> Failure:
+    """Wrap ``exc`` so that it, or at least its traceback, reaches the driver."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickle.loads(pickle.dumps(exc))  # only to test that the exception can travel
+        kept: BaseException | None = exc
+    except Exception:
+        kept = None
+    return Failure(kept, tb, type(exc).__qualname__)
+
+
+class ActorHost:
+    """Runs inside a Ray worker process and hosts one user RayActor."""
+
+    def __init__(self, actor_class: type[RayActor[Any, Any]], config: Mapping[str, Any]) -> None:
+        self._start_failure: Failure | None = None
+        self._replay_failure: Failure | None = None
+        self._actor: RayActor[Any, Any] | None = None
+        self._replay_answers: dict[str, Any] = {}
+        try:
+            self._actor = actor_class(config)
+        except BaseException as exc:
+            # Kept, not raised: a Ray constructor error reaches the driver as a
+            # generic ActorDiedError; this way the driver gets the real one.
+            self._start_failure = capture(exc)
+
+    def _actor_or_raise(self) -> RayActor[Any, Any]:
+        if self._actor is None:
+            assert self._start_failure is not None
+            raise HostStartError(self._start_failure.traceback)
+        return self._actor
+
+    def ready(self) -> tuple[int, str, Failure | None, dict[str, Any]]:
+        """(pid, node id, constructor or replay failure or None, replay answers).
+
+        Called after the replays of a replacement, so it answers only once the
+        actor is in the state the rest of the pool was brought to.
+        """
+        node = ray.get_runtime_context().get_node_id()
+        answers, self._replay_answers = self._replay_answers, {}
+        return os.getpid(), node, self._start_failure or self._replay_failure, answers
+
+    def run(self, data: Any, spec: CallSpec) -> Report:
+        """Process ``spec.count`` batches of ``data``; one result or Failure each."""
+        actor = self._actor_or_raise()
+        actor.chunk_size = spec.chunk_size
+        began = time.perf_counter()
+        total = spec.row_stop - spec.row_start
+        # Shared data is the whole stored array: cut the call's rows out of it.
+        rows = slice_rows(data, spec.row_start, spec.row_stop) if spec.shared else read_only(data)
+        results: list[Any] = []
+        for k in range(spec.count):
+            lo = k * spec.batch_size
+            batch = slice_rows(rows, lo, min(lo + spec.batch_size, total))
+            try:
+                results.append(actor.process_batch(batch))
+            except BaseException as exc:
+                # SystemExit and KeyboardInterrupt too: a batch that calls
+                # sys.exit() made a decision about that batch, not the process.
+                results.append(capture(exc))
+                if spec.stop_on_error:
+                    break
+        return Report(results, time.perf_counter() - began)
+
+    def call(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
+        """``method(*args, **kwargs)`` on the user's actor (a broadcast)."""
+        actor = self._actor_or_raise()
+        args, kwargs = payload
+        return getattr(actor, method)(*args, **kwargs)
+
+    def replay(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
+        """A remembered broadcast, replayed into a replacement before it gets work."""
+        if self._actor is None or self._replay_failure is not None:
+            return
+        args, kwargs = payload
+        try:
+            self._replay_answers[method] = getattr(self._actor, method)(*args, **kwargs)
+        except BaseException as exc:
+            self._replay_failure = capture(exc)
+
+
+def read_only(rows: Any) -> Any:
+    """Make inline numpy rows read-only, like shared ones.
+
+    So an actor cannot come to depend on writing into its batch, which would
+    break the day the same data arrives shared.
+    """
+    if isinstance(rows, np.ndarray):
+        rows.flags.writeable = False
+    elif isinstance(rows, dict):
+        for column in rows.values():
+            if isinstance(column, np.ndarray):
+                column.flags.writeable = False
+    return rows

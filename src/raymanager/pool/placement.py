@@ -1,0 +1,137 @@
+"""Where a pool's actors go: resource checks and spreading over live nodes.
+
+Ray's own ``SPREAD`` strategy is best effort: with actors that reserve no
+CPU it often puts a whole pool on one node. ``placement="spread"`` therefore
+picks the node itself (the live node holding the fewest of the pool's actors)
+and pins the actor there with hard node affinity. Ray keeps listing a node
+that was removed by force as alive for ~15 s, so nodes where an actor of ours
+just died with its node are avoided for a while (:class:`SuspectNodes`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ray
+
+from raymanager.errors import ResourceUnavailableError
+
+__all__ = [
+    "SuspectNodes",
+    "check_feasible",
+    "feasible_nodes",
+    "largest_node_resources",
+    "live_node_ids",
+    "requested_resources",
+    "spread_target",
+]
+
+#: Seconds a node where an actor died with its node is not chosen again.
+SUSPECT_SECONDS = 60.0
+
+
+def requested_resources(options: Mapping[str, Any]) -> dict[str, float]:
+    """Resources one actor reserves, in Ray's names, from its Ray options.
+
+    >>> requested_resources({"num_cpus": 1, "num_gpus": 0})
+    {'CPU': 1.0}
+    """
+    requested: dict[str, float] = {}
+    if options.get("num_cpus"):
+        requested["CPU"] = float(options["num_cpus"])
+    if options.get("num_gpus"):
+        requested["GPU"] = float(options["num_gpus"])
+    if options.get("memory"):
+        requested["memory"] = float(options["memory"])
+    for name, amount in (options.get("resources") or {}).items():
+        requested[name] = float(amount)
+    return requested
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    return [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+
+
+def live_node_ids() -> set[str]:
+    """IDs of the nodes Ray currently lists as alive."""
+    return {str(node["NodeID"]) for node in _alive_nodes()}
+
+
+def largest_node_resources() -> dict[str, float]:
+    """The largest amount of each resource on any one live node."""
+    largest: dict[str, float] = {}
+    for node in _alive_nodes():
+        for name, amount in node.get("Resources", {}).items():
+            if name.startswith("node:") or name.endswith("_group"):
+                continue
+            largest[name] = max(largest.get(name, 0.0), float(amount))
+    return largest
+
+
+def feasible_nodes(requested: Mapping[str, float]) -> list[str]:
+    """IDs of the live nodes whose total resources could host one actor, sorted."""
+    nodes = []
+    for node in _alive_nodes():
+        total = node.get("Resources", {})
+        if all(float(total.get(name, 0.0)) >= amount for name, amount in requested.items()):
+            nodes.append(str(node["NodeID"]))
+    return sorted(nodes)
+
+
+def check_feasible(options: Mapping[str, Any], actor_name: str) -> None:
+    """Fail at once when no node of the cluster could ever host one actor."""
+    requested = requested_resources(options)
+    if not requested:
+        return
+    largest = largest_node_resources()
+    missing = {name: amount for name, amount in requested.items()
+               if largest.get(name, 0.0) < amount}
+    if missing:
+        raise ResourceUnavailableError(
+            f"each {actor_name} asks for {requested}, but no node of this Ray cluster has that "
+            f"much of {sorted(missing)}: the largest node offers "
+            f"{ {k: largest.get(k, 0.0) for k in requested} }",
+            requested=requested,
+            available=largest,
+        )
+
+
+class SuspectNodes:
+    """Nodes recently seen to die, which Ray may still list as alive."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def add(self, node_id: str | None) -> None:
+        if node_id is not None:
+            self._until[node_id] = time.monotonic() + SUSPECT_SECONDS
+
+    def current(self) -> set[str]:
+        now = time.monotonic()
+        self._until = {n: t for n, t in self._until.items() if t > now}
+        return set(self._until)
+
+
+def spread_target(
+    requested: Mapping[str, float], planned: Iterable[str | None], avoid: set[str]
+) -> str | None:
+    """The live node that can host an actor and holds fewest of ``planned``.
+
+    None when fewer than two nodes qualify: then Ray places the actor itself.
+    Nodes in ``avoid`` are used only when no other node qualifies.
+    """
+    nodes = feasible_nodes(requested)
+    healthy = [node for node in nodes if node not in avoid]
+    if healthy:
+        nodes = healthy
+    if len(nodes) < 2:
+        # One candidate left: pin to it when we had to avoid others, so the
+        # actor does not land on a node that is dying.
+        return nodes[0] if nodes and healthy and avoid else None
+    load = dict.fromkeys(nodes, 0)
+    for node in planned:
+        if node in load:
+            load[node] += 1
+    return min(nodes, key=lambda node: (load[node], nodes.index(node)))

@@ -1,0 +1,100 @@
+"""The state of one place in a pool, and of each call in flight on it.
+
+A *slot* holds at most one live actor at a time. Its lifecycle::
+
+    STARTING --ready()--> READY --dies / times out--> STARTING (generation + 1)
+        |                   |
+        +--start fails--> BACKOFF --retry time--> STARTING (generation + 1)
+    any state --pool shut down--> RETIRED
+
+Every spawn starts a new *generation*. Each call in flight records the
+generation it was sent to: a failure of a call from an older generation is
+old news (that actor was already replaced) and never triggers a second
+replacement. Only :class:`~raymanager.pool.ActorPool` changes a slot, under
+its lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from raymanager.batching import Group
+
+__all__ = ["Call", "CallOwner", "Loss", "LossKind", "Slot", "SlotState"]
+
+
+class SlotState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    BACKOFF = "backoff"
+    RETIRED = "retired"
+
+
+class LossKind(enum.Enum):
+    DIED = "died"
+    OUT_OF_MEMORY = "out of memory"
+    TIMED_OUT = "timed out"
+    STOPPED = "stopped"  # killed by us because its run stopped while it was busy
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Why a slot's actor was lost: what its calls' owners are told."""
+
+    kind: LossKind
+    reason: str
+    actor: str  # the lost actor's label, e.g. "Square#1 (pid 4242)"
+
+
+class CallOwner(Protocol):
+    """A run or a broadcast: whoever sent a call and wants its outcome."""
+
+    def call_done(self, call: Call, value: Any) -> None: ...
+
+    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
+        """The call's actor is gone; ``running``: the call was the one executing."""
+
+
+@dataclass(eq=False)
+class Call:
+    """One remote call in flight, owned by one run or broadcast."""
+
+    ref: Any
+    slot: Slot
+    generation: int
+    owner: CallOwner
+    group: Group | None = None  # the batches of a run call
+    started: float | None = None  # when it began executing (None: queued)
+    expected: float | None = None  # seconds it should take, when measured before
+
+
+@dataclass(eq=False)
+class Slot:
+    """One place in the pool; see the module docstring for its lifecycle."""
+
+    index: int
+    generation: int = 0
+    state: SlotState = SlotState.STARTING
+    handle: Any = None
+    ready_ref: Any = None
+    pid: int | None = None
+    node_id: str | None = None
+    planned_node: str | None = None
+    spawned_at: float = 0.0
+    start_failures: int = 0  # consecutive failed starts
+    retry_at: float = 0.0
+    last_start_error: str = ""
+    #: Calls sent to the current generation and not yet seen to finish, in
+    #: the order the actor runs them (Ray runs an actor's calls in order).
+    calls: collections.deque[Call] = field(default_factory=collections.deque)
+    #: Broadcasts replayed into this generation: method -> payload ref.
+    replays: dict[str, Any] = field(default_factory=dict)
+    #: Answers of those replays, once the actor is ready.
+    replay_answers: dict[str, Any] = field(default_factory=dict)
+
+    def label(self, class_name: str) -> str:
+        where = f"pid {self.pid}" if self.pid is not None else self.state.value
+        return f"{class_name}#{self.index} ({where})"

@@ -1,0 +1,126 @@
+"""Actors for the engine tests. A module of its own so Ray workers can import it.
+
+Each misbehaves on the batch whose first value is named in its config, so the
+driver knows which batch is the culprit whatever actor runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raymanager import RayActor
+
+
+def _first(batch: Any) -> int:
+    return int(np.asarray(batch).reshape(-1)[0])
+
+
+class Misbehave(RayActor[Any, Any]):
+    """Doubles each value; on the batch starting at a configured value it instead
+    exits the process, hangs, returns an unpicklable object, raises
+    KeyboardInterrupt or calls sys.exit. ``sleep_on`` maps a first value to
+    seconds to sleep; ``big_result`` returns a 200 KiB array per batch.
+    """
+
+    def process_batch(self, batch: Any) -> Any:
+        first = _first(batch)
+        config = self.config
+        if first in config.get("exit_on", ()):
+            os._exit(1)
+        if first in config.get("hang_on", ()):
+            time.sleep(3600)
+        if first in config.get("unpicklable_on", ()):
+            return threading.Lock()
+        if first in config.get("interrupt_on", ()):
+            raise KeyboardInterrupt
+        if first in config.get("sys_exit_on", ()):
+            sys.exit(3)
+        delay = config.get("sleep_on", {}).get(str(first), config.get("sleep_s", 0.0))
+        if delay:
+            time.sleep(delay)
+        if config.get("big_result"):
+            return np.full(200 * 1024 // 8, first, dtype=np.int64)
+        return [2 * int(v) for v in np.asarray(batch).reshape(-1)]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+    def fail(self) -> None:
+        raise ValueError("broadcast method refuses")
+
+
+class Falsy(Exception):
+    """An exception that is falsy, as some libraries' exceptions are."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class FalsyConstructor(RayActor[Any, Any]):
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        raise Falsy("falsy but real")
+
+    def process_batch(self, batch: Any) -> Any:  # pragma: no cover - never built
+        return batch
+
+
+class FlakyStart(RayActor[Any, Any]):
+    """Fails to construct while the file ``armed`` exists; with ``once`` it
+    removes the file as it fails, so exactly one start fails."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        armed = Path(self.config["armed"])
+        if armed.exists():
+            if self.config.get("once"):
+                armed.unlink(missing_ok=True)
+            raise RuntimeError("device not free yet")
+
+    def process_batch(self, batch: Any) -> Any:
+        time.sleep(float(self.config.get("sleep_s", 0.0)))
+        return [2 * int(v) for v in np.asarray(batch).reshape(-1)]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class Unpickles(RayActor[Any, Any]):
+    """Returns, for batch ``bad``, an object that pickles but fails to unpickle."""
+
+    def process_batch(self, batch: Any) -> Any:
+        first = _first(batch)
+        if first == self.config.get("bad"):
+            return BreaksOnLoad()
+        return first
+
+
+def _refuse() -> None:
+    raise RuntimeError("this object cannot be rebuilt")
+
+
+class BreaksOnLoad:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse, ())
+
+
+class RowsSeen(RayActor[Any, tuple[str, list[int]]]):
+    """Says what type of batch it got and the first column's values."""
+
+    def process_batch(self, batch: Any) -> tuple[str, list[int]]:
+        kind = type(batch).__name__
+        if kind == "Table":
+            return kind, batch.column(0).to_pylist()
+        if kind == "DataFrame":
+            return kind, [int(v) for v in batch.iloc[:, 0]]
+        return kind, [int(v) for v in batch]
