@@ -26,7 +26,14 @@ class Where(RayActor[Any, dict[str, Any]]):
 
     def process_batch(self, batch: Any) -> dict[str, Any]:
         time.sleep(self.config.get("sleep_s", 0.0))
-        return {"squares": [int(v) ** 2 for v in batch], "pid": os.getpid()}
+        result: dict[str, Any] = {"squares": [int(v) ** 2 for v in batch], "pid": os.getpid()}
+        if self.config.get("big"):
+            # Over Ray's 100 KiB inline limit: the result lives in this node's store.
+            result["ballast"] = np.zeros(200 * 1024, dtype=np.uint8)
+        marks = self.config.get("marks")
+        if marks:
+            open(os.path.join(marks, f"{os.getpid()}-{int(batch[0])}"), "w").close()
+        return result
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -92,7 +99,13 @@ def node_loss(graceful: bool) -> Callable[[Cluster, RayManager], dict[str, Any]]
                 recovered_at = time.monotonic()
         wall = time.monotonic() - started
         squares = [v for r in results for v in r["squares"]]
+        healed = wait_healed(pool)
+        fresh = manager.create_actor_pool(Where, {}, num_actors=3)  # right after the loss
+        fresh_nodes = [w["node"] for w in fresh.broadcast("where")]
         return {
+            "healed_nodes": healed,
+            "victim": victim.node_id,
+            "fresh_pool_nodes": fresh_nodes,
             "graceful": graceful,
             "batches": len(results),
             "correct": squares == [int(v) ** 2 for v in data],
@@ -102,6 +115,43 @@ def node_loss(graceful: bool) -> Callable[[Cluster, RayManager], dict[str, Any]]
             "nodes_after": sorted({w["node"] for w in pool.broadcast("where")} - {victim.node_id}),
         }
     return body
+
+
+def wait_healed(pool: Any, within_s: float = 90.0) -> list[str]:
+    """The nodes of the pool's actors once every slot has a running actor again."""
+    deadline = time.monotonic() + within_s
+    while None in pool.pids() and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the pool's own state, not waiting for luck
+    return [w["node"] for w in pool.broadcast("where")]
+
+
+def lost_result(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
+    """A finished result lives only on a node removed before the driver fetched it."""
+    import tempfile
+
+    marks = tempfile.mkdtemp()
+    pool = manager.create_actor_pool(Where, {"big": True, "marks": marks}, num_actors=3)
+    where = pool.broadcast("where")
+    pids = pool.pids()
+    victim = next(n for n in cluster.worker_nodes if n.node_id in [w["node"] for w in where])
+    victim_pid = pids[[w["node"] for w in where].index(victim.node_id)]
+    data = np.arange(60)
+    results: list[dict[str, Any]] = []
+    stream = manager.imap(pool, data, BatchConfig(batch_size=1, num_parallel=3))
+    for i, result in enumerate(stream):
+        results.append(result)
+        if i == 2:
+            # Wait until the victim has finished a batch the driver has not fetched.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(
+                name.startswith(f"{victim_pid}-") and int(name.split("-")[1]) > i
+                for name in os.listdir(marks)
+            ):
+                time.sleep(0.01)
+            cluster.remove_node(victim, allow_graceful=False)
+    squares = [v for r in results for v in r["squares"]]
+    return {"batches": len(results), "correct": squares == [int(v) ** 2 for v in data],
+            "restarts": pool.restarts}
 
 
 def gpus(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
@@ -120,6 +170,8 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
         [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], node_loss(True)),
     "node_loss_forced": lambda: with_cluster(
         [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], node_loss(False)),
+    "lost_result": lambda: with_cluster(
+        [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], lost_result),
     "gpus": lambda: with_cluster([{"num_cpus": 2, "num_gpus": 2}], gpus),
 }
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import scenarios
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 
 def run_scenario(name: str) -> dict[str, Any]:
     return scenarios.run_scenario("cluster_scenarios.py", name)
@@ -33,6 +35,17 @@ def test_run_survives_losing_a_worker_node(mode: str) -> None:
     assert result["correct"]  # every batch exactly once, in order, right values
     assert result["restarts"] >= 1
     assert result["detect_s"] is not None
+    # The pool heals back to its size on the nodes that remain, and a new pool
+    # made right after the loss starts there too.
+    assert len(result["healed_nodes"]) == 3 and result["victim"] not in result["healed_nodes"]
+    assert len(result["fresh_pool_nodes"]) == 3
+    assert result["victim"] not in result["fresh_pool_nodes"]
+
+
+def test_a_result_lost_with_its_node_is_made_again() -> None:
+    result = run_scenario("lost_result")
+    assert result["batches"] == 60 and result["correct"]
+    assert result["restarts"] >= 1
 
 
 def test_gpu_actors_get_their_own_devices() -> None:
