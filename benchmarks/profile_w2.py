@@ -85,22 +85,22 @@ def stop_worker_samplers(samplers: list[subprocess.Popen[bytes]]) -> None:
 def trace_one_call(manager: Any, pool: Any, data: Any, config: Any) -> None:
     """One more call with raymanager's private dispatch methods wrapped: a timeline.
 
-    Relies on ``pool._Run._submit`` / ``_accept`` (private, may change): it
+    Relies on ``raymanager.pool.dispatch.Run._send`` / ``call_done`` (internal, may change): it
     says so and returns when they are gone. Prints the ``ray.put`` time, every
     remote call (actor slot, batches, submit and result times) and how long
     each actor had no call running.
     """
     import ray
 
-    from raymanager import pool as pool_module
+    from raymanager.pool import dispatch
 
-    run_class = getattr(pool_module, "_Run", None)
-    if run_class is None or not all(hasattr(run_class, n) for n in ("_submit", "_accept")):
-        print("trace: raymanager.pool._Run._submit/_accept not found; skipped")
+    run_class = getattr(dispatch, "Run", None)
+    if run_class is None or not all(hasattr(run_class, n) for n in ("_send", "call_done")):
+        print("trace: raymanager.pool.dispatch.Run._send/call_done not found; skipped")
         return
     events: list[tuple[str, float, int, int, int]] = []
     t0 = time.perf_counter()
-    original = (run_class._submit, run_class._accept, ray.put)
+    original = (run_class._send, run_class.call_done, ray.put)
 
     def submit(self: Any, slot: Any, group: Any) -> None:
         events.append(("submit", time.perf_counter() - t0, slot.index, group.first, group.count))
@@ -118,13 +118,13 @@ def trace_one_call(manager: Any, pool: Any, data: Any, config: Any) -> None:
                        round(1e6 * (time.perf_counter() - began))))
         return ref
 
-    run_class._submit, run_class._accept, ray.put = submit, accept, put
+    run_class._send, run_class.call_done, ray.put = submit, accept, put
     try:
         t0 = time.perf_counter()
         manager.process_in_parallel(pool, data, config)
         wall = time.perf_counter() - t0
     finally:
-        run_class._submit, run_class._accept, ray.put = original
+        run_class._send, run_class.call_done, ray.put = original
     print(f"\n== one traced call: {wall * 1e3:.1f} ms ==")
     calls = [e for e in events if e[0] == "submit"]
     print(f"{len(calls)} remote calls; batches per call in order: {[e[4] for e in calls]}")

@@ -7,8 +7,8 @@ and right, with the default ``on_error="raise"``: a single lost batch would
 raise, so nothing here needs ``on_error="continue"``.
 
 The same run without kills is timed too; the slowdown ratio and the kills
-survived are printed (``pytest -s``) and written to
-``benchmarks/results/chaos.json``.
+survived are printed (``pytest -s``), and written as JSON to the file named by
+``RAYMANAGER_CHAOS_RESULTS`` when that is set (never into the repository).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ MAX_KILLS = 6
 #: A kill charges at most one call with a try, so with this many retries no
 #: batch can run out of tries, whichever calls the killer happens to hit.
 MAX_RETRIES = MAX_KILLS
-RESULTS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "chaos.json"
+RESULTS_ENV = "RAYMANAGER_CHAOS_RESULTS"
 
 
 def _is_live_ray_worker(pid: int) -> bool:
@@ -120,15 +120,19 @@ def _check_pool_after_chaos(manager: RayManager, pool: ActorPool, killer: Killer
 
 def _record(name: str, numbers: dict[str, Any]) -> None:
     print(f"\nchaos[{name}]: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
-    if not RESULTS_FILE.parent.parent.is_dir():
+    target = os.environ.get(RESULTS_ENV)
+    if not target:
         return
-    RESULTS_FILE.parent.mkdir(exist_ok=True)
+    results_file = Path(target)
     try:
-        recorded = json.loads(RESULTS_FILE.read_text())
+        recorded = json.loads(results_file.read_text())
     except (OSError, ValueError):
         recorded = {}
     recorded[name] = numbers
-    RESULTS_FILE.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    results_file.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 
 @pytest.mark.timeout(120)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import pyarrow as pa
 import pytest
 from engine_actors import FalsyConstructor, FlakyStart, Misbehave, RowsSeen, Unpickles
+from procs import still_running
 
 from raymanager import (
     ActorStartError,
@@ -45,18 +45,7 @@ def doubled(values: range | list[int]) -> list[list[int]]:
     return [[2 * v] for v in values]
 
 
-def alive(pids: list[int | None], wait_s: float = 15.0) -> list[int]:
-    """The PIDs still running after waiting up to ``wait_s`` for them to exit
-    (ray.kill ends a process asynchronously)."""
-    procs = []
-    for pid in pids:
-        if pid is not None:
-            try:
-                procs.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-    _, running = psutil.wait_procs(procs, timeout=wait_s)
-    return [p.pid for p in running if p.status() != psutil.STATUS_ZOMBIE]
+alive = still_running
 
 
 # ----------------------------------------------------------------- shutdown during a run
@@ -103,7 +92,8 @@ OWNING_MANAGER_SCRIPT = textwrap.dedent(
     """
     import sys, threading
     sys.path.insert(0, {tests!r})
-    from engine_actors import Misbehave
+    from procs import still_running
+from engine_actors import Misbehave
     from raymanager import BatchConfig, ManagerShutdownError, RayConfig, RayManager
 
     # 1. the owning manager shuts down (and stops Ray) between two next() calls

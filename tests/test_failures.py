@@ -170,7 +170,6 @@ def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Pat
     """SIGINT to a real driver process mid-run: work cancelled, actors and Ray gone."""
     import subprocess
     import sys
-    import time
 
     script = tmp_path / "driver.py"
     script.write_text(
@@ -182,7 +181,10 @@ def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Pat
         "pool = manager.create_actor_pool(Square, {'sleep_s': 0.05}, num_actors=2)\n"
         "print('PIDS', *pool.pids(), flush=True)\n"
         "try:\n"
-        "    manager.process_in_parallel(pool, np.arange(100_000), BatchConfig(batch_size=10))\n"
+        "    for i, _ in enumerate(manager.imap(pool, np.arange(100_000),\n"
+        "                                       BatchConfig(batch_size=10))):\n"
+        "        if i == 0:\n"
+        "            print('MIDRUN', flush=True)\n"
         "except KeyboardInterrupt:\n"
         "    print('STATE', pool.state.value, flush=True)\n"
         "    manager.shutdown()\n"
@@ -195,7 +197,7 @@ def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Pat
     assert line.startswith("PIDS"), process.stderr.read() if process.stderr else ""
     actor_pids = [int(p) for p in line.split()[1:]]
     children = psutil.Process(process.pid).children(recursive=True)
-    time.sleep(1.5)  # mid-run
+    assert process.stdout.readline().startswith("MIDRUN")  # a result is out: mid-run
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert "STATE shut down" in out and "CLEAN" in out, err[-3000:]

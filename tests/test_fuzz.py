@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -332,7 +331,6 @@ def test_a_generator_that_raises_propagates_its_own_error(
 @pytest.mark.timeout(120)
 def test_an_early_stop_leaves_the_pool_ready_for_the_next_call(manager: RayManager) -> None:
     pool = manager.create_actor_pool(RowCounter, {}, num_actors=NUM_ACTORS)
-    slow: list[float] = []
     for attempt in range(40):
         batch_size = 1 + attempt % 10
         # The input fails while the run sends its first calls: the run stops
@@ -344,17 +342,15 @@ def test_an_early_stop_leaves_the_pool_ready_for_the_next_call(manager: RayManag
                 _rows_then_raise(list(range(200)), fail_after, RuntimeError("bad row")),
                 BatchConfig(batch_size=batch_size),
             )
-        began = time.perf_counter()
+        # A stalled actor queue (a gap left by a cancelled call) holds a call
+        # for 30 s: past this timeout, which would replace the actor.
         results = manager.process_in_parallel(
             pool, list(range(10)), BatchConfig(batch_size=1, timeout_s=10.0)
         )
         assert [r["rows"] for r in results] == [1] * 10
-        if time.perf_counter() - began > 5.0:  # a stalled actor queue takes 30 s
-            slow.append(time.perf_counter() - began)
         if pool.restarts:
             break
     assert pool.restarts == 0, f"{pool.restarts} actor(s) replaced after {attempt + 1} early stops"
-    assert not slow, f"calls after an early stop took {slow} s"
 
 
 GARBAGE = st.one_of(
@@ -561,14 +557,8 @@ def test_numpy_array_as_on_error_names_the_field() -> None:
         BatchConfig(on_error=np.array(["raise", "continue"]))  # type: ignore[arg-type]
 
 
-def test_a_deque_is_a_sequence_that_works_or_is_refused_clearly(
-    fuzz_manager: RayManager, fuzz_pool: ActorPool
-) -> None:
-    data = collections.deque(range(10))
-    try:
-        results = fuzz_manager.process_in_parallel(fuzz_pool, data, BatchConfig(batch_size=4))
-    except (TypeError, ValueError) as error:
-        assert "deque" in str(error), f"unclear error for a deque: {error}"
-    else:
-        assert [r["rows"] for r in results] == [4, 4, 2]
+def test_a_deque_is_read_as_rows(fuzz_manager: RayManager, fuzz_pool: ActorPool) -> None:
+    data = collections.deque(range(10))  # a Sequence that cannot be sliced: read lazily
+    results = fuzz_manager.process_in_parallel(fuzz_pool, data, BatchConfig(batch_size=4))
+    assert [r["rows"] for r in results] == [4, 4, 2]
     _assert_healthy(fuzz_pool)

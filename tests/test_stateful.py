@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psutil
 import pytest
 from engine_actors import Misbehave
 from hypothesis import HealthCheck, settings
@@ -26,6 +25,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from procs import still_running
 
 from raymanager import BatchConfig, RayManager, RayManagerError
 
@@ -183,14 +183,7 @@ class PoolUser(RuleBasedStateMachine):
     # ------------------------------------------------------------- checks
 
     def _check_no_actor_left(self) -> None:
-        procs = []
-        for pid in self.seen_pids:
-            try:
-                procs.append(psutil.Process(pid))
-            except psutil.NoSuchProcess:
-                pass
-        _, running = psutil.wait_procs(procs, timeout=20)
-        left = [p.pid for p in running if p.status() != psutil.STATUS_ZOMBIE]
+        left = still_running(self.seen_pids, wait_s=20)
         TOTALS["leaked_actors"] += len(left)
         assert not left, f"actors left alive after shutdown: {left}"
 
