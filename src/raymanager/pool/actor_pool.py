@@ -36,24 +36,21 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raymanager.actors.base import RayActor
 from raymanager.errors import (
-    ActorStartError,
-    BroadcastError,
     ManagerShutdownError,
     PoolBrokenError,
     PoolBusyError,
-    RemoteTraceback,
-    ResourceUnavailableError,
 )
 from raymanager.pool import placement as placing
+from raymanager.pool.broadcast import Broadcast
 from raymanager.pool.host import ActorHost, Failure
 from raymanager.pool.ray_errors import (
     FailureKind,
     classify,
     is_node_death,
     is_out_of_memory,
-    user_cause,
 )
 from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
+from raymanager.pool.start_errors import not_started_error, start_error
 
 __all__ = ["ActorPool", "PoolState"]
 
@@ -290,7 +287,8 @@ class ActorPool:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self._not_started_error(list(pending.values()))
+                raise not_started_error(self.actor_name, self.num_actors, self._options,
+                                        self._start_timeout_s, list(pending.values()))
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=min(left, 1.0))
             with self._lock:
                 for ref in done:
@@ -347,7 +345,7 @@ class ActorPool:
         if failure is not None:
             if initial:
                 self._state = PoolState.BROKEN
-                raise self._start_error(failure)
+                raise start_error(self.actor_name, self.actor_config, failure)
             self._start_failed(slot, f"its constructor raised {failure.type_name}", failure)
             return
         slot.state = SlotState.READY
@@ -488,155 +486,12 @@ class ActorPool:
             payload_ref = ray.put((tuple(args), dict(kwargs or {})))
             if replay_on_restart:
                 self._broadcasts[method] = payload_ref
-            job = _Broadcast(self, method, payload_ref, max_retries)
+            job = Broadcast(self, method, payload_ref, max_retries)
             for slot in self._slots:
                 job.send(slot)
         return job.wait()
 
-    # ----------------------------------------------------------------- errors
 
-    def _start_error(self, failure: Failure) -> ActorStartError:
-        error = ActorStartError(
-            f"{self.actor_name}({self.actor_config!r}) raised "
-            f"{failure.type_name} in its constructor",
-            actor_class=self.actor_name,
-        )
-        cause = failure.exception if failure.exception is not None else RemoteTraceback(
-            failure.traceback
-        )
-        cause.__cause__ = RemoteTraceback(failure.traceback)
-        error.__cause__ = cause
-        return error
-
-    def _not_started_error(self, pending: list[Slot]) -> PoolBrokenError:
-        requested = placing.requested_resources(self._options)
-        available = placing.largest_node_resources()
-        waiting = ", ".join(f"#{s.index}" for s in pending)
-        created = _created_in_a_process(pending)
-        if created:
-            # The processes exist and run the constructor: resources are not the issue.
-            return ActorStartError(
-                f"{len(created)} of {self.num_actors} actors of {self.actor_name} ({waiting}) "
-                f"were placed and their processes started, but their constructors had not "
-                f"finished within {self._start_timeout_s:g} s; raise actor_start_timeout_s "
-                "(RayConfig) or start_timeout_s (create_actor_pool) if they are slow on purpose",
-                actor_class=self.actor_name,
-            )
-        return ResourceUnavailableError(
-            f"{len(pending)} of {self.num_actors} actors of {self.actor_name} ({waiting}) were "
-            f"not placed within {self._start_timeout_s:g} s; each asks for "
-            f"{requested or 'no resources'}, the largest node has {available}, and other "
-            "work may hold it",
-            requested=requested,
-            available=available,
-        )
-
-
-class _Broadcast:
-    """One broadcast in flight: a call per slot, retried on a replacement."""
-
-    def __init__(self, pool: ActorPool, method: str, payload_ref: Any, max_retries: int) -> None:
-        self.pool = pool
-        self.method = method
-        self.payload_ref = payload_ref
-        self.max_retries = max_retries
-        self.answers: list[Any] = [None] * len(pool.slots)
-        self.calls: dict[Any, Call] = {}
-        self.waiting_replay: dict[int, Slot] = {}  # slot index -> slot whose replay answers
-        self.losses = dict.fromkeys(range(len(pool.slots)), 0)
-        self.error: BaseException | None = None
-        self.closed = False
-
-    def send(self, slot: Slot) -> None:
-        """Send the call to ``slot``'s current actor (lock held)."""
-        if slot.state not in (SlotState.READY, SlotState.STARTING):
-            return  # no actor there: it answers None (a replayed broadcast reaches it later)
-        if slot.state is SlotState.STARTING and slot.replays.get(self.method) is self.payload_ref:
-            self.waiting_replay[slot.index] = slot  # the replay makes this very call
-            return
-        ref = slot.handle.call.remote(self.method, self.payload_ref)
-        self.calls[ref] = self.pool.submit(slot, self, ref)
-
-    def call_done(self, call: Call, value: Any) -> None:
-        self.calls.pop(call.ref, None)
-        self.answers[call.slot.index] = value
-
-    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
-        self.calls.pop(call.ref, None)
-        if self.closed:
-            return
-        index = call.slot.index
-        self.losses[index] += 1
-        if self.losses[index] > self.max_retries:
-            self.error = PoolBrokenError(
-                f"broadcast of {self.method!r} lost its actor {self.losses[index]} times on "
-                f"{loss.actor}: {loss.reason}"
-            )
-            return
-        self.send(call.slot)
-
-    def wait(self) -> list[Any]:
-        try:
-            return self._wait()
-        except BaseException:
-            with self.pool.locked():
-                # Calls still out are nobody's now: forget them, so the pool
-                # does not route their fate to a broadcast that has ended.
-                for call in self.calls.values():
-                    self.pool.finished(call)
-                self.calls.clear()
-                self.closed = True
-            raise
-
-    def _wait(self) -> list[Any]:
-        pool = self.pool
-        while True:
-            with pool.locked():
-                pool.check_usable()
-                pool.poll()
-                self._take_replays()
-                if self.error is not None:
-                    raise self.error
-                refs = list(self.calls)
-                starting = [s.ready_ref for s in self.waiting_replay.values()
-                            if s.ready_ref is not None]
-                if not refs and not starting:
-                    return self.answers
-            with pool.ray_call():
-                ready, _ = ray.wait(refs + starting, num_returns=1, timeout=1.0)
-            with pool.locked():
-                pool.check_usable()
-                for ref in ready:
-                    call = self.calls.get(ref)
-                    if call is not None:
-                        self._collect(call)
-
-    def _take_replays(self) -> None:
-        for index, slot in list(self.waiting_replay.items()):
-            if slot.state is SlotState.READY:
-                self.answers[index] = slot.replay_answers.get(self.method)
-                del self.waiting_replay[index]
-            elif slot.state is not SlotState.STARTING:
-                del self.waiting_replay[index]  # failed to start: answers None
-
-    def _collect(self, call: Call) -> None:
-        try:
-            value = ray.get(call.ref)
-        except Exception as exc:
-            if classify(exc) is FailureKind.CALL_FAILED:
-                self.pool.finished(call)
-                self.calls.pop(call.ref, None)
-                actor = call.slot.label(self.pool.actor_name)
-                error = BroadcastError(
-                    f"broadcast of {self.method!r} raised {type(user_cause(exc)).__name__} "
-                    f"in {actor}",
-                    method=self.method, actor=actor,
-                )
-                raise error from user_cause(exc)
-            self.pool.lose_after_error(call, exc)
-            return
-        self.pool.finished(call)
-        self.call_done(call, value)
 
 
 def _salvage(call: Call) -> tuple[bool, Any]:
@@ -653,21 +508,3 @@ def _salvage(call: Call) -> tuple[bool, Any]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _created_in_a_process(slots: list[Slot]) -> list[Slot]:
-    """The slots whose actor Ray placed and gave a process (constructor running)."""
-    try:
-        from ray._private.state import actors as actor_table  # Ray's GCS actor table
-
-        placed = []
-        for slot in slots:
-            info = actor_table(slot.handle._actor_id.hex())
-            pid = (info or {}).get("Pid") or (info or {}).get("pid")
-            address = (info or {}).get("Address") or {}
-            if pid or address.get("WorkerID", "").strip("0"):
-                placed.append(slot)
-        return placed
-    except Exception:  # an internal API that moved: fall back to the general message
-        logger.debug("actor table unavailable", exc_info=True)
-        return []

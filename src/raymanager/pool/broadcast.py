@@ -1,0 +1,130 @@
+"""A broadcast: one method called on every actor of a pool, with the same arguments.
+
+The arguments are put in the object store once. A call whose actor dies is
+sent again to the replacement (or taken from the replacement's replay, when
+the broadcast is remembered with ``replay_on_restart``), at most
+``max_retries`` times per actor. The pool owns the slots and reports each
+call's fate here (``call_done`` / ``call_lost``), as it does for runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+from raymanager.errors import BroadcastError, PoolBrokenError
+from raymanager.pool.ray_errors import FailureKind, classify, user_cause
+from raymanager.pool.slots import Call, Loss, Slot, SlotState
+
+if TYPE_CHECKING:
+    from raymanager.pool.actor_pool import ActorPool
+
+__all__ = ["Broadcast"]
+
+
+class Broadcast:
+    """One broadcast in flight: a call per slot, retried on a replacement."""
+
+    def __init__(self, pool: ActorPool, method: str, payload_ref: Any, max_retries: int) -> None:
+        self.pool = pool
+        self.method = method
+        self.payload_ref = payload_ref
+        self.max_retries = max_retries
+        self.answers: list[Any] = [None] * len(pool.slots)
+        self.calls: dict[Any, Call] = {}
+        self.waiting_replay: dict[int, Slot] = {}  # slot index -> slot whose replay answers
+        self.losses = dict.fromkeys(range(len(pool.slots)), 0)
+        self.error: BaseException | None = None
+        self.closed = False
+
+    def send(self, slot: Slot) -> None:
+        """Send the call to ``slot``'s current actor (lock held)."""
+        if slot.state not in (SlotState.READY, SlotState.STARTING):
+            return  # no actor there: it answers None (a replayed broadcast reaches it later)
+        if slot.state is SlotState.STARTING and slot.replays.get(self.method) is self.payload_ref:
+            self.waiting_replay[slot.index] = slot  # the replay makes this very call
+            return
+        ref = slot.handle.call.remote(self.method, self.payload_ref)
+        self.calls[ref] = self.pool.submit(slot, self, ref)
+
+    def call_done(self, call: Call, value: Any) -> None:
+        self.calls.pop(call.ref, None)
+        self.answers[call.slot.index] = value
+
+    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
+        self.calls.pop(call.ref, None)
+        if self.closed:
+            return
+        index = call.slot.index
+        self.losses[index] += 1
+        if self.losses[index] > self.max_retries:
+            self.error = PoolBrokenError(
+                f"broadcast of {self.method!r} lost its actor {self.losses[index]} times on "
+                f"{loss.actor}: {loss.reason}"
+            )
+            return
+        self.send(call.slot)
+
+    def wait(self) -> list[Any]:
+        try:
+            return self._wait()
+        except BaseException:
+            with self.pool.locked():
+                # Calls still out are nobody's now: forget them, so the pool
+                # does not route their fate to a broadcast that has ended.
+                for call in self.calls.values():
+                    self.pool.finished(call)
+                self.calls.clear()
+                self.closed = True
+            raise
+
+    def _wait(self) -> list[Any]:
+        pool = self.pool
+        while True:
+            with pool.locked():
+                pool.check_usable()
+                pool.poll()
+                self._take_replays()
+                if self.error is not None:
+                    raise self.error
+                refs = list(self.calls)
+                starting = [s.ready_ref for s in self.waiting_replay.values()
+                            if s.ready_ref is not None]
+                if not refs and not starting:
+                    return self.answers
+            with pool.ray_call():
+                ready, _ = ray.wait(refs + starting, num_returns=1, timeout=1.0)
+            with pool.locked():
+                pool.check_usable()
+                for ref in ready:
+                    call = self.calls.get(ref)
+                    if call is not None:
+                        self._collect(call)
+
+    def _take_replays(self) -> None:
+        for index, slot in list(self.waiting_replay.items()):
+            if slot.state is SlotState.READY:
+                self.answers[index] = slot.replay_answers.get(self.method)
+                del self.waiting_replay[index]
+            elif slot.state is not SlotState.STARTING:
+                del self.waiting_replay[index]  # failed to start: answers None
+
+    def _collect(self, call: Call) -> None:
+        try:
+            value = ray.get(call.ref)
+        except Exception as exc:
+            if classify(exc) is FailureKind.CALL_FAILED:
+                self.pool.finished(call)
+                self.calls.pop(call.ref, None)
+                actor = call.slot.label(self.pool.actor_name)
+                error = BroadcastError(
+                    f"broadcast of {self.method!r} raised {type(user_cause(exc)).__name__} "
+                    f"in {actor}",
+                    method=self.method, actor=actor,
+                )
+                raise error from user_cause(exc)
+            self.pool.lose_after_error(call, exc)
+            return
+        self.pool.finished(call)
+        self.call_done(call, value)
