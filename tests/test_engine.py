@@ -92,8 +92,7 @@ OWNING_MANAGER_SCRIPT = textwrap.dedent(
     """
     import sys, threading
     sys.path.insert(0, {tests!r})
-    from procs import still_running
-from engine_actors import Misbehave
+    from engine_actors import Misbehave
     from raymanager import BatchConfig, ManagerShutdownError, RayConfig, RayManager
 
     # 1. the owning manager shuts down (and stops Ray) between two next() calls
