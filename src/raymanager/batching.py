@@ -85,6 +85,8 @@ class Group:
     ``rows`` holds the group's rows when they travel inline, and is None for a
     shared source, where ``row_start:row_stop`` of the shared data is used.
     ``attempts`` counts earlier tries that failed for lack of a healthy worker.
+    ``suspect`` marks a batch re-run after a failure that could not be pinned
+    on one batch: it runs alone on its actor, so that a repeat can be.
     """
 
     first: int
@@ -94,6 +96,7 @@ class Group:
     rows: Any = None
     nbytes: int = 0
     attempts: int = 0
+    suspect: bool = False
 
     @property
     def num_rows(self) -> int:
@@ -117,6 +120,7 @@ class Group:
                     rows=rows,
                     nbytes=_nbytes(rows),
                     attempts=self.attempts,
+                    suspect=self.suspect,
                 )
             )
         return parts

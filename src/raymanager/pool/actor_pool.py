@@ -371,7 +371,7 @@ class ActorPool:
         lost = list(slot.calls)
         slot.calls.clear()
         for call in lost:  # broadcasts sent to it while it was starting
-            call.owner.call_lost(call, False, Loss(LossKind.DIED, reason, label))
+            call.owner.call_lost(call, False, False, Loss(LossKind.DIED, reason, label))
 
     def alive_or_hopeful(self) -> bool:
         """True while some slot runs, starts, or has not failed to start too often."""
@@ -435,7 +435,7 @@ class ActorPool:
             slot.state = SlotState.RETIRED
         for position, call in enumerate(lost):
             # Ray runs an actor's calls in order: the first unfinished one ran.
-            call.owner.call_lost(call, position == 0, loss)
+            call.owner.call_lost(call, position == 0, len(lost) == 1, loss)
 
     def lose_after_error(self, call: Call, exc: BaseException) -> None:
         """``call`` failed because its actor is gone (lock held)."""

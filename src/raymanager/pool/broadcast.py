@@ -52,7 +52,7 @@ class Broadcast:
         self.calls.pop(call.ref, None)
         self.answers[call.slot.index] = value
 
-    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
+    def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
         self.calls.pop(call.ref, None)
         if self.closed:
             return

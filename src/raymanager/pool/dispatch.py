@@ -199,6 +199,7 @@ class Run:
             else:
                 index, value = self.done.popitem()
             self.delivered += 1
+            self.pool.check_usable()  # nothing more is handed out after a shutdown
         if isinstance(value, _Raise):
             raise value.error
         return index, value
@@ -251,6 +252,12 @@ class Run:
             slot = self._free_slot(depth)
             if slot is None:
                 return
+            if slot.calls and self.retry and self.retry[0][2].suspect:
+                # A suspect runs alone: look for an idle actor instead.
+                idle = self._free_slot(1)
+                if idle is None:
+                    return
+                slot = idle
             group = self._next_group()
             if group is None:
                 return
@@ -283,7 +290,7 @@ class Run:
         up a result that an idle actor could have made (Ray gh-23107).
         """
         for call in slot.calls:
-            if call.expected is None:
+            if call.expected is None or (call.group is not None and call.group.suspect):
                 return False
         head = slot.calls[0]
         if head.started is not None and head.expected is not None:
@@ -372,18 +379,27 @@ class Run:
             else:
                 self._done(group.first + k, result, rows=_rows_of(group, k, self.source))
 
-    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
-        """The pool lost the actor of one of our calls (lock held)."""
+    def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
+        """The pool lost the actor of one of our calls (lock held).
+
+        ``running``: the call was the first unfinished one on its actor;
+        ``alone``: no other call was lost with it. Only a one-batch call that
+        was running alone, or that timed out, is charged: when an actor dies
+        with two calls, the first may have finished with its reply still on
+        the wire, so which one killed it is unknown.
+        """
         if not self._forget(call) or self.closed:
             return
         group = call.group
         assert group is not None
-        if not running:
-            self._requeue(group)  # only queued behind the failure: not charged
-        elif group.count > 1:
-            # Which of its batches was running is unknown: charge none, and
-            # re-run them one per call so a culprit shows itself alone.
+        attributable = running and (alone or loss.kind is LossKind.TIMED_OUT)
+        if not running and loss.kind is LossKind.TIMED_OUT:
+            self._requeue(group)  # only queued behind a hang: not charged
+        elif not attributable or group.count > 1:
+            # Charge none, and re-run the batches alone, one per call, so a
+            # culprit shows itself.
             for part in group.split(self.source.batch_size):
+                part.suspect = True
                 self._requeue(part)
         else:
             self._charge(group, loss)
@@ -393,6 +409,7 @@ class Run:
         assert group is not None
         if group.count > 1:
             for part in group.split(self.source.batch_size):
+                part.suspect = True
                 self._requeue(part)
             return
         # A one-batch call whose reply fails to travel fails again if re-run.

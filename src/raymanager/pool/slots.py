@@ -54,8 +54,9 @@ class CallOwner(Protocol):
 
     def call_done(self, call: Call, value: Any) -> None: ...
 
-    def call_lost(self, call: Call, running: bool, loss: Loss) -> None:
-        """The call's actor is gone; ``running``: the call was the one executing."""
+    def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
+        """The call's actor is gone; ``running``: it was the first unfinished call
+        on that actor; ``alone``: no other call was lost with it."""
 
 
 @dataclass(eq=False)
