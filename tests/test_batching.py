@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,48 @@ def test_ray_actor_plain_python() -> None:
         Double([1, 2])  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         RayActor({})  # type: ignore[abstract]
+
+
+class ArrayLike:
+    """An array of another library (like a torch tensor): ``__array__``, ``shape``, slicing."""
+
+    def __init__(self, values: list[int]) -> None:
+        self.values = values
+        self.shape = (len(values),)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.asarray(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: slice) -> ArrayLike:
+        return ArrayLike(self.values[index])
+
+
+def test_array_likes_of_other_libraries_are_cut_into_slices_of_their_type() -> None:
+    source = make_source(ArrayLike(list(range(10))), batch_size=4)
+    group = source.take(3)
+    assert group is not None and isinstance(group.rows, ArrayLike)
+    assert [slice_rows(group.rows, a, a + 4).values for a in (0, 4, 8)] == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_a_dataframe_is_cut_by_rows_not_iterated_as_column_names() -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"x": range(10), "y": range(10)}, index=range(50, 60))
+    source = make_source(frame, batch_size=4)
+    assert source.num_batches == 3
+    group = source.take(1)
+    assert group is not None and list(group.rows["x"]) == [0, 1, 2, 3]
+
+
+def test_other_tables_are_refused_by_name() -> None:
+    class Frame:  # looks like a table of a library we do not cut
+        __module__ = "polars.dataframe.frame"
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["a", "b"])
+
+    with pytest.raises(TypeError, match="polars.dataframe.frame.Frame"):
+        make_source(Frame(), batch_size=2)
