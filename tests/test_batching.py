@@ -162,5 +162,5 @@ def test_other_tables_are_refused_by_name() -> None:
         def __iter__(self) -> Iterator[str]:
             return iter(["a", "b"])
 
-    with pytest.raises(TypeError, match="polars.dataframe.frame.Frame"):
+    with pytest.raises(TypeError, match=r"polars\.dataframe\.frame\.Frame"):
         make_source(Frame(), batch_size=2)
