@@ -15,12 +15,15 @@ This module imports nothing of ours (see DESIGN.md, "Layers").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["BatchConfig", "OnError", "RayConfig"]
 
-OnError = Literal["raise", "continue"]
+#: "raise", "continue", or a callable that gets each failed batch's BatchError
+#: and returns "raise", "continue" or "retry" (while the batch has tries left).
+OnError = Literal["raise", "continue"] | Callable[[Any], str]
 
 
 def _check_int(owner: str, name: str, value: object, *, minimum: int, optional: bool) -> None:
@@ -143,7 +146,8 @@ class BatchConfig:
     - ``on_error``: ``"raise"`` stops at the first exception from
       ``process_batch`` and raises :class:`~raymanager.BatchError`;
       ``"continue"`` keeps going and puts the ``BatchError`` in that batch's
-      place in the results.
+      place in the results; a callable gets each ``BatchError`` and returns
+      one of those or ``"retry"`` (re-run while ``max_retries`` allows).
     - ``max_inflight_bytes``: bound on input bytes sent but not yet finished,
       so a large or endless input never piles up in memory.
 
@@ -168,8 +172,11 @@ class BatchConfig:
         _check_int(owner, "chunk_size", self.chunk_size, minimum=1, optional=False)
         _check_int(owner, "max_retries", self.max_retries, minimum=0, optional=False)
         _check_number(owner, "timeout_s", self.timeout_s, minimum=0, optional=True, strict=True)
-        if not isinstance(self.on_error, str) or self.on_error not in ("raise", "continue"):
+        if not callable(self.on_error) and (
+            not isinstance(self.on_error, str) or self.on_error not in ("raise", "continue")
+        ):
             raise ValueError(
-                f"{owner}.on_error must be 'raise' or 'continue', got {self.on_error!r}"
+                f"{owner}.on_error must be 'raise', 'continue' or a callable, "
+                f"got {self.on_error!r}"
             )
         _check_int(owner, "max_inflight_bytes", self.max_inflight_bytes, minimum=1, optional=False)

@@ -37,11 +37,11 @@ from raymanager.actors.base import RayActor
 from raymanager.batching import make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError
-from raymanager.pool import ActorPool, Run, check_feasible
+from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
 
-__all__ = ["ObjectStoreStats", "RayManager"]
+__all__ = ["ObjectStoreStats", "RayManager", "ResultStream"]
 
 logger = logging.getLogger("raymanager")
 
@@ -298,7 +298,7 @@ class RayManager:
         batch_config: BatchConfig | None = None,
         *,
         progress: bool = False,
-    ) -> Iterator[Any]:
+    ) -> ResultStream:
         """Like :meth:`process_in_parallel`, but yield results in order as they come.
 
         Arguments are checked, and the pool reserved, when ``imap`` is called
@@ -325,7 +325,7 @@ class RayManager:
         batch_config: BatchConfig | None = None,
         *,
         progress: bool = False,
-    ) -> Iterator[tuple[int, Any]]:
+    ) -> ResultStream:
         """Yield ``(batch index, result)`` pairs as batches finish, in any order.
 
         Example::
@@ -346,7 +346,7 @@ class RayManager:
         *,
         ordered: bool,
         results_only: bool,
-    ) -> _ResultStream:
+    ) -> ResultStream:
         """Check everything and reserve the pool now; process when iterated."""
         self._check_open()
         if not isinstance(actor_pool, ActorPool):
@@ -371,9 +371,11 @@ class RayManager:
         except BaseException:
             actor_pool.release()
             raise
+        deadline = Deadline()
         generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
-                                  empty=empty)
-        return _ResultStream(generator, release=actor_pool.release, results_only=results_only)
+                                  empty=empty, deadline=deadline)
+        return ResultStream(generator, release=actor_pool.release, results_only=results_only,
+                             deadline=deadline)
 
     def _results(
         self,
@@ -385,7 +387,8 @@ class RayManager:
         ordered: bool,
         *,
         empty: bool,
-    ) -> Generator[tuple[int, Any], None, None]:
+        deadline: Deadline,
+    ) -> Generator[Any, None, None]:
         try:
             if empty:
                 return
@@ -396,7 +399,7 @@ class RayManager:
                 reporter = contextlib.nullcontext(None)
             with reporter as on_progress:
                 run = Run(actor_pool, source, config, shared_ref=shared_ref,
-                          on_progress=on_progress, ordered=ordered)
+                          on_progress=on_progress, ordered=ordered, deadline=deadline)
                 yield from run.results()
         finally:
             # Drop our reference so the object store can free the shared data.
@@ -500,7 +503,7 @@ class RayManager:
 
 
 
-class _ResultStream(Iterator[Any]):
+class ResultStream(Iterator[Any]):
     """The iterator ``imap`` / ``imap_unordered`` return.
 
     Holds the pool reserved from its creation until it is exhausted, closed
@@ -511,22 +514,42 @@ class _ResultStream(Iterator[Any]):
 
     def __init__(
         self,
-        generator: Generator[tuple[int, Any], None, None],
+        generator: Generator[Any, None, None],
         *,
         release: Callable[[], None],
         results_only: bool,
+        deadline: Deadline,
     ) -> None:
         self._generator = generator
         self._release: Callable[[], None] | None = release
         self._results_only = results_only
+        self._deadline = deadline
 
-    def __iter__(self) -> _ResultStream:
+    def __iter__(self) -> ResultStream:
         return self
 
     def __next__(self) -> Any:
-        if self._results_only:
-            return next(self._generator)[1]
-        return next(self._generator)
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next result; ``TimeoutError`` if none came within ``timeout`` seconds.
+
+        A timeout stops nothing: no actor is killed, the run stays where it
+        was, and a later ``next()`` goes on (as Ray's ``ActorPool.get_next``).
+
+        Example::
+
+            >>> stream = manager.imap(pool, data)          # doctest: +SKIP
+            >>> stream.next(timeout=5.0)
+        """
+        self._deadline.at = None if timeout is None else time.monotonic() + timeout
+        try:
+            item = next(self._generator)
+        finally:
+            self._deadline.at = None
+        if item is TIMED_OUT:
+            raise TimeoutError(f"no result within {timeout:g} s; the run goes on")
+        return item[1] if self._results_only else item
 
     def close(self) -> None:
         """Stop the run: work in flight finishes or its actors are replaced."""
@@ -536,7 +559,7 @@ class _ResultStream(Iterator[Any]):
             self._release()
         self._release = None
 
-    def __enter__(self) -> _ResultStream:
+    def __enter__(self) -> ResultStream:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -9,7 +9,15 @@
 """
 
 from raymanager.pool.actor_pool import ActorPool, PoolState
-from raymanager.pool.dispatch import ProgressCallback, Run
+from raymanager.pool.dispatch import TIMED_OUT, Deadline, ProgressCallback, Run
 from raymanager.pool.placement import check_feasible
 
-__all__ = ["ActorPool", "PoolState", "ProgressCallback", "Run", "check_feasible"]
+__all__ = [
+    "TIMED_OUT",
+    "ActorPool",
+    "Deadline",
+    "PoolState",
+    "ProgressCallback",
+    "Run",
+    "check_feasible",
+]

@@ -23,12 +23,14 @@ Users get a pool from :meth:`RayManager.create_actor_pool`::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import ray
@@ -51,6 +53,7 @@ from raymanager.pool.ray_errors import (
 )
 from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool.start_errors import not_started_error, start_error
+from raymanager.pool.submit import Submissions
 
 __all__ = ["ActorPool", "PoolState"]
 
@@ -65,6 +68,8 @@ BACKOFF_MAX_S = 30.0
 GIVE_UP_AFTER = 5
 #: A replacement still starting after this long has its planned node checked.
 NODE_CHECK_AFTER_S = 5.0
+#: Seconds of finished batches that stats()["batches_per_s"] averages over.
+THROUGHPUT_WINDOW_S = 60.0
 
 
 class PoolState(enum.Enum):
@@ -114,7 +119,12 @@ class ActorPool:
         self._suspects = placing.SuspectNodes()
         self._next_node_check = 0.0
         self.restarts = 0
+        self.retries = 0  # batch tries charged after a worker died or timed out
+        self._created = time.monotonic()
+        self._finished_at: collections.deque[tuple[float, int]] = collections.deque()
+        self.queued_batches: Callable[[], int] = lambda: 0  # set by the active run
         self._slots = [Slot(index) for index in range(num_actors)]
+        self._submissions = Submissions(self)
         try:
             with self._lock:
                 for slot in self._slots:
@@ -160,6 +170,55 @@ class ActorPool:
         """The lock under which every slot and call changes."""
         return self._lock
 
+    def record(self, slot: Slot, batches: int, seconds: float) -> None:
+        """Count finished batches of ``slot`` (lock held), for :meth:`stats`."""
+        slot.batches += batches
+        slot.busy_s += seconds
+        now = time.monotonic()
+        self._finished_at.append((now, batches))
+        while self._finished_at and self._finished_at[0][0] < now - THROUGHPUT_WINDOW_S:
+            self._finished_at.popleft()
+
+    def stats(self) -> dict[str, Any]:
+        """What the pool is doing: per actor and pool-wide.
+
+        ``actors``: one dict per slot (``pid``, ``node_id``, ``state``,
+        ``batches`` finished, ``busy_fraction`` of the pool's lifetime spent in
+        ``process_batch``, ``restarts``). Pool-wide: ``restarts``, ``retries``
+        (tries charged to batches), ``in_flight_calls``, ``queued_batches``
+        (waiting for an actor in the current run), ``batches_per_s`` over the
+        last minute.
+
+        Example::
+
+            >>> pool.stats()["actors"][0]["busy_fraction"]   # doctest: +SKIP
+            0.93
+        """
+        with self._lock:
+            now = time.monotonic()
+            age = max(now - self._created, 1e-9)
+            window = [n for t, n in self._finished_at if t >= now - THROUGHPUT_WINDOW_S]
+            span = min(THROUGHPUT_WINDOW_S, age)
+            return {
+                "actors": [
+                    {
+                        "slot": slot.index,
+                        "pid": slot.pid,
+                        "node_id": slot.node_id,
+                        "state": slot.state.value,
+                        "batches": slot.batches,
+                        "busy_fraction": min(1.0, slot.busy_s / age),
+                        "restarts": slot.restarts,
+                    }
+                    for slot in self._slots
+                ],
+                "restarts": self.restarts,
+                "retries": self.retries,
+                "in_flight_calls": sum(len(slot.calls) for slot in self._slots),
+                "queued_batches": self.queued_batches(),
+                "batches_per_s": sum(window) / span,
+            }
+
     # ----------------------------------------------------------------- lifecycle
 
     def check_usable(self) -> None:
@@ -190,6 +249,8 @@ class ActorPool:
                 slot.calls.clear()
                 slot.ready_ref = None
             self._broadcasts.clear()
+            self._submissions.fail_all(ManagerShutdownError(
+                f"this pool of {self.actor_name} was shut down before the item ran"))
 
     def wait_for_ray_calls(self, timeout: float) -> bool:
         """Wait until no thread is inside a blocking Ray call for this pool.
@@ -227,6 +288,7 @@ class ActorPool:
     def release(self) -> None:
         with self._lock:
             self._run_claimed = False
+            self.queued_batches = lambda: 0
 
     def break_pool(self) -> None:
         """Mark the pool broken: no actor can be kept alive."""
@@ -393,7 +455,7 @@ class ActorPool:
 
     # ----------------------------------------------------------------- calls
 
-    def submit(self, slot: Slot, owner: CallOwner, ref: Any, **fields: Any) -> Call:
+    def register_call(self, slot: Slot, owner: CallOwner, ref: Any, **fields: Any) -> Call:
         """Register a call just sent to ``slot`` (lock held)."""
         call = Call(ref, slot, slot.generation, owner, **fields)
         slot.calls.append(call)
@@ -428,6 +490,7 @@ class ActorPool:
             self._suspects.add(slot.node_id or slot.planned_node)
         self._kill(slot)
         self.restarts += 1
+        slot.restarts += 1
         logger.warning("replacing actor %s: %s", loss.actor, loss.reason)
         if self._state is PoolState.RUNNING:
             self._spawn(slot)
@@ -451,6 +514,27 @@ class ActorPool:
         )
         self.lose(slot, call.generation, Loss(kind, reason, slot.label(self.actor_name)),
                   node_died=is_node_death(exc))
+
+    # ----------------------------------------------------------------- single items
+
+    def submit(self, batch: Any, *, max_retries: int = 3) -> Future[Any]:
+        """Process one batch on some actor; a ``concurrent.futures.Future`` of its result.
+
+        Shares the actors with runs and broadcasts. A call lost with its actor
+        is sent again (up to ``max_retries`` tries charged to it); an exception
+        from ``process_batch`` is the future's :class:`~raymanager.BatchError`;
+        a shutdown fails pending futures with ``ManagerShutdownError``.
+
+        Example::
+
+            >>> futures = [pool.submit(np.arange(8)) for _ in range(4)]   # doctest: +SKIP
+            >>> [f.result() for f in concurrent.futures.as_completed(futures)]
+        """
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        with self._lock:
+            self.check_usable()
+            return self._submissions.submit(batch, max_retries)
 
     # ----------------------------------------------------------------- broadcast
 

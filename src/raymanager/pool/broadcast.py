@@ -46,7 +46,7 @@ class Broadcast:
             self.waiting_replay[slot.index] = slot  # the replay makes this very call
             return
         ref = slot.handle.call.remote(self.method, self.payload_ref)
-        self.calls[ref] = self.pool.submit(slot, self, ref)
+        self.calls[ref] = self.pool.register_call(slot, self, ref)
 
     def call_done(self, call: Call, value: Any) -> None:
         self.calls.pop(call.ref, None)

@@ -45,7 +45,7 @@ from raymanager.pool.host import CallSpec, Failure, Report
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
 from raymanager.pool.slots import Call, Loss, LossKind, Slot, SlotState
 
-__all__ = ["ProgressCallback", "Run"]
+__all__ = ["TIMED_OUT", "Deadline", "ProgressCallback", "Run"]
 
 logger = logging.getLogger("raymanager")
 
@@ -70,6 +70,18 @@ POLL_SECONDS = 1.0
 
 
 @dataclass
+class Deadline:
+    """When the caller stops waiting for the next result (``next(timeout=...)``)."""
+
+    at: float | None = None
+
+
+#: Yielded by :meth:`Run.results` instead of a result when the deadline passed;
+#: the run stays suspended and goes on at the next ``next()``.
+TIMED_OUT = object()
+
+
+@dataclass
 class _Raise:
     """A batch error of an ``on_error="raise"`` run, raised at its position."""
 
@@ -88,8 +100,10 @@ class Run:
         shared_ref: Any = None,
         on_progress: ProgressCallback | None = None,
         ordered: bool = True,
+        deadline: Deadline | None = None,
     ) -> None:
         self.pool = pool
+        self.deadline = deadline if deadline is not None else Deadline()
         self.source = source
         self.config = config
         self.shared_ref = shared_ref
@@ -109,11 +123,16 @@ class Run:
         self.inflight_bytes = 0
         self.seconds_per_batch: float | None = None
         self.closed = False
+        pool.queued_batches = lambda: sum(group.count for _, _, group in self.retry) + (
+            self.source.remaining_batches() or 0)
 
     # ----------------------------------------------------------------- the loop
 
-    def results(self) -> Iterator[tuple[int, Any]]:
-        """Yield ``(batch index, result)``: in input order when ``ordered``."""
+    def results(self) -> Iterator[Any]:
+        """Yield ``(batch index, result)``: in input order when ``ordered``.
+
+        Yields :data:`TIMED_OUT` instead when ``deadline`` passes first.
+        """
         completed = False
         lock = self.pool.locked()
         try:
@@ -129,6 +148,10 @@ class Run:
                 with lock:
                     if self._finished():
                         break
+                if self.deadline.at is not None and time.monotonic() >= self.deadline.at:
+                    yield TIMED_OUT
+                    continue
+                with lock:
                     self._check_stall()
                     refs = list(self.calls) + [
                         s.ready_ref for s in self.pool.slots
@@ -316,6 +339,7 @@ class Run:
             shared=shared,
             batch_size=self.source.batch_size,
             chunk_size=self.config.chunk_size,
+            # A callback decides per batch, so the worker goes on after a failure.
             stop_on_error=self.config.on_error == "raise",
         )
         ref = slot.handle.run.remote(self.shared_ref if shared else group.rows, spec)
@@ -323,7 +347,7 @@ class Run:
         # else when the calls before it are done (_start_clocks).
         started = time.monotonic() if not slot.calls else None
         expected = None if self.seconds_per_batch is None else group.count * self.seconds_per_batch
-        self.calls[ref] = self.pool.submit(slot, self, ref, group=group, started=started,
+        self.calls[ref] = self.pool.register_call(slot, self, ref, group=group, started=started,
                                            expected=expected)
         self.calls_per_slot[slot.index] += 1
         self.inflight_bytes += group.nbytes
@@ -369,6 +393,7 @@ class Run:
         group = call.group
         assert group is not None
         n = len(report.results)
+        self.pool.record(call.slot, n, report.seconds)
         if n and report.seconds > 0:
             per_batch = report.seconds / n
             old = self.seconds_per_batch
@@ -421,11 +446,12 @@ class Run:
             index=group.first, actor=actor, attempts=group.attempts + 1,
         )
         error.__cause__ = cause
-        self._fail(group.first, error)
+        self._fail(group.first, error, group)
 
     def _charge(self, group: Group, loss: Loss) -> None:
         attempts = group.attempts + 1
         group.attempts = attempts
+        self.pool.retries += 1
         if attempts <= self.config.max_retries:
             logger.warning(
                 "retrying batch %d (attempt %d of %d) after %s: %s",
@@ -453,7 +479,7 @@ class Run:
                 f"last on {loss.actor}",
                 index=index, actor=loss.actor, attempts=attempts,
             )
-        self._fail(index, error)
+        self._fail(index, error, group)
 
     def _batch_raised(self, index: int, failure: Failure, call: Call, attempts: int) -> None:
         actor = call.slot.label(self.pool.actor_name)
@@ -467,15 +493,41 @@ class Run:
         if failure.exception is not None:
             cause.__cause__ = RemoteTraceback(failure.traceback)
         error.__cause__ = cause
-        self._fail(index, error)
+        assert call.group is not None
+        part = call.group.split(self.source.batch_size)[index - call.group.first]
+        part.attempts = attempts
+        self._fail(index, error, part)
 
-    def _fail(self, index: int, error: BatchError) -> None:
-        if self.config.on_error == "raise":
+    def _fail(self, index: int, error: BatchError, group: Group) -> None:
+        """Batch ``index`` failed for good: raise, continue, or (a callback's choice) retry."""
+        policy = self._policy(error)
+        # "retry" re-runs the batch while it has tries left, then counts as "raise".
+        if policy == "retry" and error.attempts <= self.config.max_retries:
+            group.attempts = error.attempts
+            logger.warning("retrying batch %d (attempt %d of %d), as on_error decided: %s",
+                           index, group.attempts + 1, self.config.max_retries + 1, error)
+            group.suspect = False
+            self._requeue(group)
+            return
+        if policy != "continue":
             self.done[index] = _Raise(error)
             self.stop_at = index if self.stop_at is None else min(self.stop_at, index)
             return
         logger.warning("%s", error)
         self._done(index, error, rows=0)
+
+    def _policy(self, error: BatchError) -> str:
+        """What to do about a failed batch: ``on_error`` itself, or its callback's answer."""
+        on_error = self.config.on_error
+        if not callable(on_error):
+            return on_error
+        decision = on_error(error)
+        if decision not in ("raise", "continue", "retry"):
+            raise TypeError(
+                f"BatchConfig.on_error returned {decision!r} for batch {error.index}; "
+                "it must return 'raise', 'continue' or 'retry'"
+            ) from error
+        return str(decision)
 
     def _done(self, index: int, value: Any, *, rows: int) -> None:
         self.done[index] = value
@@ -505,6 +557,8 @@ class Run:
 
     def _wait_timeout(self) -> float:
         wait = POLL_SECONDS
+        if self.deadline.at is not None:
+            wait = min(wait, max(0.0, self.deadline.at - time.monotonic()))
         if self.config.timeout_s is not None:
             now = time.monotonic()
             for call in self.calls.values():

@@ -137,6 +137,14 @@ class ActorHost:
                     break
         return Report(results, time.perf_counter() - began)
 
+    def process_one(self, batch: Any) -> Any:
+        """One submitted batch: its result, or its Failure."""
+        actor = self._actor_or_raise()
+        try:
+            return actor.process_batch(batch)
+        except BaseException as exc:
+            return capture(exc)
+
     def call(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
         """``method(*args, **kwargs)`` on the user's actor (a broadcast)."""
         actor = self._actor_or_raise()

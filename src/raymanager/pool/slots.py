@@ -88,6 +88,9 @@ class Slot:
     start_failures: int = 0  # consecutive failed starts
     retry_at: float = 0.0
     last_start_error: str = ""
+    batches: int = 0  # batches finished here, all generations
+    busy_s: float = 0.0  # seconds its actors spent in process_batch
+    restarts: int = 0  # actors of this slot lost and replaced
     #: Calls sent to the current generation and not yet seen to finish, in
     #: the order the actor runs them (Ray runs an actor's calls in order).
     calls: collections.deque[Call] = field(default_factory=collections.deque)

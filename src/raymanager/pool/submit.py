@@ -1,0 +1,194 @@
+"""Single items with futures: ``pool.submit(batch)`` -> ``concurrent.futures.Future``.
+
+Submissions share the pool's actors with batch runs and get the same
+recovery: a call lost with its actor is sent again (up to ``max_retries``),
+an exception from ``process_batch`` is the future's ``BatchError``. A daemon
+thread of the pool sends the calls and resolves the futures while any are
+pending, so the futures work with ``concurrent.futures.as_completed`` and
+``wait`` without the caller driving anything.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+from raymanager.errors import (
+    BatchError,
+    RayManagerError,
+    RemoteTraceback,
+    WorkerDiedError,
+)
+from raymanager.pool.host import Failure
+from raymanager.pool.ray_errors import FailureKind, classify, user_cause
+from raymanager.pool.slots import Call, Loss, Slot, SlotState
+
+if TYPE_CHECKING:
+    from raymanager.pool.actor_pool import ActorPool
+
+__all__ = ["Submissions"]
+
+#: Calls of submitted items queued on one actor at most.
+CALLS_PER_ACTOR = 2
+#: Longest wait of the submission thread, so it notices new items and shutdown.
+POLL_SECONDS = 0.2
+
+
+@dataclass(eq=False)
+class _Item:
+    index: int
+    batch: Any
+    future: Future[Any]
+    max_retries: int
+    attempts: int = 0
+    calls: list[Call] = field(default_factory=list)
+
+
+class Submissions:
+    """The submitted items of one pool, and the thread that runs them."""
+
+    def __init__(self, pool: ActorPool) -> None:
+        self.pool = pool
+        self.waiting: collections.deque[_Item] = collections.deque()
+        self.calls: dict[Any, tuple[Call, _Item]] = {}
+        self.counter = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, batch: Any, max_retries: int) -> Future[Any]:
+        """Queue one item (lock held); start the thread if it is not running."""
+        future: Future[Any] = Future()
+        self.waiting.append(_Item(next(self.counter), batch, future, max_retries))
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self._loop, name="raymanager-submit",
+                                           daemon=True)
+            self.thread.start()
+        return future
+
+    def fail_all(self, error: RayManagerError) -> None:
+        """Fail every pending future (lock held): the pool shut down or broke."""
+        items = [item for _, item in self.calls.values()] + list(self.waiting)
+        self.calls.clear()
+        self.waiting.clear()
+        for item in items:
+            if not item.future.done():
+                with contextlib.suppress(Exception):  # cancelled meanwhile
+                    item.future.set_exception(error)
+
+    # ------------------------------------------------------------- the thread
+
+    def _loop(self) -> None:
+        pool = self.pool
+        lock = pool.locked()
+        while True:
+            with lock:
+                try:
+                    pool.check_usable()
+                except RayManagerError as error:
+                    self.fail_all(error)
+                    return
+                if not pool.alive_or_hopeful():
+                    broken = pool.no_actor_error()
+                    pool.break_pool()
+                    self.fail_all(broken)
+                    return
+                pool.poll()
+                self._send()
+                refs = list(self.calls)
+                if not refs and not self.waiting:
+                    self.thread = None
+                    return
+            try:
+                with pool.ray_call():
+                    ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_SECONDS) if refs \
+                        else ([], [])
+            except RayManagerError:
+                continue  # shut down meanwhile: the next turn fails the futures
+            with lock:
+                for ref in ready:
+                    entry = self.calls.get(ref)
+                    if entry is not None:
+                        self._collect(*entry)
+
+    def _send(self) -> None:
+        while self.waiting:
+            slot = self._free_slot()
+            if slot is None:
+                return
+            item = self.waiting.popleft()
+            # A retried item's future already runs; a new one may have been cancelled.
+            if not item.future.running() and not item.future.set_running_or_notify_cancel():
+                continue
+            self._call(slot, item)
+
+    def _call(self, slot: Slot, item: _Item) -> None:
+        ref = slot.handle.process_one.remote(item.batch)
+        self.calls[ref] = (self.pool.register_call(slot, self, ref), item)
+
+    def _free_slot(self) -> Slot | None:
+        ready = [s for s in self.pool.slots
+                 if s.state is SlotState.READY and len(s.calls) < CALLS_PER_ACTOR]
+        return min(ready, key=lambda s: len(s.calls), default=None)
+
+    def _collect(self, call: Call, item: _Item) -> None:
+        try:
+            value = ray.get(call.ref)
+        except Exception as exc:
+            if classify(exc) is FailureKind.CALL_FAILED:
+                self.pool.finished(call)
+                del self.calls[call.ref]
+                label = call.slot.label(self.pool.actor_name)
+                error = BatchError(f"submitted item {item.index}'s result could not reach the "
+                                   f"driver from {label}", index=item.index, actor=label,
+                                   attempts=item.attempts + 1)
+                error.__cause__ = user_cause(exc)
+                item.future.set_exception(error)
+            else:
+                self.pool.lose_after_error(call, exc)
+            return
+        self.pool.finished(call)
+        self.call_done(call, value)
+
+    # ------------------------------------------------------------- CallOwner
+
+    def call_done(self, call: Call, value: Any) -> None:
+        entry = self.calls.pop(call.ref, None)
+        if entry is None:
+            return
+        item = entry[1]
+        self.pool.record(call.slot, 1, 0.0)
+        if isinstance(value, Failure):
+            label = call.slot.label(self.pool.actor_name)
+            error = BatchError(f"submitted item {item.index} raised {value.type_name} in {label}",
+                               index=item.index, actor=label, attempts=item.attempts + 1)
+            cause = value.exception if value.exception is not None else RemoteTraceback(
+                value.traceback)
+            if value.exception is not None:
+                cause.__cause__ = RemoteTraceback(value.traceback)
+            error.__cause__ = cause
+            item.future.set_exception(error)
+        else:
+            item.future.set_result(value)
+
+    def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
+        entry = self.calls.pop(call.ref, None)
+        if entry is None:
+            return
+        item = entry[1]
+        if running and alone:
+            item.attempts += 1
+            self.pool.retries += 1
+        if item.attempts > item.max_retries:
+            item.future.set_exception(WorkerDiedError(
+                f"submitted item {item.index} lost its worker on all {item.attempts} tries "
+                f"({loss.reason}); last on {loss.actor}",
+                index=item.index, actor=loss.actor, attempts=item.attempts,
+            ))
+            return
+        self.waiting.appendleft(item)  # sent again, ahead of new items, by the thread

@@ -1,0 +1,101 @@
+"""Features users of other pools reach for: futures, waiting with a timeout, an error
+callback, and statistics (real Ray, the session's local instance)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import time
+
+import pytest
+from engine_actors import Misbehave
+
+from raymanager import (
+    BatchConfig,
+    BatchError,
+    ManagerShutdownError,
+    RayManager,
+)
+
+
+def test_submit_returns_futures_that_work_with_as_completed(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {}, num_actors=2)
+    futures = [pool.submit([v]) for v in range(20)]
+    done = {f.result() [0] // 2 for f in concurrent.futures.as_completed(futures, timeout=60)}
+    assert done == set(range(20))
+    assert [f.result() for f in futures] == [[2 * v] for v in range(20)]
+
+
+def test_a_submitted_item_that_raises_is_its_future_s_batch_error(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sys_exit_on": [3]}, num_actors=2)
+    good, bad = pool.submit([1]), pool.submit([3])
+    assert good.result(timeout=60) == [2]
+    error = bad.exception(timeout=60)
+    assert isinstance(error, BatchError) and isinstance(error.__cause__, SystemExit)
+
+
+def test_a_submitted_item_survives_its_worker_s_death(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sleep_on": {"5": 2.0}}, num_actors=1)
+    future = pool.submit([5])
+    deadline = time.monotonic() + 30
+    while not future.running() and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the future's own state
+    os.kill(pool.pids()[0], signal.SIGKILL)  # type: ignore[arg-type]
+    assert future.result(timeout=60) == [10]
+    assert pool.restarts == 1
+
+
+def test_submissions_and_a_run_share_the_pool(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.002}, num_actors=2)
+    futures = [pool.submit([v]) for v in range(50)]
+    results = manager.process_in_parallel(pool, range(200), BatchConfig(batch_size=1))
+    assert results == [[2 * v] for v in range(200)]
+    assert [f.result(timeout=60) for f in futures] == [[2 * v] for v in range(50)]
+
+
+def test_shutdown_fails_pending_futures(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.5}, num_actors=1)
+    futures = [pool.submit([v]) for v in range(10)]
+    pool.shutdown()
+    errors = [f.exception(timeout=30) for f in futures]
+    assert all(isinstance(e, ManagerShutdownError) for e in errors[1:])
+
+
+def test_next_with_a_timeout_raises_and_the_run_goes_on(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sleep_on": {"1": 2.0}}, num_actors=1)
+    stream = manager.imap(pool, range(3), BatchConfig(batch_size=1))
+    assert stream.next(timeout=30) == [0]
+    with pytest.raises(TimeoutError):
+        stream.next(timeout=0.1)  # batch 1 takes 2 s
+    assert pool.restarts == 0  # nothing was killed
+    assert list(stream) == [[2], [4]]
+
+
+def test_on_error_callback_decides_per_batch(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sys_exit_on": [2, 5]}, num_actors=2)
+    seen: list[int] = []
+
+    def decide(error: BatchError) -> str:
+        seen.append(error.index)
+        return "continue" if error.index == 2 else "retry"
+
+    config = BatchConfig(batch_size=1, on_error=decide, max_retries=2)  # type: ignore[arg-type]
+    with pytest.raises(BatchError) as info:
+        manager.process_in_parallel(pool, range(8), config)
+    assert info.value.index == 5 and info.value.attempts == 3  # retried twice, then raised
+    assert seen.count(2) == 1 and seen.count(5) == 3
+
+
+def test_stats_count_batches_restarts_and_retries(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"exit_on": [7]}, num_actors=2)
+    results = manager.process_in_parallel(
+        pool, range(20), BatchConfig(batch_size=1, max_retries=1, on_error="continue"))
+    assert isinstance(results[7], BatchError)
+    stats = pool.stats()
+    assert sum(a["batches"] for a in stats["actors"]) >= 19
+    assert stats["restarts"] == sum(a["restarts"] for a in stats["actors"]) >= 2
+    assert stats["retries"] >= 1
+    assert stats["in_flight_calls"] == 0 and stats["queued_batches"] == 0
+    assert stats["batches_per_s"] > 0
+    assert all(0.0 <= a["busy_fraction"] <= 1.0 for a in stats["actors"])
