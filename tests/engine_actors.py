@@ -124,3 +124,13 @@ class RowsSeen(RayActor[Any, tuple[str, list[int]]]):
         if kind == "DataFrame":
             return kind, [int(v) for v in batch.iloc[:, 0]]
         return kind, [int(v) for v in batch]
+
+
+class Closing(RayActor[Any, tuple[int, int]]):
+    """Returns (pid, 2 * value); ``close()`` leaves a file ``closed-<pid>`` in ``marks``."""
+
+    def process_batch(self, batch: Any) -> tuple[int, int]:
+        return os.getpid(), 2 * _first(batch)
+
+    def close(self) -> None:
+        Path(self.config["marks"], f"closed-{os.getpid()}").touch()

@@ -3,13 +3,15 @@ callback, and statistics (real Ray, the session's local instance)."""
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
-from engine_actors import Misbehave
+from engine_actors import Closing, Misbehave
 
 from raymanager import (
     BatchConfig,
@@ -99,3 +101,20 @@ def test_stats_count_batches_restarts_and_retries(manager: RayManager) -> None:
     assert stats["in_flight_calls"] == 0 and stats["queued_batches"] == 0
     assert stats["batches_per_s"] > 0
     assert all(0.0 <= a["busy_fraction"] <= 1.0 for a in stats["actors"])
+
+
+def test_actors_are_recycled_after_max_batches_and_closed(
+    manager: RayManager, tmp_path: Path
+) -> None:
+    pool = manager.create_actor_pool(Closing, {"marks": str(tmp_path)}, num_actors=2,
+                                     max_batches_per_actor=5)
+    results = manager.process_in_parallel(pool, range(40), BatchConfig(batch_size=1))
+    assert [value for _, value in results] == [2 * v for v in range(40)]
+    per_pid = collections.Counter(pid for pid, _ in results)
+    assert max(per_pid.values()) <= 5 and len(per_pid) >= 8
+    assert pool.stats()["recycled"] >= 6 and pool.restarts == 0
+    last = [p for p in pool.pids() if p is not None]
+    pool.shutdown()
+    closed = {int(p.name.split("-")[1]) for p in tmp_path.iterdir()}
+    assert set(per_pid) - set(last) <= closed  # every recycled actor was closed
+    assert set(last) <= closed  # and so were the last ones, at shutdown

@@ -205,6 +205,8 @@ class RayManager:
         resources: Mapping[str, float] | None = None,
         placement: Placement = "spread",
         start_timeout_s: float | None = None,
+        max_batches_per_actor: int | None = None,
+        close_timeout_s: float = 10.0,
     ) -> ActorPool:
         """Start ``num_actors`` actors of ``actor_class``, each built from ``actor_config``.
 
@@ -212,6 +214,11 @@ class RayManager:
         run), so several pools, say training and evaluation, share a machine.
         Resources asked for with ``num_cpus`` / ``num_gpus`` (fractions allowed),
         ``memory`` or custom ``resources`` are reserved per actor.
+
+        ``max_batches_per_actor`` replaces an actor after that many batches
+        (like ``maxtasksperchild``), for user code that leaks. An actor that
+        overrides :meth:`RayActor.close` gets that call, with ``close_timeout_s``
+        to finish, before the pool retires it (shutdown, recycling).
 
         Returns when every actor is up. Raises
         :class:`~raymanager.ActorStartError` when a constructor raises, and
@@ -240,6 +247,16 @@ class RayManager:
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if max_batches_per_actor is not None and (
+            isinstance(max_batches_per_actor, bool) or not isinstance(max_batches_per_actor, int)
+            or max_batches_per_actor < 1
+        ):
+            raise ValueError(
+                f"max_batches_per_actor must be an int >= 1 or None, got {max_batches_per_actor!r}"
+            )
+        if isinstance(close_timeout_s, bool) or not isinstance(close_timeout_s, (int, float)) \
+                or not close_timeout_s >= 0:
+            raise ValueError(f"close_timeout_s must be a number >= 0, got {close_timeout_s!r}")
         if placement not in ("spread", "pack"):
             raise ValueError(f"placement must be 'spread' or 'pack', got {placement!r}")
         actor_class.validate_config(actor_config)
@@ -262,6 +279,8 @@ class RayManager:
             actor_options=options,
             start_timeout_s=start_timeout_s or self.ray_config.actor_start_timeout_s,
             placement=placement,
+            max_batches_per_actor=max_batches_per_actor,
+            close_timeout_s=float(close_timeout_s),
         )
         self._pools.append(pool)
         return pool

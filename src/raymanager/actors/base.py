@@ -102,6 +102,15 @@ class RayActor(abc.ABC, Generic[BatchT, ResultT]):
     def process_batch(self, batch: BatchT) -> ResultT:
         """Process one batch and return its result (one result per batch)."""
 
+    def close(self) -> None:
+        """Release what the actor holds (files, connections, devices) before it goes.
+
+        The pool calls it, with a time limit (``close_timeout_s`` of
+        ``create_actor_pool``), when it retires a live actor: at ``shutdown()``
+        and when recycling it (``max_batches_per_actor``). Not called when the
+        process died. The default does nothing.
+        """
+
     def iter_chunks(self, batch: BatchT) -> Iterator[BatchT]:
         """Yield ``batch`` in pieces of ``self.chunk_size`` rows, to bound memory.
 

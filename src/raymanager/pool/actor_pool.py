@@ -102,6 +102,8 @@ class ActorPool:
         actor_options: Mapping[str, Any],
         start_timeout_s: float,
         placement: str = "spread",
+        max_batches_per_actor: int | None = None,
+        close_timeout_s: float = 10.0,
     ) -> None:
         self.actor_class = actor_class
         self.actor_config = dict(actor_config)
@@ -118,6 +120,13 @@ class ActorPool:
         self._broadcasts: dict[str, Any] = {}  # method -> payload ref, replayed
         self._suspects = placing.SuspectNodes()
         self._next_node_check = 0.0
+        self.max_batches_per_actor = max_batches_per_actor
+        self._close_timeout_s = close_timeout_s
+        # Only actors that override close() get a close call before they go.
+        self._has_close = actor_class.close is not RayActor.close
+        self._closing: list[tuple[Any, Any, float]] = []  # (handle, close ref, kill at)
+        self.recycled = 0
+        self._salvaging: Slot | None = None  # a slot whose finished calls lose() hands out
         self.restarts = 0
         self.retries = 0  # batch tries charged after a worker died or timed out
         self._created = time.monotonic()
@@ -170,14 +179,45 @@ class ActorPool:
         """The lock under which every slot and call changes."""
         return self._lock
 
-    def record(self, slot: Slot, batches: int, seconds: float) -> None:
-        """Count finished batches of ``slot`` (lock held), for :meth:`stats`."""
+    def record(self, call: Call, batches: int, seconds: float) -> None:
+        """Count finished batches of a call (lock held): stats and recycling."""
+        slot = call.slot
         slot.batches += batches
         slot.busy_s += seconds
+        if call.generation == slot.generation:
+            slot.done_by_generation += batches
+            limit = self.max_batches_per_actor
+            if (limit is not None and slot.done_by_generation >= limit and not slot.calls
+                    and slot.state is SlotState.READY and self._state is PoolState.RUNNING
+                    and slot is not self._salvaging):
+                self._recycle(slot)
         now = time.monotonic()
         self._finished_at.append((now, batches))
         while self._finished_at and self._finished_at[0][0] < now - THROUGHPUT_WINDOW_S:
             self._finished_at.popleft()
+
+    def has_room(self, slot: Slot) -> int | None:
+        """How many more batches ``slot``'s actor may be sent (None: no limit)."""
+        if self.max_batches_per_actor is None:
+            return None
+        return max(0, self.max_batches_per_actor - slot.sent_to_generation)
+
+    def _recycle(self, slot: Slot) -> None:
+        """Retire a healthy actor that did its max_batches_per_actor (lock held)."""
+        logger.info("recycling actor %s after %d batches (max_batches_per_actor)",
+                    slot.label(self.actor_name), slot.done_by_generation)
+        self.recycled += 1
+        self._retire_handle(slot)
+        self._spawn(slot)
+
+    def _retire_handle(self, slot: Slot) -> None:
+        """Let a live actor close(), then kill it; never blocks (lock held)."""
+        if self._has_close and slot.state is SlotState.READY:
+            close_ref = slot.handle.close.remote()
+            self._closing.append((slot.handle, close_ref,
+                                  time.monotonic() + self._close_timeout_s))
+        else:
+            self._kill(slot)
 
     def stats(self) -> dict[str, Any]:
         """What the pool is doing: per actor and pool-wide.
@@ -213,6 +253,7 @@ class ActorPool:
                     for slot in self._slots
                 ],
                 "restarts": self.restarts,
+                "recycled": self.recycled,
                 "retries": self.retries,
                 "in_flight_calls": sum(len(slot.calls) for slot in self._slots),
                 "queued_batches": self.queued_batches(),
@@ -244,13 +285,16 @@ class ActorPool:
                 return
             self._state = PoolState.SHUT_DOWN
             for slot in self._slots:
-                self._kill(slot)
+                self._retire_handle(slot)
                 slot.state = SlotState.RETIRED
                 slot.calls.clear()
                 slot.ready_ref = None
             self._broadcasts.clear()
             self._submissions.fail_all(ManagerShutdownError(
                 f"this pool of {self.actor_name} was shut down before the item ran"))
+            closing, self._closing = self._closing, []
+        # Outside the lock: a run in another thread must see the shutdown now.
+        _close_then_kill(closing, self.actor_name, wait=True)
 
     def wait_for_ray_calls(self, timeout: float) -> bool:
         """Wait until no thread is inside a blocking Ray call for this pool.
@@ -318,6 +362,7 @@ class ActorPool:
         slot.state = SlotState.STARTING
         slot.pid = slot.node_id = None
         slot.spawned_at = time.monotonic()
+        slot.sent_to_generation = slot.done_by_generation = 0
         slot.calls.clear()
         # A fresh actor starts from its config; bring it to the state the
         # others were given by broadcasts marked replay_on_restart, before
@@ -364,6 +409,7 @@ class ActorPool:
         """
         if self._state is not PoolState.RUNNING:
             return
+        self._closing = _close_then_kill(self._closing, self.actor_name, wait=False)
         now = time.monotonic()
         starting = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
         if starting:
@@ -480,12 +526,16 @@ class ActorPool:
         calls = list(slot.calls)
         slot.calls.clear()
         lost: list[Call] = []
-        for call in calls:
-            finished, value = _salvage(call)
-            if finished:
-                call.owner.call_done(call, value)
-            else:
-                lost.append(call)
+        self._salvaging = slot
+        try:
+            for call in calls:
+                finished, value = _salvage(call)
+                if finished:
+                    call.owner.call_done(call, value)
+                else:
+                    lost.append(call)
+        finally:
+            self._salvaging = None
         if node_died:
             self._suspects.add(slot.node_id or slot.planned_node)
         self._kill(slot)
@@ -587,6 +637,36 @@ def _salvage(call: Call) -> tuple[bool, Any]:
         return True, ray.get(call.ref)
     except Exception:
         return False, None
+
+
+def _close_then_kill(
+    closing: list[tuple[Any, Any, float]], actor_name: str, *, wait: bool
+) -> list[tuple[Any, Any, float]]:
+    """Kill retired actors whose close() returned or ran out of time; the rest stay.
+
+    With ``wait``, wait for every close() up to its time limit, then kill all.
+    """
+    if not closing:
+        return []
+    refs = [ref for _, ref, _ in closing]
+    if wait:
+        timeout = max(0.0, max(at for _, _, at in closing) - time.monotonic())
+        with contextlib.suppress(Exception):
+            ray.wait(refs, num_returns=len(refs), timeout=timeout)
+    done_refs: set[Any] = set()
+    with contextlib.suppress(Exception):  # Ray already shut down: kill all
+        done_refs = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+    now = time.monotonic()
+    keep = []
+    for handle, ref, kill_at in closing:
+        if ref in done_refs or now >= kill_at or wait:
+            if ref not in done_refs:
+                logger.warning("an actor of %s did not close() in time: killed", actor_name)
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+        else:
+            keep.append((handle, ref, kill_at))
+    return keep
 
 
 def _first_line(exc: BaseException) -> str:

@@ -281,7 +281,7 @@ class Run:
                 if idle is None:
                     return
                 slot = idle
-            group = self._next_group()
+            group = self._next_group(self.pool.has_room(slot))
             if group is None:
                 return
             self._send(slot, group)
@@ -294,6 +294,8 @@ class Run:
         for slot in self.pool.slots:
             if slot.state is not SlotState.READY or len(slot.calls) >= depth:
                 continue
+            if self.pool.has_room(slot) == 0:
+                continue  # due for recycling once its calls are done
             if slot.calls and not self._queue_behind(slot, now):
                 continue
             if not self.calls_per_slot[slot.index] and in_use >= self.width:
@@ -320,14 +322,16 @@ class Run:
             return now - head.started <= 2 * head.expected + MIN_CALL_SECONDS
         return True
 
-    def _next_group(self) -> Group | None:
+    def _next_group(self, room: int | None = None) -> Group | None:
+        """Retries first, then the source's next group (of at most ``room`` batches)."""
         while self.retry:
             _, _, group = heapq.heappop(self.retry)
             if self.stop_at is None or group.first < self.stop_at:
                 return group
         if self.stop_at is not None or not self._window_open():
             return None
-        return self.source.take(self._group_size())
+        size = self._group_size()
+        return self.source.take(size if room is None else max(1, min(size, room)))
 
     def _send(self, slot: Slot, group: Group) -> None:
         shared = self.shared_ref is not None
@@ -350,6 +354,7 @@ class Run:
         self.calls[ref] = self.pool.register_call(slot, self, ref, group=group, started=started,
                                            expected=expected)
         self.calls_per_slot[slot.index] += 1
+        slot.sent_to_generation += group.count
         self.inflight_bytes += group.nbytes
 
     def _requeue(self, group: Group) -> None:
@@ -393,7 +398,7 @@ class Run:
         group = call.group
         assert group is not None
         n = len(report.results)
-        self.pool.record(call.slot, n, report.seconds)
+        self.pool.record(call, n, report.seconds)
         if n and report.seconds > 0:
             per_batch = report.seconds / n
             old = self.seconds_per_batch

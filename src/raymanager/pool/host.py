@@ -145,6 +145,16 @@ class ActorHost:
         except BaseException as exc:
             return capture(exc)
 
+    def close(self) -> Failure | None:
+        """The user's ``close()``, before the pool kills this actor."""
+        if self._actor is None:
+            return None
+        try:
+            self._actor.close()
+        except BaseException as exc:
+            return capture(exc)
+        return None
+
     def call(self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
         """``method(*args, **kwargs)`` on the user's actor (a broadcast)."""
         actor = self._actor_or_raise()

@@ -91,6 +91,8 @@ class Slot:
     batches: int = 0  # batches finished here, all generations
     busy_s: float = 0.0  # seconds its actors spent in process_batch
     restarts: int = 0  # actors of this slot lost and replaced
+    sent_to_generation: int = 0  # batches sent to the current actor (for recycling)
+    done_by_generation: int = 0  # batches it finished
     #: Calls sent to the current generation and not yet seen to finish, in
     #: the order the actor runs them (Ray runs an actor's calls in order).
     calls: collections.deque[Call] = field(default_factory=collections.deque)

@@ -129,11 +129,13 @@ class Submissions:
 
     def _call(self, slot: Slot, item: _Item) -> None:
         ref = slot.handle.process_one.remote(item.batch)
+        slot.sent_to_generation += 1
         self.calls[ref] = (self.pool.register_call(slot, self, ref), item)
 
     def _free_slot(self) -> Slot | None:
         ready = [s for s in self.pool.slots
-                 if s.state is SlotState.READY and len(s.calls) < CALLS_PER_ACTOR]
+                 if s.state is SlotState.READY and len(s.calls) < CALLS_PER_ACTOR
+                 and self.pool.has_room(s) != 0]
         return min(ready, key=lambda s: len(s.calls), default=None)
 
     def _collect(self, call: Call, item: _Item) -> None:
@@ -162,7 +164,7 @@ class Submissions:
         if entry is None:
             return
         item = entry[1]
-        self.pool.record(call.slot, 1, 0.0)
+        self.pool.record(call, 1, 0.0)
         if isinstance(value, Failure):
             label = call.slot.label(self.pool.actor_name)
             error = BatchError(f"submitted item {item.index} raised {value.type_name} in {label}",
