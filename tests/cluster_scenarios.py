@@ -154,6 +154,32 @@ def lost_result(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
             "restarts": pool.restarts}
 
 
+def elastic_join(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
+    """A pool of 1 to 3 one-CPU actors on a 1-CPU cluster; a 2-CPU node joins mid-run."""
+    pool = manager.create_actor_pool(Where, {"sleep_s": 0.02}, num_actors=(1, 3), num_cpus=1)
+    data = np.arange(600)
+    results = []
+    joined_at = None
+    times = []
+    for i, result in enumerate(manager.imap(pool, data, BatchConfig(batch_size=1))):
+        results.append(result)
+        times.append(time.monotonic())
+        if i == 50:
+            node = cluster.add_node(num_cpus=2)
+            joined_at = i
+    nodes = [w["node"] for w in pool.broadcast("where")]
+    assert joined_at is not None
+    before = 50 / (times[50] - times[0])
+    after = 200 / (times[-1] - times[-201])
+    return {
+        "correct": [v for r in results for v in r["squares"]] == [int(v) ** 2 for v in data],
+        "actors": pool.num_actors,
+        "new_node_used": node.node_id in nodes,
+        "rate_before": before,
+        "rate_after": after,
+    }
+
+
 def gpus(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
     whole = manager.create_actor_pool(Where, {}, num_actors=2, num_gpus=1)
     whole_where = whole.broadcast("where")
@@ -172,6 +198,7 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
         [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], node_loss(False)),
     "lost_result": lambda: with_cluster(
         [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], lost_result),
+    "elastic_join": lambda: with_cluster([{"num_cpus": 1}], elastic_join),
     "gpus": lambda: with_cluster([{"num_cpus": 2, "num_gpus": 2}], gpus),
 }
 

@@ -56,3 +56,10 @@ def test_gpu_actors_get_their_own_devices() -> None:
     half = [w["cuda"] for w in result["half"]]
     # Four half-GPU actors share the two devices two by two.
     assert sorted(half) == ["0", "0", "1", "1"]
+
+
+def test_an_elastic_pool_uses_a_node_that_joins_mid_run() -> None:
+    result = run_scenario("elastic_join")
+    assert result["correct"]
+    assert result["actors"] == 3 and result["new_node_used"]
+    assert result["rate_after"] > result["rate_before"]  # three actors, not one

@@ -8,6 +8,7 @@ import concurrent.futures
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,38 @@ def test_actors_are_recycled_after_max_batches_and_closed(
     closed = {int(p.name.split("-")[1]) for p in tmp_path.iterdir()}
     assert set(per_pid) - set(last) <= closed  # every recycled actor was closed
     assert set(last) <= closed  # and so were the last ones, at shutdown
+
+
+def wait_for(predicate: Callable[[], bool], within_s: float = 30.0) -> bool:
+    """Poll the pool's own state (each look lets the pool advance) until true."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_an_elastic_pool_grows_from_zero_and_shrinks_when_idle(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.01}, num_actors=(0, 2),
+                                     idle_timeout_s=1.0)
+    assert pool.num_actors == 0
+    results = manager.process_in_parallel(pool, range(100), BatchConfig(batch_size=1))
+    assert results == [[2 * v] for v in range(100)]
+    assert 1 <= pool.num_actors <= 2
+    assert wait_for(lambda: pool.stats()["actors"] == [])  # idle: back to zero
+    assert manager.process_in_parallel(pool, [4], BatchConfig()) == [[8]]
+
+
+def test_resize_during_a_run_loses_nothing(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.005}, num_actors=2)
+    results = []
+    for i, result in enumerate(manager.imap(pool, range(300), BatchConfig(batch_size=1))):
+        results.append(result)
+        if i == 10:
+            pool.resize(4)
+        if i == 100:
+            pool.resize(1)
+    assert results == [[2 * v] for v in range(300)]
+    assert wait_for(lambda: pool.num_actors == 1 and None not in pool.pids())
+    assert pool.restarts == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import numbers
 import os
 import sys
 import threading
@@ -37,7 +38,7 @@ from raymanager.actors.base import RayActor
 from raymanager.batching import make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError
-from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible
+from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
 
@@ -197,7 +198,7 @@ class RayManager:
         self,
         actor_class: type[RayActor[Any, Any]],
         actor_config: Mapping[str, Any] | None = None,
-        num_actors: int = 4,
+        num_actors: int | tuple[int, int] = 4,
         *,
         num_cpus: float = 0,
         num_gpus: float = 0,
@@ -207,6 +208,7 @@ class RayManager:
         start_timeout_s: float | None = None,
         max_batches_per_actor: int | None = None,
         close_timeout_s: float = 10.0,
+        idle_timeout_s: float = 60.0,
     ) -> ActorPool:
         """Start ``num_actors`` actors of ``actor_class``, each built from ``actor_config``.
 
@@ -214,6 +216,12 @@ class RayManager:
         run), so several pools, say training and evaluation, share a machine.
         Resources asked for with ``num_cpus`` / ``num_gpus`` (fractions allowed),
         ``memory`` or custom ``resources`` are reserved per actor.
+
+        ``num_actors=(min, max)`` makes the pool elastic: it starts ``min``
+        actors, grows towards ``max`` while a run's work waits for an actor and
+        the cluster has room (a node that joins is used), and retires actors
+        idle for ``idle_timeout_s`` down to ``min`` (0: scale to zero). See
+        also :meth:`ActorPool.resize`.
 
         ``max_batches_per_actor`` replaces an actor after that many batches
         (like ``maxtasksperchild``), for user code that leaks. An actor that
@@ -242,8 +250,20 @@ class RayManager:
             actor_config = {}
         if not isinstance(actor_config, Mapping):
             raise TypeError(f"actor_config must be a mapping, got {type(actor_config).__name__}")
-        if isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1:
+        if isinstance(num_actors, tuple):
+            if len(num_actors) != 2:
+                raise ValueError(f"num_actors must be an int or a (min, max) pair, "
+                                 f"got {num_actors!r}")
+            check_size(*num_actors)
+            num_actors = (int(num_actors[0]), int(num_actors[1]))
+        elif (isinstance(num_actors, bool) or not isinstance(num_actors, numbers.Integral)
+              or num_actors < 1):
             raise ValueError(f"num_actors must be an int >= 1, got {num_actors!r}")
+        else:
+            num_actors = int(num_actors)
+        if isinstance(idle_timeout_s, bool) or not isinstance(idle_timeout_s, (int, float)) \
+                or not idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be a number > 0, got {idle_timeout_s!r}")
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -281,6 +301,7 @@ class RayManager:
             placement=placement,
             max_batches_per_actor=max_batches_per_actor,
             close_timeout_s=float(close_timeout_s),
+            idle_timeout_s=float(idle_timeout_s),
         )
         self._pools.append(pool)
         return pool
@@ -427,13 +448,13 @@ class RayManager:
             self._warn_if_store_full()
 
     def _warn_idle_actors(self, actor_pool: ActorPool, config: BatchConfig) -> None:
-        if actor_pool.num_actors > config.num_parallel and actor_pool not in self._warned_idle:
+        if actor_pool.max_actors > config.num_parallel and actor_pool not in self._warned_idle:
             self._warned_idle.add(actor_pool)
             logger.warning(
                 "this pool has %d actors but BatchConfig.num_parallel=%d: %d of them stay "
                 "idle; set num_parallel=%d to use them all",
-                actor_pool.num_actors, config.num_parallel,
-                actor_pool.num_actors - config.num_parallel, actor_pool.num_actors,
+                actor_pool.max_actors, config.num_parallel,
+                actor_pool.max_actors - config.num_parallel, actor_pool.max_actors,
             )
 
     def broadcast(

@@ -8,7 +8,7 @@
 - :mod:`~raymanager.pool.ray_errors`: the one mapping from Ray's errors to ours.
 """
 
-from raymanager.pool.actor_pool import ActorPool, PoolState
+from raymanager.pool.actor_pool import ActorPool, PoolState, check_size
 from raymanager.pool.dispatch import TIMED_OUT, Deadline, ProgressCallback, Run
 from raymanager.pool.placement import check_feasible
 
@@ -20,4 +20,5 @@ __all__ = [
     "ProgressCallback",
     "Run",
     "check_feasible",
+    "check_size",
 ]

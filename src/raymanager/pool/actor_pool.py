@@ -27,6 +27,7 @@ import collections
 import contextlib
 import enum
 import logging
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -55,7 +56,7 @@ from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotSta
 from raymanager.pool.start_errors import not_started_error, start_error
 from raymanager.pool.submit import Submissions
 
-__all__ = ["ActorPool", "PoolState"]
+__all__ = ["ActorPool", "PoolState", "check_size"]
 
 logger = logging.getLogger("raymanager")
 
@@ -68,6 +69,8 @@ BACKOFF_MAX_S = 30.0
 GIVE_UP_AFTER = 5
 #: A replacement still starting after this long has its planned node checked.
 NODE_CHECK_AFTER_S = 5.0
+#: Seconds between two looks at the cluster's free resources when growing.
+GROW_CHECK_S = 0.5
 #: Seconds of finished batches that stats()["batches_per_s"] averages over.
 THROUGHPUT_WINDOW_S = 60.0
 
@@ -97,17 +100,23 @@ class ActorPool:
         self,
         actor_class: type[RayActor[Any, Any]],
         actor_config: Mapping[str, Any],
-        num_actors: int,
+        num_actors: int | tuple[int, int],
         *,
         actor_options: Mapping[str, Any],
         start_timeout_s: float,
         placement: str = "spread",
         max_batches_per_actor: int | None = None,
         close_timeout_s: float = 10.0,
+        idle_timeout_s: float = 60.0,
     ) -> None:
         self.actor_class = actor_class
         self.actor_config = dict(actor_config)
-        self.num_actors = num_actors
+        self.min_actors, self.max_actors = (
+            num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)
+        )
+        self.idle_timeout_s = idle_timeout_s
+        self._next_index = 0
+        self._next_grow_check = 0.0
         self._options = dict(actor_options)
         self._placement = placement
         self._remote_class = ray.remote(ActorHost)
@@ -132,12 +141,12 @@ class ActorPool:
         self._created = time.monotonic()
         self._finished_at: collections.deque[tuple[float, int]] = collections.deque()
         self.queued_batches: Callable[[], int] = lambda: 0  # set by the active run
-        self._slots = [Slot(index) for index in range(num_actors)]
+        self._slots: list[Slot] = []
         self._submissions = Submissions(self)
         try:
             with self._lock:
-                for slot in self._slots:
-                    self._spawn(slot)
+                for _ in range(self.min_actors):
+                    self._spawn(self._new_slot())
             self._wait_started()
         except BaseException:
             self.shutdown()
@@ -152,6 +161,87 @@ class ActorPool:
     @property
     def actor_name(self) -> str:
         return self.actor_class.__name__
+
+    @property
+    def num_actors(self) -> int:
+        """Actors the pool has now (starting, running or draining)."""
+        return len(self._slots)
+
+    def _new_slot(self) -> Slot:
+        slot = Slot(self._next_index, idle_since=time.monotonic())
+        self._next_index += 1
+        self._slots.append(slot)
+        return slot
+
+    # ----------------------------------------------------------------- size
+
+    def resize(self, num_actors: int | tuple[int, int]) -> None:
+        """Set the pool's size (or its ``(min, max)`` range), also during a run.
+
+        Growing starts actors at once; shrinking retires idle actors at once
+        and busy ones once their calls are done (DRAINING: no new work), so
+        nothing is lost.
+
+        Example::
+
+            >>> pool.resize(8)          # doctest: +SKIP
+            >>> pool.resize((0, 8))     # elastic: grow with work, shrink when idle
+        """
+        low, high = num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)
+        check_size(low, high)
+        with self._lock:
+            self.check_usable()
+            self.min_actors, self.max_actors = low, high
+            live = [s for s in self._slots if s.state is not SlotState.DRAINING]
+            for _ in range(low - len(live)):
+                self._spawn(self._new_slot())
+            excess = len(live) - high
+            # Idle and not-yet-running actors go first, busy ones drain.
+            for slot in sorted(live, key=lambda s: (len(s.calls), s.state is SlotState.READY))[
+                    :max(0, excess)]:
+                self._drain(slot)
+
+    def grow(self) -> bool:
+        """Start one more actor if below ``max_actors`` and the cluster has room (lock held).
+
+        Called by a run whose work waits for an actor.
+        """
+        if self._state is not PoolState.RUNNING or len(self._slots) >= self.max_actors:
+            return False
+        if any(s.state is SlotState.STARTING for s in self._slots):
+            return False  # one start at a time: starts are slow, demand may pass
+        now = time.monotonic()
+        if now < self._next_grow_check:
+            return False
+        self._next_grow_check = now + GROW_CHECK_S
+        if not placing.has_room(placing.requested_resources(self._options)):
+            return False
+        self._spawn(self._new_slot())
+        return True
+
+    def _drain(self, slot: Slot) -> None:
+        """No new work for ``slot``; retire it now if idle (lock held)."""
+        if slot.calls and slot.state is SlotState.READY:
+            slot.state = SlotState.DRAINING
+        else:
+            self._remove(slot)
+
+    def _remove(self, slot: Slot) -> None:
+        self._retire_handle(slot)
+        slot.state = SlotState.RETIRED
+        if slot in self._slots:
+            self._slots.remove(slot)
+
+    def _shrink_idle(self, now: float) -> None:
+        if len(self._slots) <= self.min_actors:
+            return
+        for slot in list(self._slots):
+            if (slot.state is SlotState.READY and not slot.calls
+                    and now - slot.idle_since > self.idle_timeout_s
+                    and len(self._slots) > self.min_actors):
+                logger.info("retiring actor %s: idle for %.0f s", slot.label(self.actor_name),
+                            now - slot.idle_since)
+                self._remove(slot)
 
     def pids(self) -> list[int | None]:
         """PIDs of the pool's actor processes, in slot order (None: none running)."""
@@ -196,7 +286,7 @@ class ActorPool:
         while self._finished_at and self._finished_at[0][0] < now - THROUGHPUT_WINDOW_S:
             self._finished_at.popleft()
 
-    def has_room(self, slot: Slot) -> int | None:
+    def batches_left(self, slot: Slot) -> int | None:
         """How many more batches ``slot``'s actor may be sent (None: no limit)."""
         if self.max_batches_per_actor is None:
             return None
@@ -235,6 +325,7 @@ class ActorPool:
             0.93
         """
         with self._lock:
+            self.poll()
             now = time.monotonic()
             age = max(now - self._created, 1e-9)
             window = [n for t, n in self._finished_at if t >= now - THROUGHPUT_WINDOW_S]
@@ -411,6 +502,9 @@ class ActorPool:
             return
         self._closing = _close_then_kill(self._closing, self.actor_name, wait=False)
         now = time.monotonic()
+        for slot in [s for s in self._slots if s.state is SlotState.DRAINING and not s.calls]:
+            self._remove(slot)
+        self._shrink_idle(now)
         starting = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
         if starting:
             done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
@@ -482,7 +576,10 @@ class ActorPool:
             call.owner.call_lost(call, False, False, Loss(LossKind.DIED, reason, label))
 
     def alive_or_hopeful(self) -> bool:
-        """True while some slot runs, starts, or has not failed to start too often."""
+        """True while some slot runs, starts, or has not failed to start too often,
+        or the pool may still grow."""
+        if len(self._slots) < self.max_actors:
+            return True
         return any(
             slot.state in (SlotState.READY, SlotState.STARTING)
             or (slot.state is SlotState.BACKOFF and slot.start_failures < GIVE_UP_AFTER)
@@ -512,6 +609,8 @@ class ActorPool:
         if call.generation == call.slot.generation:
             with contextlib.suppress(ValueError):
                 call.slot.calls.remove(call)
+            if not call.slot.calls:
+                call.slot.idle_since = time.monotonic()
 
     def lose(self, slot: Slot, generation: int, loss: Loss, *, node_died: bool = False) -> None:
         """The actor of ``slot`` (that generation) is gone or must go (lock held).
@@ -542,10 +641,12 @@ class ActorPool:
         self.restarts += 1
         slot.restarts += 1
         logger.warning("replacing actor %s: %s", loss.actor, loss.reason)
-        if self._state is PoolState.RUNNING:
+        if self._state is PoolState.RUNNING and slot.state is not SlotState.DRAINING:
             self._spawn(slot)
         else:
             slot.state = SlotState.RETIRED
+            if slot in self._slots:
+                self._slots.remove(slot)
         for position, call in enumerate(lost):
             # Ray runs an actor's calls in order: the first unfinished one ran.
             call.owner.call_lost(call, position == 0, len(lost) == 1, loss)
@@ -637,6 +738,18 @@ def _salvage(call: Call) -> tuple[bool, Any]:
         return True, ray.get(call.ref)
     except Exception:
         return False, None
+
+
+def check_size(low: int, high: int) -> None:
+    """A pool's size range: ``0 <= min <= max``, ``max >= 1``."""
+    for name, value in (("min", low), ("max", high)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"num_actors {name} must be an int >= 0, got {value!r}")
+    if high < 1 or low > high:
+        raise ValueError(
+            f"num_actors must be an int >= 1 or a (min, max) pair with 0 <= min <= max "
+            f"and max >= 1, got ({low!r}, {high!r})"
+        )
 
 
 def _close_then_kill(

@@ -9,6 +9,7 @@ call's fate here (``call_done`` / ``call_lost``), as it does for runs.
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -31,10 +32,11 @@ class Broadcast:
         self.method = method
         self.payload_ref = payload_ref
         self.max_retries = max_retries
-        self.answers: list[Any] = [None] * len(pool.slots)
+        self.order = [slot.index for slot in pool.slots]  # answers in this order
+        self.answers: dict[int, Any] = {}
         self.calls: dict[Any, Call] = {}
         self.waiting_replay: dict[int, Slot] = {}  # slot index -> slot whose replay answers
-        self.losses = dict.fromkeys(range(len(pool.slots)), 0)
+        self.losses: collections.Counter[int] = collections.Counter()
         self.error: BaseException | None = None
         self.closed = False
 
@@ -92,7 +94,7 @@ class Broadcast:
                 starting = [s.ready_ref for s in self.waiting_replay.values()
                             if s.ready_ref is not None]
                 if not refs and not starting:
-                    return self.answers
+                    return [self.answers.get(index) for index in self.order]
             with pool.ray_call():
                 ready, _ = ray.wait(refs + starting, num_returns=1, timeout=1.0)
             with pool.locked():

@@ -109,7 +109,7 @@ class Run:
         self.shared_ref = shared_ref
         self.on_progress = on_progress
         self.ordered = ordered
-        self.width = min(config.num_parallel, pool.num_actors)
+        self.width = min(config.num_parallel, pool.max_actors)
         self.calls: dict[Any, Call] = {}
         self.calls_per_slot: Counter[int] = Counter()
         self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
@@ -274,6 +274,9 @@ class Run:
         while True:
             slot = self._free_slot(depth)
             if slot is None:
+                in_use = sum(1 for n in self.calls_per_slot.values() if n)
+                if in_use < self.width and self._work_waiting():
+                    self.pool.grow()  # an elastic pool below its max
                 return
             if slot.calls and self.retry and self.retry[0][2].suspect:
                 # A suspect runs alone: look for an idle actor instead.
@@ -281,7 +284,7 @@ class Run:
                 if idle is None:
                     return
                 slot = idle
-            group = self._next_group(self.pool.has_room(slot))
+            group = self._next_group(self.pool.batches_left(slot))
             if group is None:
                 return
             self._send(slot, group)
@@ -294,7 +297,7 @@ class Run:
         for slot in self.pool.slots:
             if slot.state is not SlotState.READY or len(slot.calls) >= depth:
                 continue
-            if self.pool.has_room(slot) == 0:
+            if self.pool.batches_left(slot) == 0:
                 continue  # due for recycling once its calls are done
             if slot.calls and not self._queue_behind(slot, now):
                 continue
@@ -305,6 +308,11 @@ class Run:
                 if not slot.calls:
                     break
         return best
+
+    def _work_waiting(self) -> bool:
+        if self.retry:
+            return True
+        return not self.source.exhausted and self.stop_at is None and self._window_open()
 
     @staticmethod
     def _queue_behind(slot: Slot, now: float) -> bool:

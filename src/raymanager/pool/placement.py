@@ -22,6 +22,7 @@ __all__ = [
     "SuspectNodes",
     "check_feasible",
     "feasible_nodes",
+    "has_room",
     "largest_node_resources",
     "live_node_ids",
     "requested_resources",
@@ -98,6 +99,14 @@ def check_feasible(options: Mapping[str, Any], actor_name: str) -> None:
         )
 
 
+def has_room(requested: Mapping[str, float]) -> bool:
+    """Whether the cluster has the resources for one more actor free now."""
+    if not requested:
+        return True  # an actor that reserves nothing always fits
+    free = ray.available_resources()  # type: ignore[no-untyped-call]
+    return all(float(free.get(name, 0.0)) >= amount for name, amount in requested.items())
+
+
 class SuspectNodes:
     """Nodes recently seen to die, which Ray may still list as alive."""
 
@@ -114,15 +123,35 @@ class SuspectNodes:
         return set(self._until)
 
 
+def nodes_with_room(requested: Mapping[str, float]) -> set[str] | None:
+    """Nodes whose free resources fit one actor now (None: Ray cannot say)."""
+    try:
+        from ray._private.state import state as gcs_state  # Ray's per-node view
+
+        free = gcs_state.available_resources_per_node()  # type: ignore[no-untyped-call]
+    except Exception:  # an internal API that moved: place by totals only
+        return None
+    return {
+        str(node) for node, amounts in free.items()
+        if all(float(amounts.get(name, 0.0)) >= amount for name, amount in requested.items())
+    }
+
+
 def spread_target(
     requested: Mapping[str, float], planned: Iterable[str | None], avoid: set[str]
 ) -> str | None:
     """The live node that can host an actor and holds fewest of ``planned``.
 
     None when fewer than two nodes qualify: then Ray places the actor itself.
-    Nodes in ``avoid`` are used only when no other node qualifies.
+    Nodes in ``avoid`` are used only when no other node qualifies. An actor
+    that reserves resources goes to a node with room for it now when there
+    is one: pinned to a full node, it would wait there while others idle.
     """
     nodes = feasible_nodes(requested)
+    if requested:
+        roomy = nodes_with_room(requested)
+        if roomy is not None and roomy & set(nodes):
+            nodes = [node for node in nodes if node in roomy]
     healthy = [node for node in nodes if node not in avoid]
     if healthy:
         nodes = healthy

@@ -4,8 +4,9 @@ A *slot* holds at most one live actor at a time. Its lifecycle::
 
     STARTING --ready()--> READY --dies / times out--> STARTING (generation + 1)
         |                   |
+        |                   +--shrink / resize while busy--> DRAINING --calls done--> RETIRED
         +--start fails--> BACKOFF --retry time--> STARTING (generation + 1)
-    any state --pool shut down--> RETIRED
+    any state --pool shut down, or shrink while idle--> RETIRED (and out of the pool)
 
 Every spawn starts a new *generation*. Each call in flight records the
 generation it was sent to: a failure of a call from an older generation is
@@ -29,6 +30,7 @@ __all__ = ["Call", "CallOwner", "Loss", "LossKind", "Slot", "SlotState"]
 class SlotState(enum.Enum):
     STARTING = "starting"
     READY = "ready"
+    DRAINING = "draining"  # finishes its calls, gets no new work, then retires
     BACKOFF = "backoff"
     RETIRED = "retired"
 
@@ -93,6 +95,7 @@ class Slot:
     restarts: int = 0  # actors of this slot lost and replaced
     sent_to_generation: int = 0  # batches sent to the current actor (for recycling)
     done_by_generation: int = 0  # batches it finished
+    idle_since: float = 0.0  # when its last call finished (for idle shrinking)
     #: Calls sent to the current generation and not yet seen to finish, in
     #: the order the actor runs them (Ray runs an actor's calls in order).
     calls: collections.deque[Call] = field(default_factory=collections.deque)

@@ -135,7 +135,7 @@ class Submissions:
     def _free_slot(self) -> Slot | None:
         ready = [s for s in self.pool.slots
                  if s.state is SlotState.READY and len(s.calls) < CALLS_PER_ACTOR
-                 and self.pool.has_room(s) != 0]
+                 and self.pool.batches_left(s) != 0]
         return min(ready, key=lambda s: len(s.calls), default=None)
 
     def _collect(self, call: Call, item: _Item) -> None:
