@@ -19,6 +19,7 @@ EXPECTED = [
     "RayConfig",
     "RayManager",
     "RayManagerError",
+    "RayStartError",
     "RemoteTraceback",
     "ResourceUnavailableError",
     "TrainingActor",
