@@ -36,7 +36,7 @@ def test_something_that_is_not_ray_is_a_clear_error_within_the_timeout() -> None
 
 
 def test_ray_client_address_without_a_server() -> None:
-    with pytest.raises(RayStartError, match="no Ray cluster at ray://127.0.0.1:1"):
+    with pytest.raises(RayStartError, match=r"no Ray cluster at ray://127\.0\.0\.1:1"):
         check_cluster("ray://127.0.0.1:1", timeout_s=5)
 
 
