@@ -163,7 +163,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         budget = f"{config.max_seconds:g} s" if config.max_seconds is not None else "none"
         console.print(f"resuming {args.resume} after round {done}: up to round "
                       f"{config.max_rounds}, time budget {budget} in all "
-                      f"(change with --max-rounds / --max-seconds)")
+                      f"(change with --max-rounds / --max-seconds)", soft_wrap=True)
     else:
         config = _train_config(args)
     display = LiveDisplay(config, console) if config.progress else None

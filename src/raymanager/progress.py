@@ -141,7 +141,7 @@ class LiveDisplay:
         c = self.config
         self.console.print(
             f"starting Ray and {c.num_actors}+{c.num_eval_actors} actors (training+evaluation) "
-            f"for {c.agent} on {c.env} ...", highlight=False)
+            f"for {c.agent} on {c.env} ...", highlight=False, soft_wrap=True)
         self.progress.start()
 
     def stop(self) -> None:

@@ -409,13 +409,21 @@ def new_run_dir(config: TrainConfig, *, overwrite: bool = False) -> Path:
             f"run directory {run_dir} already holds a run ({', '.join(existing)}); continue it "
             f"with `raymanager train --resume {run_dir}`, or add --overwrite to replace it"
         )
-    for name in existing:
+    _remove_run_files(run_dir, remove_dir=False)
+    return run_dir
+
+
+def _remove_run_files(run_dir: Path, *, remove_dir: bool = True) -> None:
+    """Remove what a run writes in ``run_dir`` (and the folder, if that empties it)."""
+    for name in RUN_FILES:
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)
-        else:
+        elif path.exists():
             path.unlink()
-    return run_dir
+    if remove_dir:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty: never the user's own files
 
 
 class _RunFiles:
@@ -577,7 +585,18 @@ def train(
     # so that the checkpoint and metrics.csv always agree.
     committed = (round_index, env_steps, weights, last_eval, solved)
 
-    manager = RayManager(RayConfig(address=config.address, num_cpus=config.num_cpus))
+    if checkpoint is not None and (solved or round_index >= config.max_rounds or (
+            config.max_seconds is not None and seconds_before >= config.max_seconds)):
+        logger.warning("%s: nothing to do: %s", run_dir, "solved" if solved else
+                       "its budget is spent (raise --max-rounds / --max-seconds to go on)")
+        return TrainSummary(run_dir, round_index, env_steps, seconds_before, solved, target,
+                            _slim(last_eval))
+    try:
+        manager = RayManager(RayConfig(address=config.address, num_cpus=config.num_cpus))
+    except BaseException:
+        if resume is None:  # a run that never started leaves no directory behind
+            _remove_run_files(run_dir)
+        raise
     try:
         train_pool = manager.create_actor_pool(TrainingActor, agent_config, config.num_actors)
         eval_pool = manager.create_actor_pool(EvaluationActor, agent_config,
