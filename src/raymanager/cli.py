@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
+import threading
 import types
 import typing
 from collections.abc import Sequence
@@ -271,11 +273,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
+        # SIGTERM stops like Ctrl-C (a checkpoint, Ray shut down), then exits 143.
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         status: int = args.run(args)
     except USER_ERRORS as error:
         console.print(f"[red]error:[/red] {_message(error)}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        status = 130
+    if terminated:
+        return 128 + signal.SIGTERM
     return status
 
 

@@ -43,6 +43,7 @@ from raymanager.startup import (
     check_cluster,
     check_dashboard,
     loopback_only,
+    python_sigterm,
     quiet_ray_notices,
 )
 
@@ -133,6 +134,7 @@ class RayManager:
         try:
             with contextlib.ExitStack() as stack:
                 stack.enter_context(quiet_auth_banner())
+                stack.enter_context(python_sigterm())
                 stack.enter_context(self._driver_path_for_workers())
                 if loopback:
                     stack.enter_context(loopback_only())

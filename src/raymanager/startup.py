@@ -23,12 +23,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from raymanager.errors import RayStartError
 
-__all__ = ["LOOPBACK", "check_cluster", "check_dashboard", "loopback_only", "quiet_ray_notices"]
+__all__ = [
+    "LOOPBACK",
+    "check_cluster",
+    "check_dashboard",
+    "loopback_only",
+    "python_sigterm",
+    "quiet_ray_notices",
+]
 
 logger = logging.getLogger("raymanager")
 
@@ -164,6 +173,28 @@ def loopback_only() -> Iterator[None]:
             del os.environ[_SINGLE_MACHINE_ENV]
         else:
             os.environ[_SINGLE_MACHINE_ENV] = before_env
+
+
+@contextlib.contextmanager
+def python_sigterm() -> Iterator[None]:
+    """Keep SIGTERM a Python signal across ``ray.init`` (in the main thread).
+
+    ``ray.init`` sets a Python SIGTERM handler (exit), then its C++ core
+    worker installs a crash handler over it that prints "*** SIGTERM received
+    ..." and aborts the process: no ``finally`` runs, no checkpoint is saved,
+    exit status 134. Afterwards the Python handler in effect before
+    ``ray.init`` (the program's own) is put back, or else Ray's.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        handler = before if callable(before) else signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            signal.signal(signal.SIGTERM, handler)
 
 
 # --------------------------------------------------------------------------- noise
