@@ -131,3 +131,25 @@ def test_a_failed_start_is_a_ray_start_error(tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=120)
     assert "RAYSTARTERROR could not start a local Ray" in done.stdout, done.stderr[-3000:]
     assert "INITIALIZED False" in done.stdout
+
+
+@pytest.mark.slow
+def test_dashboard_with_its_extra_serves_on_loopback(tmp_path: Path) -> None:
+    """With `pip install -e ".[dashboard]"`, include_dashboard=True works, on 127.0.0.1."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    if get_dashboard_dependency_error() is not None:
+        pytest.skip("the dashboard extra is not installed here")
+    code = textwrap.dedent("""
+        import urllib.error, urllib.request
+        from raymanager import RayConfig, RayManager
+        with RayManager(RayConfig(num_cpus=1, include_dashboard=True)):
+            try:
+                urllib.request.urlopen("http://127.0.0.1:8265/api/version", timeout=30)
+                print("DASHBOARD 200")
+            except urllib.error.HTTPError as error:  # token auth: 401 without the token
+                print("DASHBOARD", error.code)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=240)
+    assert "DASHBOARD 200" in done.stdout or "DASHBOARD 401" in done.stdout, done.stderr[-3000:]
