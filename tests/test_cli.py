@@ -221,7 +221,8 @@ def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
 def test_a_stopped_run_keeps_checkpoint_and_metrics_in_agreement(
     tmp_path: Path, stop: signal.Signals, status: int
 ) -> None:

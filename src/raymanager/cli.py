@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 import types
 import typing
 from collections.abc import Sequence
@@ -262,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A mistake in the options or files (a bad value, a malformed YAML file, a
     missing or corrupt checkpoint, an unwritable or full disk, no Ray cluster
-    at ``--address``) prints one ``error: ...`` line and returns 2.
+    at ``--address``) prints one ``error: ...`` line and returns 2 (with
+    ``-v``, the traceback too). Ctrl-C returns 130, SIGTERM 143.
 
     >>> main(["train", "--num-actors", "0"])                # doctest: +SKIP
     error: TrainConfig.num_actors must be an int >= 1, got 0
@@ -280,16 +282,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         terminated.append(signum)
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         status: int = args.run(args)
     except USER_ERRORS as error:
+        if args.verbose:  # the traceback, for a report
+            traceback.print_exc()
         console.print(f"[red]error:[/red] {_message(error)}", highlight=False, soft_wrap=True)
-        return 2
+        status = 2
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)
         status = 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
     if terminated:
         return 128 + signal.SIGTERM
     return status

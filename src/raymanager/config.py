@@ -9,7 +9,7 @@ Ray worker::
     ...
     ValueError: BatchConfig.batch_size must be >= 1, got 0
 
-This module imports nothing of ours (see DESIGN.md, "Layers").
+This module imports nothing of ours (see the README, "Development": layers).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ and ``learning_curve.png``.
     >>> from raymanager.training import TrainConfig, train        # doctest: +SKIP
     >>> summary = train(TrainConfig(max_rounds=5, output_dir="runs"))  # doctest: +SKIP
 
-Only the public API of raymanager is used here (see DESIGN.md, "Layers").
+Only the public API of raymanager is used here (see the README, "Development": layers).
 """
 
 from __future__ import annotations
