@@ -1,6 +1,6 @@
 """How :class:`~raymanager.RayManager` starts or joins Ray: fast, private and quiet.
 
-Three things Ray does not do on its own, each a function here:
+What Ray does not do on its own, a function each:
 
 - :func:`check_cluster` answers "is there a Ray cluster at this address?" in
   at most ``RayConfig.connect_timeout_s`` (Ray's own ``ray.init`` retries for
@@ -8,14 +8,18 @@ Three things Ray does not do on its own, each a function here:
 
       >>> check_cluster("127.0.0.1:1", timeout_s=5)              # doctest: +SKIP
       Traceback (most recent call last):
-      RayStartError: no Ray cluster at 127.0.0.1:1: nothing listens there ...
+      RayStartError: no Ray cluster at 127.0.0.1:1 (Ray connects to ...): nothing listens there ...
 
 - :func:`loopback_only` makes a private local Ray serve on 127.0.0.1 only;
 - :func:`quiet_ray_notices` keeps Ray's worker notices ("A worker died ...")
   off the terminal; they stay in Ray's log files and our ``raymanager``
-  logger says what happened in one line.
+  logger says what happened in one line;
+- :func:`python_sigterm` keeps SIGTERM a Python signal (Ray's crash handler
+  would abort the process) and :func:`check_dashboard` names the extra the
+  dashboard needs.
 
-Used by manager.py only; like it, this module imports ray.
+Used by manager.py only; like it, this module imports ray (lazily: Ray's
+internals it reads are imported inside the functions).
 """
 
 from __future__ import annotations
