@@ -31,8 +31,30 @@ def test_something_that_is_not_ray_is_a_clear_error_within_the_timeout() -> None
         silent.bind(("0.0.0.0", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        with pytest.raises(RayStartError, match=r"no answer within 0\.5 s.*connect_timeout_s"):
+        words = r"no answer from a Ray cluster there.*at most 0\.5 s, RayConfig\.connect_timeout_s"
+        with pytest.raises(RayStartError, match=words):
             check_cluster(f"127.0.0.1:{port}", timeout_s=0.5)
+
+
+@pytest.mark.parametrize(
+    ("details", "words"),
+    [
+        # gRPC's own words, as measured against a refused port and a silent listener.
+        ("failed to connect to all addresses; last error: UNKNOWN: ipv4:192.0.2.2:1: Failed "
+         "to connect to remote host: Connection refused", "nothing listens there"),
+        ("failed to connect to all addresses; last error: UNKNOWN: ipv4:192.0.2.2:47124: "
+         "connection attempt timed out before receiving SETTINGS frame", "no answer from"),
+        ("failed to connect to all addresses; last error: INTERNAL: ipv4:127.0.0.1:80: "
+         "Failed parsing HTTP/2", "not a Ray cluster's GCS"),
+    ],
+)
+def test_why_nothing_answered(details: str, words: str) -> None:
+    import grpc
+
+    from raymanager.startup import _no_cluster
+
+    message = _no_cluster("h:1", grpc.StatusCode.UNAVAILABLE, details, 30)
+    assert message.startswith("no Ray cluster at h:1: ") and words in message, message
 
 
 def test_ray_client_address_without_a_server() -> None:

@@ -85,21 +85,23 @@ def check_cluster(address: str, timeout_s: float) -> None:
             code = error.code()
             if code == grpc.StatusCode.UNAUTHENTICATED:
                 return  # a Ray cluster that wants its token: ray.init sends it
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise RayStartError(
-                    f"no Ray cluster at {shown}: no answer within {timeout_s:g} s "
-                    f"(RayConfig.connect_timeout_s); check the address and that a "
-                    f"firewall lets this machine reach it"
-                ) from None
-            if code == grpc.StatusCode.UNAVAILABLE and "connect" in (error.details() or ""):
-                raise RayStartError(
-                    f"no Ray cluster at {shown}: nothing listens there; start one with "
-                    f"`ray start --head` and use the address it prints"
-                ) from None
-            raise RayStartError(
-                f"no Ray cluster at {shown}: something answers there but it is not a Ray "
-                f"cluster's GCS ({code.name}); check the port"
-            ) from None
+            details = error.details() or ""
+            raise RayStartError(_no_cluster(shown, code, details, timeout_s)) from None
+
+
+def _no_cluster(shown: str, code: Any, details: str, timeout_s: float) -> str:
+    """Why nothing usable answered, from gRPC's status and details."""
+    reason = details.rpartition("last error: ")[2] or str(code)
+    lowered = details.lower()
+    if "refused" in lowered:
+        return (f"no Ray cluster at {shown}: nothing listens there ({reason}); start one "
+                f"with `ray start --head` and use the address it prints")
+    if code.name == "DEADLINE_EXCEEDED" or "timed out" in lowered or "timeout" in lowered:
+        return (f"no Ray cluster at {shown}: no answer from a Ray cluster there ({reason}; "
+                f"waited at most {timeout_s:g} s, RayConfig.connect_timeout_s); check the "
+                f"address and that a firewall lets this machine reach it")
+    return (f"no Ray cluster at {shown}: something answers there but it is not a Ray "
+            f"cluster's GCS ({code.name}: {reason}); check the port")
 
 
 def _bootstrap_address(address: str) -> str:
