@@ -391,7 +391,11 @@ def new_run_dir(config: TrainConfig, *, overwrite: bool = False) -> Path:
     raises FileExistsError (continue it with ``resume``), unless ``overwrite``.
     """
     output = Path(config.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot create the output directory ({error.strerror})",
+                      str(output)) from None
     if config.run_name is None:  # a fresh name: the first that does not exist
         base = f"{config.env}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         for number in itertools.count(1):
