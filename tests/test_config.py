@@ -72,3 +72,44 @@ def test_bad_ray_config(kwargs: dict[str, object], error: type[Exception], words
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         BatchConfig().batch_size = 3  # type: ignore[misc]
+
+
+def test_numpy_and_other_integral_numbers_are_accepted_as_plain_numbers() -> None:
+    import fractions
+
+    import numpy as np
+
+    batch = BatchConfig(batch_size=np.int64(64), num_parallel=np.uint8(2),
+                        timeout_s=np.float32(1.5))
+    assert batch.batch_size == 64 and type(batch.batch_size) is int
+    assert batch.num_parallel == 2 and type(batch.num_parallel) is int
+    assert batch.timeout_s == 1.5 and type(batch.timeout_s) is float
+    config = RayConfig(num_cpus=np.int32(2), connect_timeout_s=fractions.Fraction(1, 2))
+    assert config.num_cpus == 2 and type(config.num_cpus) is int
+    assert config.connect_timeout_s == 0.5 and type(config.connect_timeout_s) is float
+    with pytest.raises(TypeError, match="num_parallel"):
+        BatchConfig(num_parallel=np.bool_(True))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        # No machine has a million CPUs: a typo, refused now, not 35 s into start-up.
+        ({"num_cpus": 10**12}, ValueError, r"num_cpus must be <= 1048576, got 1000000000000"),
+        ({"num_gpus": 2**21}, ValueError, "num_gpus"),
+        ({"memory": 2**61}, ValueError, "memory"),
+        ({"num_cpus": float("nan")}, TypeError, r"num_cpus must be an int or None, got nan"),
+        ({"connect_timeout_s": float("nan")}, ValueError, "connect_timeout_s must be finite"),
+        ({"connect_timeout_s": 0}, ValueError, "connect_timeout_s must be > 0"),
+        ({"actor_start_timeout_s": float("inf")}, ValueError, "actor_start_timeout_s"),
+    ],
+)
+def test_impossible_values_are_refused_at_construction(
+    kwargs: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        RayConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_connect_timeout_default() -> None:
+    assert RayConfig().connect_timeout_s == 30.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -391,23 +392,23 @@ def test_wrong_arguments_to_process_in_parallel_are_type_errors(
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 Rule = Callable[[object], "type[Exception] | None"]
 
 
-def _int_rule(minimum: int, *, optional: bool) -> Rule:
+def _int_rule(minimum: int, *, optional: bool, maximum: float = math.inf) -> Rule:
     def rule(value: object) -> type[Exception] | None:
         if value is None and optional:
             return None
         if not _is_int(value):
             return TypeError
-        return ValueError if value < minimum else None  # type: ignore[operator]
+        return None if minimum <= int(value) <= maximum else ValueError  # type: ignore[call-overload]
 
     return rule
 
@@ -456,15 +457,16 @@ BATCH_RULES: dict[str, Rule] = {
     "max_inflight_bytes": _int_rule(1, optional=False),
 }
 RAY_RULES: dict[str, Rule] = {
-    "num_cpus": _int_rule(1, optional=True),
-    "num_gpus": _int_rule(0, optional=True),
-    "memory": _int_rule(1, optional=True),
-    "object_store_memory": _int_rule(75 * 1024 * 1024, optional=True),
+    "num_cpus": _int_rule(1, optional=True, maximum=2**20),
+    "num_gpus": _int_rule(0, optional=True, maximum=2**20),
+    "memory": _int_rule(1, optional=True, maximum=2**60),
+    "object_store_memory": _int_rule(75 * 1024 * 1024, optional=True, maximum=2**60),
     "address": _optional_str_rule,
     "namespace": _optional_str_rule,
     "include_dashboard": _bool_rule,
     "log_to_driver": _bool_rule,
     "actor_start_timeout_s": _number_rule(above=0, optional=False),
+    "connect_timeout_s": _number_rule(above=0, optional=False),
     "object_store_warn_fraction": _number_rule(above=0, at_most=1, optional=False),
     "init_kwargs": _dict_rule,
 }
@@ -491,7 +493,12 @@ def _check_config(owner: type[Any], rules: Mapping[str, Rule], kwargs: dict[str,
     else:
         assert not bad, f"{owner.__name__} accepted bad {sorted(bad)}"
         for name, value in kwargs.items():
-            assert getattr(config, name) is value
+            stored = getattr(config, name)
+            # Numbers are stored as plain int / float (numpy.int64(2) -> 2).
+            if _is_number(value):
+                assert stored == value and type(stored) in (int, float), (name, stored)
+            else:
+                assert stored is value, (name, stored)
 
 
 def _field_values(rules: Mapping[str, Rule], valid: Mapping[str, st.SearchStrategy[Any]]) -> Any:
@@ -520,6 +527,7 @@ VALID_RAY_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "include_dashboard": st.booleans(),
     "log_to_driver": st.booleans(),
     "actor_start_timeout_s": st.floats(1e-3, 1e5) | st.integers(1, 10**5),
+    "connect_timeout_s": st.floats(1e-3, 1e5) | st.integers(1, 10**5),
     "object_store_warn_fraction": st.floats(1e-6, 1.0),
     "init_kwargs": st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 }

@@ -20,6 +20,7 @@ EXPECTED = [
     "RayConfig",
     "RayManager",
     "RayManagerError",
+    "RayStartError",
     "RemoteTraceback",
     "ResourceUnavailableError",
     "TrainingActor",

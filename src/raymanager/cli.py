@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
+import threading
+import traceback
 import types
 import typing
 from collections.abc import Sequence
@@ -23,14 +26,44 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from raymanager.training import TrainConfig, TrainSummary, evaluate_checkpoint, train
+from raymanager.errors import RayManagerError
+from raymanager.progress import LiveDisplay
+from raymanager.training import (
+    TrainConfig,
+    TrainSummary,
+    evaluate_checkpoint,
+    load_checkpoint,
+    resume_config,
+    train,
+)
 
 __all__ = ["main"]
 
 console = Console(stderr=True)
+
+
+def _yaml_mapping(text: str) -> dict[str, Any]:
+    """A flag's YAML / JSON mapping literal, such as ``'{sutton_barto_reward: true}'``."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(
+            f"not a YAML mapping: {text!r} ({_yaml_problem(error)})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{key: 1}}', got {text!r}")
+    return value
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line of what YAML found wrong, and where."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _flag_type(annotation: Any) -> tuple[Any, bool]:
@@ -41,17 +74,39 @@ def _flag_type(annotation: Any) -> tuple[Any, bool]:
         return None, True
     if base in (int, float, str):
         return base, False
-    return yaml.safe_load, False  # dicts: a YAML/JSON literal such as '{a: 1}'
+    return _yaml_mapping, False  # dicts: a YAML/JSON literal such as '{a: 1}'
+
+
+def _default_text(spec: dataclasses.Field[Any]) -> str:
+    if spec.default is not dataclasses.MISSING:
+        default = spec.default
+    elif spec.default_factory is not dataclasses.MISSING:
+        default = spec.default_factory()
+    else:  # pragma: no cover - every TrainConfig field has a default
+        return ""
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default) if default != {} else "{}"
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="YAML", help="YAML file of options (safe_load)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    parser.add_argument("--config", metavar="YAML",
+                        help="YAML file of options (safe_load; keys = the flags' names)")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue a run from its checkpoint, with its own options")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --output-dir/--run-name if there is one")
     hints = typing.get_type_hints(TrainConfig)
     for spec in dataclasses.fields(TrainConfig):
         flag = "--" + spec.name.replace("_", "-")
         kind, is_bool = _flag_type(hints[spec.name])
+        # The defaults are shown by hand: the flags default to SUPPRESS so
+        # that we know which ones the user gave (a resumed run keeps the rest).
         help_text = spec.metadata.get("help", "")
+        if "None:" not in help_text:  # else the help says what None means
+            help_text += f" (default: {_default_text(spec)})"
         if is_bool:
             parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
@@ -60,42 +115,29 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                                 help=help_text, metavar=spec.name.upper())
 
 
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig options given as flags (not their defaults)."""
+    return {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)
+            if spec.name in vars(args)}
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {}
     if args.config:
-        values.update(dataclasses.asdict(TrainConfig.from_yaml(args.config)))
-    for spec in dataclasses.fields(TrainConfig):
-        if spec.name in vars(args):
-            values[spec.name] = getattr(args, spec.name)
+        values.update(dataclasses.asdict(_read_yaml_config(args.config)))
+    values.update(_given_options(args))
     return TrainConfig.from_mapping(values)
 
 
-class _LiveDisplay:
-    """Round, env steps/s, latest eval return and ETA, redrawn after every round."""
-
-    def __init__(self, config: TrainConfig) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]round"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[evaluation]}"),
-            TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
-            console=console,
-        )
-        self.task = self.progress.add_task(
-            "train", total=config.max_rounds, rate="", evaluation="eval: -", eta="?")
-        self.last_eval = "eval: -"
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        seconds, steps, done = row["seconds"], row["env_steps"], row["round"]
-        rate = f"{steps / seconds:,.0f} steps/s" if seconds > 0 else ""
-        if row.get("eval_return_mean") is not None:
-            self.last_eval = (f"eval: {row['eval_return_mean']:.1f} "
-                              f"(target {row['target']:g})")
-        # Whichever budget ends first, rounds or time, bounds the wait.
-        eta = seconds / done * (row["max_rounds"] - done) if done else float("inf")
-        if row.get("max_seconds"):
-            eta = min(eta, max(0.0, row["max_seconds"] - seconds))
-        self.progress.update(self.task, completed=done, rate=rate, evaluation=self.last_eval,
-                             eta=f"{eta:,.0f}s (budget)")
+def _read_yaml_config(path: str) -> TrainConfig:
+    try:
+        return TrainConfig.from_yaml(path)
+    except yaml.YAMLError as error:
+        refused = " (tags such as !!python/... are refused: nothing in a config runs code)"
+        tag = "tag" in str(error) and "python" in str(error)
+        raise ValueError(
+            f"{path}: not a valid options file: {_yaml_problem(error)}{refused if tag else ''}"
+        ) from None
 
 
 def _report(summary: TrainSummary) -> None:
@@ -116,18 +158,25 @@ def _report(summary: TrainSummary) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    config = _train_config(args)
-    if config.progress and not args.resume:
-        console.print(f"training {config.agent} on {config.env} with {config.num_actors} "
-                      f"training and {config.num_eval_actors} evaluation actors")
-    display = _LiveDisplay(config) if config.progress else None
+    if args.resume:
+        if args.config:
+            raise ValueError("--resume continues a run with its own options: drop --config")
+        config = resume_config(args.resume, _given_options(args))
+        done = load_checkpoint(args.resume).round
+        budget = f"{config.max_seconds:g} s" if config.max_seconds is not None else "none"
+        console.print(f"resuming {args.resume} after round {done}: up to round "
+                      f"{config.max_rounds}, time budget {budget} in all "
+                      f"(change with --max-rounds / --max-seconds)", soft_wrap=True)
+    else:
+        config = _train_config(args)
+    display = LiveDisplay(config, console) if config.progress else None
     if display is not None:
-        display.progress.start()
+        display.start()
     try:
-        summary = train(config, resume=args.resume, on_round=display)
+        summary = train(config, resume=args.resume, on_round=display, overwrite=args.overwrite)
     finally:
         if display is not None:
-            display.progress.stop()
+            display.stop()
     _report(summary)
     return 130 if summary.interrupted else 0
 
@@ -180,37 +229,85 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raymanager",
         description="Train and evaluate agents in parallel on pools of Ray actors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train an agent (default: ES on CartPole)")
+    train_parser = commands.add_parser(
+        "train", help="train an agent (default: ES on CartPole)",
+        description="Train an agent; options: defaults, then --config YAML, then flags.")
     _add_train_flags(train_parser)
     train_parser.set_defaults(run=_cmd_train)
-    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint in parallel")
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint in parallel",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("checkpoint", help="a run directory or its checkpoint/ folder")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes to run")
     evaluate.add_argument("--num-actors", type=int, default=2, help="evaluation actors")
-    evaluate.add_argument("--address", default=None, help="Ray cluster to join")
+    evaluate.add_argument("--address", default=None,
+                          help="Ray cluster to join (none: a private local Ray)")
     evaluate.set_defaults(run=_cmd_evaluate)
-    info = commands.add_parser("info", help="show the Ray resources raymanager sees")
-    info.add_argument("--address", default=None, help="Ray cluster to join")
+    info = commands.add_parser("info", help="show the Ray resources raymanager sees",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    info.add_argument("--address", default=None,
+                      help="Ray cluster to join (none: a private local Ray)")
     info.set_defaults(run=_cmd_info)
     return parser
 
 
+#: What a user's mistake or the machine's state can raise: one line, exit status 2.
+USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``raymanager`` command; returns the exit status."""
+    """Entry point of the ``raymanager`` command; returns the exit status.
+
+    A mistake in the options or files (a bad value, a malformed YAML file, a
+    missing or corrupt checkpoint, an unwritable or full disk, no Ray cluster
+    at ``--address``) prints one ``error: ...`` line and returns 2 (with
+    ``-v``, the traceback too). Ctrl-C returns 130, SIGTERM 143.
+
+    >>> main(["train", "--num-actors", "0"])                # doctest: +SKIP
+    error: TrainConfig.num_actors must be an int >= 1, got 0
+    2
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
+        # SIGTERM stops like Ctrl-C (a checkpoint, Ray shut down), then exits 143.
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
         status: int = args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        return 2
+    except USER_ERRORS as error:
+        if args.verbose:  # the traceback, for a report
+            traceback.print_exc()
+        console.print(f"[red]error:[/red] {_message(error)}", highlight=False, soft_wrap=True)
+        status = 2
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        status = 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
+    if terminated:
+        return 128 + signal.SIGTERM
     return status
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        # "[Errno 28] No space left on device: 'runs/x'" -> a sentence
+        return f"{error.strerror or error}: {error.filename}"
+    text = str(error) or type(error).__name__
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,12 +9,13 @@ Ray worker::
     ...
     ValueError: BatchConfig.batch_size must be >= 1, got 0
 
-This module imports nothing of ours (see DESIGN.md, "Layers").
+This module imports nothing of ours (see the README, "Development": layers).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,30 +27,62 @@ __all__ = ["BatchConfig", "OnError", "RayConfig"]
 OnError = Literal["raise", "continue"] | Callable[[Any], str]
 
 
-def _check_int(owner: str, name: str, value: object, *, minimum: int, optional: bool) -> None:
+#: Upper bound of the CPU / GPU counts of a local Ray. Ray accepts more CPUs
+#: than the machine has (it only schedules by them), so os.cpu_count() is no
+#: bound; but a count no machine or cluster has (2**20 is 16x the largest
+#: supercomputer node count times cores per node we know of) is a typo, and
+#: Ray would only fail 35 s later with "node timed out during startup".
+MAX_DEVICES = 2**20
+#: Upper bound of a byte count: 2**60 bytes (an exbibyte). Larger is a typo.
+MAX_BYTES = 2**60
+
+
+def _as_int(owner: str, name: str, value: object, *, minimum: int, optional: bool,
+            maximum: int | None = None) -> int | None:
+    """``value`` as a plain int, or a TypeError / ValueError naming the field.
+
+    Any integral number is accepted (``numpy.int64(2)`` as well as ``2``);
+    bool is refused: ``num_cpus=True`` is a bug, not a 1.
+    """
     if value is None and optional:
-        return
-    # bool is an int subclass; `num_cpus=True` is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         kind = "an int or None" if optional else "an int"
         raise TypeError(f"{owner}.{name} must be {kind}, got {value!r}")
-    if value < minimum:
+    number = int(value)
+    if number < minimum:
         raise ValueError(f"{owner}.{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{owner}.{name} must be <= {maximum}, got {value!r}")
+    return number
 
 
-def _check_number(
-    owner: str, name: str, value: object, *, minimum: float, optional: bool, strict: bool = False
-) -> None:
+def _as_number(
+    owner: str, name: str, value: object, *, minimum: float, optional: bool, strict: bool = False,
+    maximum: float | None = None,
+) -> float | None:
+    """``value`` as a plain float (any real number but bool), finite and in range."""
     if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         kind = "a number or None" if optional else "a number"
         raise TypeError(f"{owner}.{name} must be {kind}, got {value!r}")
-    if not math.isfinite(value):
+    number = float(value)
+    if not math.isfinite(number):
         raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
-    if value < minimum or (strict and value == minimum):
+    if number < minimum or (strict and number == minimum):
         op = ">" if strict else ">="
         raise ValueError(f"{owner}.{name} must be {op} {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{owner}.{name} must be <= {maximum}, got {value!r}")
+    return number
+
+
+def _set(config: object, name: str, value: object) -> None:
+    # The dataclasses are frozen: store the normalised value (a plain int for
+    # numpy.int64(2)) the way dataclasses' own __init__ does.
+    if getattr(config, name) is not value:
+        object.__setattr__(config, name, value)
 
 
 def _check_optional_str(owner: str, name: str, value: object) -> None:
@@ -85,7 +118,9 @@ class RayConfig:
     address: str | None = None
     #: Ray namespace for the actors we create (None = an anonymous one).
     namespace: str | None = None
-    #: Ray's web dashboard; off by default because it serves on the network.
+    #: Ray's web dashboard (on 127.0.0.1:8265). Off by default; needs the
+    #: ``dashboard`` extra (``pip install 'raymanager[dashboard]'``, Ray's own
+    #: ``ray[default]`` packages).
     include_dashboard: bool = False
     #: Forward actor stdout/stderr (and Ray's worker notices) to the driver's
     #: terminal. Off by default: raymanager logs what went wrong itself, and
@@ -93,6 +128,10 @@ class RayConfig:
     log_to_driver: bool = False
     #: Seconds to wait for a pool's actors to start before giving up.
     actor_start_timeout_s: float = 120.0
+    #: Seconds to wait for the cluster at ``address`` to answer before
+    #: :class:`~raymanager.RayStartError` says there is none (Ray itself would
+    #: retry for about ten minutes).
+    connect_timeout_s: float = 30.0
     #: Log a warning when the object store is fuller than this fraction.
     object_store_warn_fraction: float = 0.8
     #: Extra keyword arguments for ``ray.init`` (e.g. ``runtime_env``), for what
@@ -101,32 +140,27 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         owner = "RayConfig"
-        _check_int(owner, "num_cpus", self.num_cpus, minimum=1, optional=True)
-        _check_int(owner, "num_gpus", self.num_gpus, minimum=0, optional=True)
-        _check_int(owner, "memory", self.memory, minimum=1, optional=True)
-        # Ray refuses an object store under 75 MiB; say so here, not in a Ray traceback.
-        _check_int(
-            owner, "object_store_memory", self.object_store_memory,
-            minimum=75 * 1024 * 1024, optional=True,
-        )
+        for name, minimum, maximum in (
+            ("num_cpus", 1, MAX_DEVICES),
+            ("num_gpus", 0, MAX_DEVICES),
+            ("memory", 1, MAX_BYTES),
+            # Ray refuses an object store under 75 MiB; say so here, not in a Ray traceback.
+            ("object_store_memory", 75 * 1024 * 1024, MAX_BYTES),
+        ):
+            _set(self, name, _as_int(owner, name, getattr(self, name), minimum=minimum,
+                                     maximum=maximum, optional=True))
         _check_optional_str(owner, "address", self.address)
         _check_optional_str(owner, "namespace", self.namespace)
         for name in ("include_dashboard", "log_to_driver"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{owner}.{name} must be a bool, got {getattr(self, name)!r}")
-        _check_number(
-            owner, "actor_start_timeout_s", self.actor_start_timeout_s,
-            minimum=0, optional=False, strict=True,
-        )
-        _check_number(
+        for name in ("actor_start_timeout_s", "connect_timeout_s"):
+            _set(self, name, _as_number(owner, name, getattr(self, name), minimum=0,
+                                        optional=False, strict=True))
+        _set(self, "object_store_warn_fraction", _as_number(
             owner, "object_store_warn_fraction", self.object_store_warn_fraction,
-            minimum=0, optional=False, strict=True,
-        )
-        if self.object_store_warn_fraction > 1:
-            raise ValueError(
-                f"{owner}.object_store_warn_fraction must be <= 1, "
-                f"got {self.object_store_warn_fraction!r}"
-            )
+            minimum=0, maximum=1, optional=False, strict=True,
+        ))
         if not isinstance(self.init_kwargs, dict):
             raise TypeError(f"{owner}.init_kwargs must be a dict, got {self.init_kwargs!r}")
 
@@ -167,11 +201,12 @@ class BatchConfig:
 
     def __post_init__(self) -> None:
         owner = "BatchConfig"
-        _check_int(owner, "batch_size", self.batch_size, minimum=1, optional=False)
-        _check_int(owner, "num_parallel", self.num_parallel, minimum=1, optional=False)
-        _check_int(owner, "chunk_size", self.chunk_size, minimum=1, optional=False)
-        _check_int(owner, "max_retries", self.max_retries, minimum=0, optional=False)
-        _check_number(owner, "timeout_s", self.timeout_s, minimum=0, optional=True, strict=True)
+        for name, minimum in (("batch_size", 1), ("num_parallel", 1), ("chunk_size", 1),
+                              ("max_retries", 0), ("max_inflight_bytes", 1)):
+            _set(self, name, _as_int(owner, name, getattr(self, name), minimum=minimum,
+                                     optional=False))
+        _set(self, "timeout_s", _as_number(owner, "timeout_s", self.timeout_s, minimum=0,
+                                           optional=True, strict=True))
         if not callable(self.on_error) and (
             not isinstance(self.on_error, str) or self.on_error not in ("raise", "continue")
         ):
@@ -179,4 +214,3 @@ class BatchConfig:
                 f"{owner}.on_error must be 'raise', 'continue' or a callable, "
                 f"got {self.on_error!r}"
             )
-        _check_int(owner, "max_inflight_bytes", self.max_inflight_bytes, minimum=1, optional=False)

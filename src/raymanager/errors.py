@@ -4,6 +4,7 @@ Every error of ours derives from :class:`RayManagerError`, so one ``except``
 catches them all; the subclasses carry the data a caller needs to act::
 
     RayManagerError
+    ├── RayStartError             Ray did not start, or no cluster at the address
     ├── ManagerShutdownError      a call on a manager or pool after shutdown()
     ├── PoolBrokenError           no actor of the pool can be kept alive
     │   ├── ActorStartError       an actor constructor raised
@@ -34,6 +35,7 @@ __all__ = [
     "PoolBrokenError",
     "PoolBusyError",
     "RayManagerError",
+    "RayStartError",
     "RemoteTraceback",
     "ResourceUnavailableError",
     "WorkerDiedError",
@@ -159,3 +161,10 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
+
+
+class RayStartError(RayManagerError):
+    """Ray could not be started, or no cluster answers at ``RayConfig.address``.
+
+    The message says what to check; Ray's own exception, if any, is ``__cause__``.
+    """

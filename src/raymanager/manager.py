@@ -37,10 +37,18 @@ import ray
 from raymanager.actors.base import RayActor
 from raymanager.batching import make_source
 from raymanager.config import BatchConfig, RayConfig
-from raymanager.errors import ManagerShutdownError
+from raymanager.errors import ManagerShutdownError, RayStartError
 from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
+from raymanager.startup import (
+    LOOPBACK,
+    check_cluster,
+    check_dashboard,
+    loopback_only,
+    python_sigterm,
+    quiet_ray_notices,
+)
 
 __all__ = ["ObjectStoreStats", "RayManager", "ResultStream"]
 
@@ -104,7 +112,10 @@ class RayManager:
             # on a user's terminal; its warnings and errors still show.
             "logging_level": logging.WARNING,
         }
-        if config.address is None:
+        private = config.address is None
+        if private:
+            if config.include_dashboard:
+                check_dashboard()
             ensure_private_token()
             kwargs.update(
                 # "local" always starts a private Ray, even when RAY_ADDRESS is
@@ -114,15 +125,37 @@ class RayManager:
                 num_gpus=config.num_gpus,
                 object_store_memory=config.object_store_memory,
                 include_dashboard=config.include_dashboard,
+                # A private Ray serves this process only: on loopback.
+                _node_ip_address=LOOPBACK,
             )
             if config.memory is not None:
                 kwargs["_memory"] = config.memory
             self.owns_ray = True
         else:
+            assert config.address is not None
+            check_cluster(config.address, config.connect_timeout_s)
             kwargs["address"] = config.address
         kwargs.update(config.init_kwargs)
-        with quiet_auth_banner(), self._driver_path_for_workers():
-            ray.init(**kwargs)
+        loopback = private and kwargs.get("_node_ip_address") == LOOPBACK
+        try:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(quiet_auth_banner())
+                stack.enter_context(python_sigterm())
+                stack.enter_context(self._driver_path_for_workers())
+                if loopback:
+                    stack.enter_context(loopback_only())
+                ray.init(**kwargs)
+        except Exception as error:
+            self.owns_ray = False
+            if ray.is_initialized():  # half started: leave nothing running
+                ray.shutdown()
+            where = "start a local Ray" if private else f"join the Ray cluster at {config.address}"
+            raise RayStartError(
+                f"could not {where}: {type(error).__name__}: {error}. Check RayConfig "
+                f"(and its init_kwargs), free memory and disk under /tmp/ray, and Ray's "
+                f"log files in /tmp/ray/session_latest/logs"
+            ) from error
+        quiet_ray_notices(not config.log_to_driver)
 
     @contextlib.contextmanager
     def _driver_path_for_workers(self) -> Iterator[None]:

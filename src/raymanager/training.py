@@ -17,19 +17,24 @@ and ``learning_curve.png``.
     >>> from raymanager.training import TrainConfig, train        # doctest: +SKIP
     >>> summary = train(TrainConfig(max_rounds=5, output_dir="runs"))  # doctest: +SKIP
 
-Only the public API of raymanager is used here (see DESIGN.md, "Layers").
+Only the public API of raymanager is used here (see the README, "Development": layers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
+import itertools
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,16 +47,21 @@ from raymanager.actors.evaluation import EvaluationActor, merge_evaluations
 from raymanager.actors.training import TrainingActor
 from raymanager.agents.base import average_weights, round_seeds
 from raymanager.config import BatchConfig, RayConfig
-from raymanager.envs import make_env
+from raymanager.envs import make_env, validate_env_config
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
 
 __all__ = [
     "Checkpoint",
+    "CheckpointError",
     "TrainConfig",
     "TrainSummary",
     "evaluate_checkpoint",
     "load_checkpoint",
+    "new_run_dir",
+    "read_run_config",
+    "resolved_config",
+    "resume_config",
     "save_checkpoint",
     "train",
 ]
@@ -171,6 +181,32 @@ class Checkpoint:
     last_eval: dict[str, Any] | None = None
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: truncated, garbage, or not raymanager's."""
+
+
+def _write_atomically(target: Path, write: Callable[[Any], None], *, binary: bool) -> None:
+    """Write ``target`` through a temporary file in its folder, then rename it.
+
+    A crash mid-write leaves the old file whole; a failed write (a full disk)
+    leaves no temporary file behind.
+    """
+    mode = "wb" if binary else "w"
+    encoding = None if binary else "utf-8"
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below
+        mode, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False,
+        encoding=encoding,
+    )
+    try:
+        with handle:
+            write(handle)
+        os.replace(handle.name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
 def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically (a crash mid-write leaves the old one whole).
 
@@ -186,19 +222,19 @@ def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -
         "config": checkpoint.config,
         "last_eval": checkpoint.last_eval,
     }
-    with tempfile.NamedTemporaryFile(dir=target, suffix=".npz", delete=False) as handle:
-        np.savez(handle, **checkpoint.weights)  # type: ignore[arg-type]
-    os.replace(handle.name, target / "weights.npz")
-    with tempfile.NamedTemporaryFile("w", dir=target, suffix=".json", delete=False) as text:
-        json.dump(state, text, indent=2)
-    os.replace(text.name, target / "state.json")
+    _write_atomically(target / "weights.npz",
+                      lambda handle: np.savez(handle, **checkpoint.weights),  # type: ignore[arg-type]
+                      binary=True)
+    _write_atomically(target / "state.json",
+                      lambda handle: json.dump(state, handle, indent=2), binary=False)
     return target
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint from a checkpoint directory or a run directory.
 
-    Never executes code: arrays load with ``allow_pickle=False``, state is JSON.
+    Never executes code: arrays load without pickle, state is JSON. A file
+    that cannot be read raises :class:`CheckpointError` saying it is corrupt.
 
     >>> load_checkpoint("runs/CartPole-v1-seed0").round             # doctest: +SKIP
     42
@@ -212,16 +248,43 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"no checkpoint at {path}: expected state.json and weights.npz in it "
             f"or in its {CHECKPOINT_DIR}/ folder"
         )
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    with np.load(weights_file, allow_pickle=False) as archive:
-        weights = {key: archive[key] for key in archive.files}
-    return Checkpoint(
-        weights=weights,
-        round=int(state["round"]),
-        env_steps=int(state["env_steps"]),
-        seconds=float(state["seconds"]),
-        config=dict(state["config"]),
-        last_eval=state.get("last_eval"),
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        checkpoint_fields = {
+            "round": int(state["round"]),
+            "env_steps": int(state["env_steps"]),
+            "seconds": float(state["seconds"]),
+            "config": dict(state["config"]),
+            "last_eval": state.get("last_eval"),
+        }
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
+        raise CheckpointError(
+            f"{state_file} is corrupt (not a raymanager checkpoint state: {error})"
+        ) from None
+    weights = _load_weights(weights_file)
+    return Checkpoint(weights=weights, **checkpoint_fields)
+
+
+def _load_weights(weights_file: Path) -> dict[str, np.ndarray]:
+    # numpy's own messages would suggest allow_pickle=True for an object
+    # array or a file it does not recognise: code execution from a file,
+    # which we never do nor advise.
+    if not zipfile.is_zipfile(weights_file):
+        reason = "not an .npz archive: truncated or overwritten"
+    else:
+        try:
+            with np.load(weights_file, allow_pickle=False) as archive:
+                return {key: archive[key] for key in archive.files}
+        except ValueError as error:
+            if "pickle" in str(error):
+                reason = "it holds Python objects, which raymanager never loads"
+            else:
+                reason = str(error).split(". ")[0]
+        except (OSError, EOFError, KeyError, zipfile.BadZipFile, AttributeError) as error:
+            reason = str(error) or type(error).__name__
+    raise CheckpointError(
+        f"{weights_file} is corrupt or not a raymanager checkpoint ({reason}); "
+        f"restore it from a copy or train again"
     )
 
 
@@ -262,23 +325,156 @@ METRIC_COLUMNS = [
 ]
 
 
-class _RunFiles:
-    """The run directory: config, metrics rows, checkpoint and curve."""
+#: Options a resumed run may change: budgets and where it runs. Any other
+#: option would change what the checkpoint's weights mean.
+RESUMABLE_OPTIONS = ("max_rounds", "max_seconds", "target_return", "progress", "address",
+                     "num_cpus", "num_actors", "num_eval_actors")
 
-    def __init__(self, run_dir: Path, config: TrainConfig, resume: bool) -> None:
-        self.run_dir = run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(
-            yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
+#: The files of a run directory that ``overwrite`` replaces.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE)
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
+    """The options a run directory was trained with (its ``config.yaml``)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no {CONFIG_FILE}")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is corrupt: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} is corrupt: expected a mapping of options")
+    return TrainConfig.from_mapping(values)
+
+
+def resume_config(
+    run_dir: str | os.PathLike[str], changes: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """The run's own options, with ``changes`` to its budgets or resources.
+
+    Everything not in ``changes`` stays as the run had it, its budgets
+    included; changing an option outside :data:`RESUMABLE_OPTIONS` raises
+    ValueError naming it.
+
+    >>> resume_config("runs/CartPole-v1-seed0-20261126-101500",
+    ...               {"max_rounds": 50}).max_rounds                 # doctest: +SKIP
+    50
+    """
+    saved = read_run_config(run_dir)
+    changes = dict(changes or {})
+    _check_resumable(saved, TrainConfig.from_mapping({**dataclasses.asdict(saved), **changes}),
+                     run_dir)
+    return dataclasses.replace(saved, **changes)
+
+
+def _check_resumable(saved: TrainConfig, config: TrainConfig,
+                     run_dir: str | os.PathLike[str]) -> None:
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in RESUMABLE_OPTIONS
+               and getattr(config, f.name) != getattr(saved, f.name)]
+    if changed:
+        details = ", ".join(f"{name} (run: {getattr(saved, name)!r}, now: "
+                            f"{getattr(config, name)!r})" for name in changed)
+        raise ValueError(
+            f"cannot resume {run_dir} with other options than it was trained with: {details}; "
+            f"a resumed run may change only {', '.join(RESUMABLE_OPTIONS)}"
         )
+
+
+def new_run_dir(config: TrainConfig, *, overwrite: bool = False) -> Path:
+    """Create the run directory of a new run; never share or silently reuse one.
+
+    Without ``run_name`` the name is ``{env}-seed{seed}-{date}-{time}``, with
+    ``-2``, ``-3`` ... added when that exists already (two runs started in the
+    same second each get their own). An explicit ``run_name`` that holds a run
+    raises FileExistsError (continue it with ``resume``), unless ``overwrite``.
+    """
+    output = Path(config.output_dir)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot create the output directory ({error.strerror})",
+                      str(output)) from None
+    if config.run_name is None:  # a fresh name: the first that does not exist
+        base = f"{config.env}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        for number in itertools.count(1):
+            run_dir = output / (base if number == 1 else f"{base}-{number}")
+            try:
+                run_dir.mkdir()  # atomic: of two runs racing for a name, one gets it
+            except FileExistsError:
+                continue
+            return run_dir
+    run_dir = output / str(config.run_name)
+    run_dir.mkdir(exist_ok=True)
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"run directory {run_dir} already holds a run ({', '.join(existing)}); continue it "
+            f"with `raymanager train --resume {run_dir}`, or add --overwrite to replace it"
+        )
+    _remove_run_files(run_dir, remove_dir=False)
+    return run_dir
+
+
+def _remove_run_files(run_dir: Path, *, remove_dir: bool = True) -> None:
+    """Remove what a run writes in ``run_dir`` (and the folder, if that empties it)."""
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    if remove_dir:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty: never the user's own files
+
+
+class _RunFiles:
+    """The run directory: config, metrics rows, checkpoint and curve.
+
+    ``metrics.csv`` and the checkpoint always agree: a row is written before
+    the checkpoint of its round, and rows past the checkpoint's round (a run
+    killed between the two) are dropped when the run is resumed or stopped.
+    """
+
+    def __init__(self, run_dir: Path, config: TrainConfig, resumed_round: int | None) -> None:
+        self.run_dir = run_dir
+        text = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+        _write_atomically(run_dir / CONFIG_FILE, lambda handle: handle.write(text), binary=False)
         self.metrics_path = run_dir / METRICS_FILE
-        if not resume or not self.metrics_path.exists():
-            with open(self.metrics_path, "w", newline="", encoding="utf-8") as handle:
-                csv.writer(handle).writerow(METRIC_COLUMNS)
+        if resumed_round is None or not self.metrics_path.exists():
+            self._rewrite([])
+        else:
+            self.keep_rounds_up_to(resumed_round)
+
+    def _rewrite(self, rows: list[list[str]]) -> None:
+        def write(handle: Any) -> None:
+            writer = csv.writer(handle)
+            writer.writerow(METRIC_COLUMNS)
+            writer.writerows(rows)
+
+        _write_atomically(self.metrics_path, write, binary=False)
+
+    def keep_rounds_up_to(self, last_round: int) -> None:
+        """Drop the rows of rounds after ``last_round`` (the checkpoint's round)."""
+        with open(self.metrics_path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows = [row for row in reader if row]
+        if header != METRIC_COLUMNS:
+            raise ValueError(f"{self.metrics_path} is corrupt: unexpected header {header}")
+        kept = [row for row in rows if row[0].isdigit() and int(row[0]) <= last_round]
+        if len(kept) != len(rows):
+            logger.warning("%s: dropped %d row(s) after round %d, the checkpoint's round",
+                           self.metrics_path, len(rows) - len(kept), last_round)
+            self._rewrite(kept)
 
     def append(self, row: Mapping[str, Any]) -> None:
+        line = io.StringIO()
+        csv.writer(line).writerow([_cell(row.get(column)) for column in METRIC_COLUMNS])
         with open(self.metrics_path, "a", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerow([_cell(row.get(column)) for column in METRIC_COLUMNS])
+            handle.write(line.getvalue())  # one write: Ctrl-C never leaves half a row
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
@@ -287,6 +483,23 @@ class _RunFiles:
         from raymanager.plotting import plot_learning_curve
 
         plot_learning_curve(self.metrics_path, self.run_dir / CURVE_FILE, target=target)
+
+
+def resolved_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with the values actually used where it says "default" (None).
+
+    The target return becomes the environment's threshold; the ES agent's
+    learning rate and noise scale its defaults. (A custom agent's defaults are
+    its own business: they stay None.)
+    """
+    validate_env_config(config.agent_config())  # a wrong id: close matches, before Ray starts
+    values: dict[str, Any] = {"target_return": target_return_of(config)}
+    if config.agent == "es":
+        from raymanager.agents.es import ESConfig
+
+        settings = ESConfig.from_mapping(config.agent_config())
+        values.update(learning_rate=settings.learning_rate, noise_std=settings.noise_std)
+    return dataclasses.replace(config, **values)
 
 
 def _cell(value: Any) -> str:
@@ -314,17 +527,21 @@ ProgressHook = Callable[[dict[str, Any]], None]
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None = None,
     *,
     resume: str | os.PathLike[str] | None = None,
     on_round: ProgressHook | None = None,
+    overwrite: bool = False,
 ) -> TrainSummary:
     """Train until the target return, the round budget or the time budget.
 
-    With ``resume`` (a run directory) training continues from its checkpoint,
-    with the run's saved options except the budgets given in ``config``.
-    Ctrl-C saves a checkpoint, shuts Ray down and returns with
-    ``interrupted=True``.
+    A new run gets a directory of its own under ``output_dir`` (see
+    :func:`new_run_dir`; ``overwrite`` replaces an existing ``run_name``).
+    With ``resume`` (a run directory) training continues from its
+    checkpoint with the run's own options, budgets included; ``config`` may
+    change only :data:`RESUMABLE_OPTIONS` (build it with :func:`resume_config`).
+    Ctrl-C saves a checkpoint of the last complete round, shuts Ray down and
+    returns with ``interrupted=True``.
 
     Example::
 
@@ -337,18 +554,16 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         checkpoint = load_checkpoint(run_dir)
-        saved = TrainConfig.from_mapping(
-            yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        )
-        config = dataclasses.replace(
-            saved, max_rounds=config.max_rounds, max_seconds=config.max_seconds,
-            progress=config.progress, address=config.address,
-        )
-    else:
-        name = config.run_name or f"{config.env}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(config.output_dir) / name
-    target = target_return_of(config)
-    files = _RunFiles(run_dir, config, resume=checkpoint is not None)
+        saved = read_run_config(run_dir)
+        config = saved if config is None else config
+        _check_resumable(saved, config, run_dir)
+    elif config is None:
+        raise TypeError("train() needs a TrainConfig, or resume= a run directory")
+    config = resolved_config(config)
+    target = float(config.target_return)  # type: ignore[arg-type]
+    if resume is None:
+        run_dir = new_run_dir(config, overwrite=overwrite)
+    files = _RunFiles(run_dir, config, checkpoint.round if checkpoint else None)
     agent_config = config.agent_config()
     batch = BatchConfig(batch_size=config.batch_size, num_parallel=config.num_actors,
                         chunk_size=config.chunk_size)
@@ -370,13 +585,31 @@ def train(
         files.checkpoint(Checkpoint(weights, round_index, env_steps, elapsed(),
                                     dataclasses.asdict(config), _slim(last_eval)))
 
-    manager = RayManager(RayConfig(address=config.address, num_cpus=config.num_cpus))
+    # The last round whose metrics row is written: what a stop rolls back to,
+    # so that the checkpoint and metrics.csv always agree.
+    committed = (round_index, env_steps, weights, last_eval, solved)
+
+    if checkpoint is not None and (solved or round_index >= config.max_rounds or (
+            config.max_seconds is not None and seconds_before >= config.max_seconds)):
+        logger.warning("%s: nothing to do: %s", run_dir, "solved" if solved else
+                       "its budget is spent (raise --max-rounds / --max-seconds to go on)")
+        return TrainSummary(run_dir, round_index, env_steps, seconds_before, solved, target,
+                            _slim(last_eval))
+    try:
+        manager = RayManager(RayConfig(address=config.address, num_cpus=config.num_cpus))
+    except BaseException:
+        if resume is None:  # a run that never started leaves no directory behind
+            _remove_run_files(run_dir)
+        raise
     try:
         train_pool = manager.create_actor_pool(TrainingActor, agent_config, config.num_actors)
         eval_pool = manager.create_actor_pool(EvaluationActor, agent_config,
                                               config.num_eval_actors)
         if weights is None:
             weights = train_pool.broadcast("get_weights")[0]
+            committed = (round_index, env_steps, weights, last_eval, solved)
+        # Throughput is over training time: Ray's and the actors' start-up excluded.
+        ready_at, steps_at_ready = time.monotonic(), env_steps
         try:
             while not solved and round_index < config.max_rounds:
                 if config.max_seconds is not None and elapsed() >= config.max_seconds:
@@ -405,15 +638,20 @@ def train(
                         "length_mean", "episodes")})
                 row["seconds"], row["env_steps"] = elapsed(), env_steps
                 files.append(row)
+                committed = (round_index, env_steps, weights, last_eval, solved)
                 if "eval_return_mean" in row:
                     save()
                 if on_round is not None:
                     on_round({**row, "target": target, "max_rounds": config.max_rounds,
-                              "max_seconds": config.max_seconds})
+                              "max_seconds": config.max_seconds,
+                              "training_seconds": time.monotonic() - ready_at,
+                              "training_env_steps": env_steps - steps_at_ready})
         except KeyboardInterrupt:
             interrupted = True
+            round_index, env_steps, weights, last_eval, solved = committed
             logger.warning("interrupted: saving a checkpoint at round %d", round_index)
         save()
+        files.keep_rounds_up_to(round_index)
     finally:
         manager.shutdown()
     try:
