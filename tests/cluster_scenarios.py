@@ -180,6 +180,41 @@ def elastic_join(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
     }
 
 
+def drained(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
+    """A node is drained for preemption mid-run, then removed: no try is charged."""
+    import ray
+    from ray.core.generated import autoscaler_pb2
+
+    pool = manager.create_actor_pool(Where, {"sleep_s": 0.01}, num_actors=2)
+    nodes = [w["node"] for w in pool.broadcast("where")]
+    victim = next(n for n in cluster.worker_nodes if n.node_id in nodes)
+    victim_pid = pool.pids()[nodes.index(victim.node_id)]
+    data = np.arange(400)
+    results: list[dict[str, Any]] = []
+    after_drain: list[int] = []
+    drained_at = None
+    for i, result in enumerate(manager.imap(pool, data, BatchConfig(batch_size=1,
+                                                                    max_retries=0))):
+        results.append(result)
+        if i == 30:
+            gcs = ray._raylet.GcsClient(address=cluster.address)
+            accepted, why = gcs.drain_node(
+                victim.node_id,
+                autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"),
+                "spot preemption (test)", 0)
+            assert accepted, why
+            drained_at = time.monotonic()
+        if drained_at is not None:
+            after_drain.append(result["pid"])
+            if time.monotonic() - drained_at > 3.0 and len(after_drain) > 100 and i < 300:
+                cluster.remove_node(victim, allow_graceful=False)
+                drained_at = float("inf")
+    squares = [v for r in results for v in r["squares"]]
+    late = after_drain[len(after_drain) // 2:]  # well after the drain was seen
+    return {"correct": squares == [int(v) ** 2 for v in data], "retries": pool.retries,
+            "victim_pid_late": late.count(victim_pid), "late": len(late)}
+
+
 def gpus(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
     whole = manager.create_actor_pool(Where, {}, num_actors=2, num_gpus=1)
     whole_where = whole.broadcast("where")
@@ -199,6 +234,7 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "lost_result": lambda: with_cluster(
         [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], lost_result),
     "elastic_join": lambda: with_cluster([{"num_cpus": 1}], elastic_join),
+    "drained": lambda: with_cluster([{"num_cpus": 1}, {"num_cpus": 1}], drained),
     "gpus": lambda: with_cluster([{"num_cpus": 2, "num_gpus": 2}], gpus),
 }
 

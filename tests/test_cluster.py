@@ -63,3 +63,10 @@ def test_an_elastic_pool_uses_a_node_that_joins_mid_run() -> None:
     assert result["correct"]
     assert result["actors"] == 3 and result["new_node_used"]
     assert result["rate_after"] > result["rate_before"]  # three actors, not one
+
+
+def test_a_drained_node_gets_no_new_work_and_costs_no_try() -> None:
+    result = run_scenario("drained")
+    assert result["correct"]
+    assert result["retries"] == 0  # max_retries=0, yet nothing failed: preemption is no failure
+    assert result["late"] > 0 and result["victim_pid_late"] == 0

@@ -51,6 +51,7 @@ from raymanager.pool.ray_errors import (
     classify,
     is_node_death,
     is_out_of_memory,
+    is_preempted,
 )
 from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool.start_errors import not_started_error, start_error
@@ -69,6 +70,8 @@ BACKOFF_MAX_S = 30.0
 GIVE_UP_AFTER = 5
 #: A replacement still starting after this long has its planned node checked.
 NODE_CHECK_AFTER_S = 5.0
+#: Seconds between two looks at the nodes Ray is draining.
+DRAIN_CHECK_S = 1.0
 #: Seconds between two looks at the cluster's free resources when growing.
 GROW_CHECK_S = 0.5
 #: Seconds of finished batches that stats()["batches_per_s"] averages over.
@@ -117,6 +120,8 @@ class ActorPool:
         self.idle_timeout_s = idle_timeout_s
         self._next_index = 0
         self._next_grow_check = 0.0
+        self._next_drain_check = 0.0
+        self._draining: set[str] = set()
         self._options = dict(actor_options)
         self._placement = placement
         self._remote_class = ray.remote(ActorHost)
@@ -502,8 +507,14 @@ class ActorPool:
             return
         self._closing = _close_then_kill(self._closing, self.actor_name, wait=False)
         now = time.monotonic()
+        self._check_drains(now)
         for slot in [s for s in self._slots if s.state is SlotState.DRAINING and not s.calls]:
-            self._remove(slot)
+            if slot.evacuating:  # its node goes away: start its successor elsewhere
+                slot.evacuating = False
+                self._retire_handle(slot)
+                self._spawn(slot)
+            else:
+                self._remove(slot)
         self._shrink_idle(now)
         starting = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
         if starting:
@@ -514,6 +525,21 @@ class ActorPool:
         for slot in self._slots:
             if slot.state is SlotState.BACKOFF and now >= slot.retry_at:
                 self._spawn(slot)
+
+    def _check_drains(self, now: float) -> None:
+        """Actors on a node Ray drains get no new work, and move once idle."""
+        if now < self._next_drain_check:
+            return
+        self._next_drain_check = now + DRAIN_CHECK_S
+        self._draining = placing.draining_nodes()
+        for node in self._draining:
+            self._suspects.add(node)  # place nothing new there
+        for slot in self._slots:
+            if slot.state is SlotState.READY and slot.node_id in self._draining:
+                logger.warning("actor %s: its node is being drained; it takes no new work",
+                               slot.label(self.actor_name))
+                slot.state = SlotState.DRAINING
+                slot.evacuating = True
 
     def _check_slow_starts(self, now: float) -> None:
         slow = [s for s in self._slots if s.state is SlotState.STARTING
@@ -641,7 +667,9 @@ class ActorPool:
         self.restarts += 1
         slot.restarts += 1
         logger.warning("replacing actor %s: %s", loss.actor, loss.reason)
-        if self._state is PoolState.RUNNING and slot.state is not SlotState.DRAINING:
+        if self._state is PoolState.RUNNING and (
+                slot.state is not SlotState.DRAINING or slot.evacuating):
+            slot.evacuating = False
             self._spawn(slot)
         else:
             slot.state = SlotState.RETIRED
@@ -658,9 +686,12 @@ class ActorPool:
             self._start_failed(slot, "its constructor raised")
             return
         oom = is_out_of_memory(exc)
-        kind = LossKind.OUT_OF_MEMORY if oom else LossKind.DIED
+        preempted = is_preempted(exc) or slot.evacuating or slot.node_id in self._draining
+        kind = (LossKind.PREEMPTED if preempted
+                else LossKind.OUT_OF_MEMORY if oom else LossKind.DIED)
         reason = (
-            "its worker was killed for using too much memory" if oom
+            "its node was drained (preempted)" if preempted
+            else "its worker was killed for using too much memory" if oom
             else f"its worker process died ({_first_line(exc)})"
         )
         self.lose(slot, call.generation, Loss(kind, reason, slot.label(self.actor_name)),

@@ -431,7 +431,9 @@ class Run:
         group = call.group
         assert group is not None
         attributable = running and (alone or loss.kind is LossKind.TIMED_OUT)
-        if not running and loss.kind is LossKind.TIMED_OUT:
+        if loss.kind is LossKind.PREEMPTED:
+            self._requeue(group)  # preemption is not failure: no try used
+        elif not running and loss.kind is LossKind.TIMED_OUT:
             self._requeue(group)  # only queued behind a hang: not charged
         elif not attributable or group.count > 1:
             # Charge none, and re-run the batches alone, one per call, so a

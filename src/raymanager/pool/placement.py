@@ -21,6 +21,7 @@ from raymanager.errors import ResourceUnavailableError
 __all__ = [
     "SuspectNodes",
     "check_feasible",
+    "draining_nodes",
     "feasible_nodes",
     "has_room",
     "largest_node_resources",
@@ -121,6 +122,16 @@ class SuspectNodes:
         now = time.monotonic()
         self._until = {n: t for n, t in self._until.items() if t > now}
         return set(self._until)
+
+
+def draining_nodes() -> set[str]:
+    """Nodes Ray is draining (spot preemption, autoscaler scale-down, ``ray drain-node``)."""
+    try:
+        from ray._private.state import state as gcs_state  # Ray's own view of drains
+
+        return {str(node) for node in gcs_state.get_draining_nodes()}
+    except Exception:  # an internal API that moved: no drain awareness, losses still recover
+        return set()
 
 
 def nodes_with_room(requested: Mapping[str, float]) -> set[str] | None:

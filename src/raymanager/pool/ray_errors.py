@@ -30,7 +30,15 @@ from ray.exceptions import (
 
 from raymanager.pool.host import HostStartError
 
-__all__ = ["LOST", "FailureKind", "classify", "is_node_death", "is_out_of_memory", "user_cause"]
+__all__ = [
+    "LOST",
+    "FailureKind",
+    "classify",
+    "is_node_death",
+    "is_out_of_memory",
+    "is_preempted",
+    "user_cause",
+]
 
 #: Ray errors that mean "the worker, its node or its output is gone".
 LOST: tuple[type[BaseException], ...] = (
@@ -77,6 +85,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     # Ray's memory monitor says so in the error; a plain crash mentions the
     # kernel OOM killer only as one guess among several, which is not enough.
     return isinstance(exc, OutOfMemoryError) or any(m in str(exc) for m in OOM_MARKERS)
+
+
+def is_preempted(exc: BaseException) -> bool:
+    """True when Ray says the actor's node was drained for preemption."""
+    return isinstance(exc, RayActorError) and bool(exc.preempted)
 
 
 def is_node_death(exc: BaseException) -> bool:

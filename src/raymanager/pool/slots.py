@@ -40,6 +40,7 @@ class LossKind(enum.Enum):
     OUT_OF_MEMORY = "out of memory"
     TIMED_OUT = "timed out"
     STOPPED = "stopped"  # killed by us because its run stopped while it was busy
+    PREEMPTED = "preempted"  # its node was drained: not the work's fault, never charged
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Slot:
     sent_to_generation: int = 0  # batches sent to the current actor (for recycling)
     done_by_generation: int = 0  # batches it finished
     idle_since: float = 0.0  # when its last call finished (for idle shrinking)
+    #: DRAINING because its node is being drained: replaced elsewhere, not removed.
+    evacuating: bool = False
     #: Calls sent to the current generation and not yet seen to finish, in
     #: the order the actor runs them (Ray runs an actor's calls in order).
     calls: collections.deque[Call] = field(default_factory=collections.deque)

@@ -28,7 +28,7 @@ from raymanager.errors import (
 )
 from raymanager.pool.host import Failure
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
-from raymanager.pool.slots import Call, Loss, Slot, SlotState
+from raymanager.pool.slots import Call, Loss, LossKind, Slot, SlotState
 
 if TYPE_CHECKING:
     from raymanager.pool.actor_pool import ActorPool
@@ -183,7 +183,7 @@ class Submissions:
         if entry is None:
             return
         item = entry[1]
-        if running and alone:
+        if running and alone and loss.kind is not LossKind.PREEMPTED:
             item.attempts += 1
             self.pool.retries += 1
         if item.attempts > item.max_retries:
