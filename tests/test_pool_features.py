@@ -20,6 +20,8 @@ from raymanager import (
     ManagerShutdownError,
     RayManager,
 )
+from raymanager.pool import list_pools
+from raymanager.progress import BatchProgress
 
 
 def test_submit_returns_futures_that_work_with_as_completed(manager: RayManager) -> None:
@@ -154,3 +156,20 @@ def test_resize_during_a_run_loses_nothing(manager: RayManager) -> None:
     assert results == [[2 * v] for v in range(300)]
     assert wait_for(lambda: pool.num_actors == 1 and None not in pool.pids())
     assert pool.restarts == 0
+
+
+def test_pools_are_listed_from_any_driver_of_the_cluster(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {}, num_actors=3)
+    listed = [p for p in list_pools() if p["pool"] == pool.pool_id]
+    assert listed and listed[0]["actor_class"] == "Misbehave" and listed[0]["actors"] == 3
+    pool.shutdown()
+    assert wait_for(lambda: not [p for p in list_pools() if p["pool"] == pool.pool_id])
+
+
+def test_progress_shows_restarts_and_retries_as_they_happen() -> None:
+    shown = BatchProgress(10, 10, health=lambda: (1, 2))
+    shown.update(3, 3)
+    assert shown._progress.tasks[0].fields["health"] == "restarts 1 retries 2"
+    quiet = BatchProgress(10, 10, health=lambda: (0, 0))
+    quiet.update(3, 3)
+    assert quiet._progress.tasks[0].fields["health"] == ""

@@ -199,6 +199,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import ray
 
     from raymanager import RayConfig, RayManager
+    from raymanager.pool import list_pools
 
     with RayManager(RayConfig(address=args.address)) as manager:
         resources = manager.cluster_resources()
@@ -217,6 +218,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
                   if k not in ("CPU", "GPU", "memory", "object_store_memory")}
         if custom:
             table.add_row("other", ", ".join(f"{k}={v:g}" for k, v in sorted(custom.items())))
+        pools = list_pools()
+        if pools:
+            for pool in pools:
+                table.add_row(f"pool {pool['pool']}",
+                              f"{pool['actors']} x {pool['actor_class']} alive")
+        elif args.address:
+            table.add_row("pools", "none: no raymanager pool has live actors on this cluster")
+        else:
+            # A private local Ray is this command's own: no other program's pools are in it.
+            table.add_row("pools", "none in this private Ray; use --address to see a cluster's")
         Console().print(table)
     return 0
 

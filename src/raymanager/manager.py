@@ -467,7 +467,12 @@ class RayManager:
                 return
             reporter: contextlib.AbstractContextManager[Any]
             if progress:
-                reporter = BatchProgress(source.num_batches, source.num_rows)
+                before = (actor_pool.restarts, actor_pool.retries)
+                reporter = BatchProgress(
+                    source.num_batches, source.num_rows,
+                    health=lambda: (actor_pool.restarts - before[0],
+                                    actor_pool.retries - before[1]),
+                )
             else:
                 reporter = contextlib.nullcontext(None)
             with reporter as on_progress:

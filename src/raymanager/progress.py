@@ -13,7 +13,7 @@ and ETA::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -47,7 +47,12 @@ class BatchProgress:
     """A context manager whose value is the ``(batches, rows)`` progress callback."""
 
     def __init__(
-        self, total_batches: int | None, total_rows: int | None, description: str = "batches"
+        self,
+        total_batches: int | None,
+        total_rows: int | None,
+        description: str = "batches",
+        *,
+        health: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self._progress = Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -57,14 +62,23 @@ class BatchProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[health]}"),
             console=Console(stderr=True),
             transient=False,
         )
-        self._task = self._progress.add_task(description, total=total_batches, rows=0)
+        self._task = self._progress.add_task(description, total=total_batches, rows=0,
+                                             health="")
         self._total_rows = total_rows
+        self._health = health
 
     def update(self, batches: int, rows: int) -> None:
-        self._progress.update(self._task, completed=batches, rows=rows)
+        health = ""
+        if self._health is not None:
+            # Restarts and retries show as they happen, not only in the log.
+            restarts, retries = self._health()
+            if restarts or retries:
+                health = f"restarts {restarts} retries {retries}"
+        self._progress.update(self._task, completed=batches, rows=rows, health=health)
 
     def __enter__(self) -> BatchProgress:
         self._progress.start()

@@ -8,7 +8,7 @@
 - :mod:`~raymanager.pool.ray_errors`: the one mapping from Ray's errors to ours.
 """
 
-from raymanager.pool.actor_pool import ActorPool, PoolState, check_size
+from raymanager.pool.actor_pool import ActorPool, PoolState, check_size, list_pools
 from raymanager.pool.dispatch import TIMED_OUT, Deadline, ProgressCallback, Run
 from raymanager.pool.placement import check_feasible
 
@@ -21,4 +21,5 @@ __all__ = [
     "Run",
     "check_feasible",
     "check_size",
+    "list_pools",
 ]

@@ -30,6 +30,7 @@ import logging
 import numbers
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -57,7 +58,7 @@ from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotSta
 from raymanager.pool.start_errors import not_started_error, start_error
 from raymanager.pool.submit import Submissions
 
-__all__ = ["ActorPool", "PoolState", "check_size"]
+__all__ = ["ActorPool", "PoolState", "check_size", "list_pools"]
 
 logger = logging.getLogger("raymanager")
 
@@ -70,6 +71,8 @@ BACKOFF_MAX_S = 30.0
 GIVE_UP_AFTER = 5
 #: A replacement still starting after this long has its planned node checked.
 NODE_CHECK_AFTER_S = 5.0
+#: Ray actor names of our actors start with this: raymanager/<pool>/<class>/<slot>.<gen>.
+ACTOR_NAME_PREFIX = "raymanager/"
 #: Seconds between two looks at the nodes Ray is draining.
 DRAIN_CHECK_S = 1.0
 #: Seconds between two looks at the cluster's free resources when growing.
@@ -119,6 +122,7 @@ class ActorPool:
         )
         self.idle_timeout_s = idle_timeout_s
         self._next_index = 0
+        self.pool_id = uuid.uuid4().hex[:8]
         self._next_grow_check = 0.0
         self._next_drain_check = 0.0
         self._draining: set[str] = set()
@@ -452,6 +456,9 @@ class ActorPool:
                 # placed fails the start, and the retry goes elsewhere.
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         slot.generation += 1
+        # A name that lists the actor as ours (raymanager info), unique per generation.
+        options["name"] = f"{ACTOR_NAME_PREFIX}{self.pool_id}/{self.actor_name}/" \
+                          f"{slot.index}.{slot.generation}"
         slot.handle = self._remote_class.options(**options).remote(
             self.actor_class, self.actor_config
         )
@@ -769,6 +776,32 @@ def _salvage(call: Call) -> tuple[bool, Any]:
         return True, ray.get(call.ref)
     except Exception:
         return False, None
+
+
+def list_pools() -> list[dict[str, Any]]:
+    """The pools of every raymanager on this Ray cluster, from its named actors.
+
+    One dict per pool: ``pool`` (id), ``actor_class``, ``actors`` alive,
+    ``namespace``. Works from any driver connected to the cluster.
+
+    Example::
+
+        >>> list_pools()   # doctest: +SKIP
+        [{'pool': '3f2a9c1d', 'actor_class': 'TrainingActor', 'actors': 4, 'namespace': ...}]
+    """
+    found: dict[tuple[str, str, str], int] = {}
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"] if isinstance(entry, dict) else str(entry)
+        if not name.startswith(ACTOR_NAME_PREFIX):
+            continue
+        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
+        namespace = entry.get("namespace", "") if isinstance(entry, dict) else ""
+        key = (pool_id, class_name, namespace)
+        found[key] = found.get(key, 0) + 1
+    return [
+        {"pool": pool_id, "actor_class": class_name, "actors": count, "namespace": namespace}
+        for (pool_id, class_name, namespace), count in sorted(found.items())
+    ]
 
 
 def check_size(low: int, high: int) -> None:
