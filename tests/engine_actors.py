@@ -134,3 +134,21 @@ class Closing(RayActor[Any, tuple[int, int]]):
 
     def close(self) -> None:
         Path(self.config["marks"], f"closed-{os.getpid()}").touch()
+
+
+class AsyncIO(RayActor[Any, tuple[int, int]]):
+    """``async def process_batch``: waits ``wait_s`` as I/O would; returns
+    (2 * value, how many batches this actor had in flight when it started)."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.in_flight = 0
+
+    async def process_batch(self, batch: Any) -> tuple[int, int]:  # type: ignore[override]
+        import asyncio
+
+        self.in_flight += 1
+        seen = self.in_flight
+        await asyncio.sleep(float(self.config.get("wait_s", 0.1)))
+        self.in_flight -= 1
+        return 2 * _first(batch), seen

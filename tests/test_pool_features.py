@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from engine_actors import Closing, Misbehave
+from engine_actors import AsyncIO, Closing, Misbehave
 
 from raymanager import (
     BatchConfig,
@@ -173,3 +173,12 @@ def test_progress_shows_restarts_and_retries_as_they_happen() -> None:
     quiet = BatchProgress(10, 10, health=lambda: (0, 0))
     quiet.update(3, 3)
     assert quiet._progress.tasks[0].fields["health"] == ""
+
+
+def test_async_actors_keep_several_batches_in_flight(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(AsyncIO, {"wait_s": 0.2}, num_actors=1, max_concurrency=4)
+    results = manager.process_in_parallel(pool, range(12), BatchConfig(batch_size=1))
+    assert [value for value, _ in results] == [2 * v for v in range(12)]
+    assert max(seen for _, seen in results) >= 2  # batches overlapped in one actor
+    stream = manager.imap(pool, range(4), BatchConfig(batch_size=1))
+    assert [value for value, _ in stream] == [0, 2, 4, 6]

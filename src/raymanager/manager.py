@@ -242,6 +242,7 @@ class RayManager:
         max_batches_per_actor: int | None = None,
         close_timeout_s: float = 10.0,
         idle_timeout_s: float = 60.0,
+        max_concurrency: int = 1,
     ) -> ActorPool:
         """Start ``num_actors`` actors of ``actor_class``, each built from ``actor_config``.
 
@@ -255,6 +256,10 @@ class RayManager:
         the cluster has room (a node that joins is used), and retires actors
         idle for ``idle_timeout_s`` down to ``min`` (0: scale to zero). See
         also :meth:`ActorPool.resize`.
+
+        ``max_concurrency=k`` lets one actor run ``k`` calls at once: for a
+        ``process_batch`` that is ``async def`` (I/O-bound work: model APIs,
+        remote simulators), or a thread-safe one (run in ``k`` threads).
 
         ``max_batches_per_actor`` replaces an actor after that many batches
         (like ``maxtasksperchild``), for user code that leaks. An actor that
@@ -310,6 +315,9 @@ class RayManager:
         if isinstance(close_timeout_s, bool) or not isinstance(close_timeout_s, (int, float)) \
                 or not close_timeout_s >= 0:
             raise ValueError(f"close_timeout_s must be a number >= 0, got {close_timeout_s!r}")
+        if (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, numbers.Integral)
+                or max_concurrency < 1):
+            raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
         if placement not in ("spread", "pack"):
             raise ValueError(f"placement must be 'spread' or 'pack', got {placement!r}")
         actor_class.validate_config(actor_config)
@@ -335,6 +343,7 @@ class RayManager:
             max_batches_per_actor=max_batches_per_actor,
             close_timeout_s=float(close_timeout_s),
             idle_timeout_s=float(idle_timeout_s),
+            max_concurrency=int(max_concurrency),
         )
         self._pools.append(pool)
         return pool

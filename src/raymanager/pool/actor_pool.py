@@ -46,7 +46,7 @@ from raymanager.errors import (
 )
 from raymanager.pool import placement as placing
 from raymanager.pool.broadcast import Broadcast
-from raymanager.pool.host import ActorHost, Failure
+from raymanager.pool.host import Failure, host_class
 from raymanager.pool.ray_errors import (
     FailureKind,
     classify,
@@ -114,6 +114,7 @@ class ActorPool:
         max_batches_per_actor: int | None = None,
         close_timeout_s: float = 10.0,
         idle_timeout_s: float = 60.0,
+        max_concurrency: int = 1,
     ) -> None:
         self.actor_class = actor_class
         self.actor_config = dict(actor_config)
@@ -128,7 +129,11 @@ class ActorPool:
         self._draining: set[str] = set()
         self._options = dict(actor_options)
         self._placement = placement
-        self._remote_class = ray.remote(ActorHost)
+        #: Calls one actor runs at once: > 1 for async or thread-safe process_batch.
+        self.max_concurrency = max_concurrency
+        if max_concurrency > 1:
+            self._options["max_concurrency"] = max_concurrency
+        self._remote_class = ray.remote(host_class(actor_class))
         self._start_timeout_s = start_timeout_s
         self._state = PoolState.RUNNING
         self._lock = threading.RLock()
@@ -682,9 +687,11 @@ class ActorPool:
             slot.state = SlotState.RETIRED
             if slot in self._slots:
                 self._slots.remove(slot)
+        concurrent = self.max_concurrency > 1
         for position, call in enumerate(lost):
-            # Ray runs an actor's calls in order: the first unfinished one ran.
-            call.owner.call_lost(call, position == 0, len(lost) == 1, loss)
+            # Ray runs an actor's calls in order: the first unfinished one ran
+            # (with max_concurrency > 1, any of them may have).
+            call.owner.call_lost(call, position == 0 or concurrent, len(lost) == 1, loss)
 
     def lose_after_error(self, call: Call, exc: BaseException) -> None:
         """``call`` failed because its actor is gone (lock held)."""

@@ -255,6 +255,8 @@ class Run:
 
     def _depth(self) -> int:
         """Calls to keep queued on one actor (see QUEUE_AHEAD_MAX_BATCH_S)."""
+        if self.pool.max_concurrency > 1:
+            return self.pool.max_concurrency  # they run side by side, none waits
         per_batch = self.seconds_per_batch
         return 2 if per_batch is not None and per_batch <= QUEUE_AHEAD_MAX_BATCH_S else 1
 
@@ -314,16 +316,19 @@ class Run:
             return True
         return not self.source.exhausted and self.stop_at is None and self._window_open()
 
-    @staticmethod
-    def _queue_behind(slot: Slot, now: float) -> bool:
+    def _queue_behind(self, slot: Slot, now: float) -> bool:
         """Whether a call may wait behind the ones ``slot`` is running.
 
         Only behind calls of known, short, on-time duration: a call queued
         behind a batch nobody has timed yet, or behind a straggler, would hold
         up a result that an idle actor could have made (Ray gh-23107).
         """
+        if any(call.group is not None and call.group.suspect for call in slot.calls):
+            return False  # a suspect runs alone
+        if self.pool.max_concurrency > 1:
+            return True
         for call in slot.calls:
-            if call.expected is None or (call.group is not None and call.group.suspect):
+            if call.expected is None:
                 return False
         head = slot.calls[0]
         if head.started is not None and head.expected is not None:
@@ -357,7 +362,8 @@ class Run:
         ref = slot.handle.run.remote(self.shared_ref if shared else group.rows, spec)
         # The clock of a call starts when it runs: now if its actor is idle,
         # else when the calls before it are done (_start_clocks).
-        started = time.monotonic() if not slot.calls else None
+        concurrent = self.pool.max_concurrency > 1
+        started = time.monotonic() if not slot.calls or concurrent else None
         expected = None if self.seconds_per_batch is None else group.count * self.seconds_per_batch
         self.calls[ref] = self.pool.register_call(slot, self, ref, group=group, started=started,
                                            expected=expected)

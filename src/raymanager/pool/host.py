@@ -12,6 +12,7 @@ return their results.
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import time
@@ -26,7 +27,15 @@ import ray
 from raymanager.actors.base import RayActor
 from raymanager.batching import slice_rows
 
-__all__ = ["ActorHost", "CallSpec", "Failure", "HostStartError", "Report"]
+__all__ = [
+    "ActorHost",
+    "AsyncActorHost",
+    "CallSpec",
+    "Failure",
+    "HostStartError",
+    "Report",
+    "host_class",
+]
 
 
 @dataclass(frozen=True)
@@ -185,3 +194,80 @@ def read_only(rows: Any) -> Any:
             if isinstance(column, np.ndarray):
                 column.flags.writeable = False
     return rows
+
+
+class AsyncActorHost(ActorHost):
+    """The host of a user actor whose ``process_batch`` is ``async def``.
+
+    Ray runs an actor with async methods on an event loop, up to the pool's
+    ``max_concurrency`` calls at once: I/O-bound work (model APIs, remote
+    simulators) keeps that many batches in flight per actor.
+    """
+
+    async def ready(self) -> tuple[int, str, Failure | None, dict[str, Any]]:  # type: ignore[override]
+        return super().ready()
+
+    async def run(self, data: Any, spec: CallSpec) -> Report:  # type: ignore[override]
+        actor = self._actor_or_raise()
+        actor.chunk_size = spec.chunk_size
+        began = time.perf_counter()
+        total = spec.row_stop - spec.row_start
+        rows = slice_rows(data, spec.row_start, spec.row_stop) if spec.shared else read_only(data)
+        results: list[Any] = []
+        for k in range(spec.count):
+            lo = k * spec.batch_size
+            batch = slice_rows(rows, lo, min(lo + spec.batch_size, total))
+            try:
+                results.append(await _maybe_await(actor.process_batch(batch)))
+            except BaseException as exc:
+                results.append(capture(exc))
+                if spec.stop_on_error:
+                    break
+        return Report(results, time.perf_counter() - began)
+
+    async def process_one(self, batch: Any) -> Any:
+        actor = self._actor_or_raise()
+        try:
+            return await _maybe_await(actor.process_batch(batch))
+        except BaseException as exc:
+            return capture(exc)
+
+    async def call(
+        self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]
+    ) -> Any:
+        actor = self._actor_or_raise()
+        args, kwargs = payload
+        return await _maybe_await(getattr(actor, method)(*args, **kwargs))
+
+    async def replay(  # type: ignore[override]
+        self, method: str, payload: tuple[tuple[Any, ...], dict[str, Any]]
+    ) -> None:
+        if self._actor is None or self._replay_failure is not None:
+            return
+        args, kwargs = payload
+        try:
+            answer = await _maybe_await(getattr(self._actor, method)(*args, **kwargs))
+            self._replay_answers[method] = answer
+        except BaseException as exc:
+            self._replay_failure = capture(exc)
+
+    async def close(self) -> Failure | None:  # type: ignore[override]
+        if self._actor is None:
+            return None
+        try:
+            closing: Any = self._actor.close  # may be async def in the user's class
+            await _maybe_await(closing())
+        except BaseException as exc:
+            return capture(exc)
+        return None
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def host_class(actor_class: type[RayActor[Any, Any]]) -> type[ActorHost]:
+    """The host for ``actor_class``: async when its ``process_batch`` is ``async def``."""
+    if inspect.iscoroutinefunction(actor_class.process_batch):
+        return AsyncActorHost
+    return ActorHost
