@@ -152,3 +152,15 @@ class AsyncIO(RayActor[Any, tuple[int, int]]):
         await asyncio.sleep(float(self.config.get("wait_s", 0.1)))
         self.in_flight -= 1
         return 2 * _first(batch), seen
+
+
+class Recorded(RayActor[Any, dict[str, Any]]):
+    """Leaves a file ``<run>-<value>`` in ``marks`` for each batch it runs; returns a
+    result of every kind a journal stores."""
+
+    def process_batch(self, batch: Any) -> dict[str, Any]:
+        value = _first(batch)
+        Path(self.config["marks"], f"{self.config['run']}-{value}").touch()
+        time.sleep(float(self.config.get("sleep_s", 0.0)))
+        return {"value": value, "squares": np.asarray(batch) ** 2, "pair": (value, "x"),
+                "scalar": np.float32(value) / 2, "none": None}

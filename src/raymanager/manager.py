@@ -38,6 +38,7 @@ from raymanager.actors.base import RayActor
 from raymanager.batching import make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError, RayStartError
+from raymanager.journal import Journal, fingerprint
 from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
@@ -357,6 +358,7 @@ class RayManager:
         batch_config: BatchConfig | None = None,
         *,
         progress: bool = False,
+        journal: str | os.PathLike[str] | None = None,
     ) -> list[Any]:
         """Run every batch of ``data`` through the pool; results in input order.
 
@@ -365,13 +367,17 @@ class RayManager:
         Empty data returns ``[]`` without calling any actor. Dead workers are
         replaced and their batches re-run; see the README's failure model.
 
+        With ``journal=PATH`` each finished batch is recorded there (never
+        pickled), and the same call after a crash or Ctrl-C skips the batches
+        already done and returns the same results (see :mod:`raymanager.journal`).
+
         Example::
 
             >>> manager.process_in_parallel(pool, np.arange(512),
             ...                             BatchConfig(batch_size=128))   # doctest: +SKIP
             [{...}, {...}, {...}, {...}]
         """
-        return list(self.imap(actor_pool, data, batch_config, progress=progress))
+        return list(self.imap(actor_pool, data, batch_config, progress=progress, journal=journal))
 
     def imap(
         self,
@@ -380,6 +386,7 @@ class RayManager:
         batch_config: BatchConfig | None = None,
         *,
         progress: bool = False,
+        journal: str | os.PathLike[str] | None = None,
     ) -> ResultStream:
         """Like :meth:`process_in_parallel`, but yield results in order as they come.
 
@@ -398,7 +405,7 @@ class RayManager:
         # Each (index, result) pair is dropped as its result is handed on, so
         # no reference to a delivered result stays with us (CPython bpo-14406).
         return self._stream(actor_pool, data, batch_config, progress, ordered=True,
-                            results_only=True)
+                            results_only=True, journal=journal)
 
     def imap_unordered(
         self,
@@ -407,6 +414,7 @@ class RayManager:
         batch_config: BatchConfig | None = None,
         *,
         progress: bool = False,
+        journal: str | os.PathLike[str] | None = None,
     ) -> ResultStream:
         """Yield ``(batch index, result)`` pairs as batches finish, in any order.
 
@@ -417,7 +425,7 @@ class RayManager:
             {1: ..., 0: ...}
         """
         return self._stream(actor_pool, data, batch_config, progress, ordered=False,
-                            results_only=False)
+                            results_only=False, journal=journal)
 
     def _stream(
         self,
@@ -428,6 +436,7 @@ class RayManager:
         *,
         ordered: bool,
         results_only: bool,
+        journal: str | os.PathLike[str] | None = None,
     ) -> ResultStream:
         """Check everything and reserve the pool now; process when iterated."""
         self._check_open()
@@ -443,6 +452,9 @@ class RayManager:
         store = self._store_total()
         source = make_source(data, config.batch_size,
                              share_max_bytes=store // 2 if store else None)
+        log = None
+        if journal is not None:
+            log = Journal.open(journal, fingerprint(data, config.batch_size, source.num_rows))
         self._warn_idle_actors(actor_pool, config)
         actor_pool.claim()  # PoolBusyError before anything is put in the store
         try:
@@ -455,7 +467,7 @@ class RayManager:
             raise
         deadline = Deadline()
         generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
-                                  empty=empty, deadline=deadline)
+                                  empty=empty, deadline=deadline, journal=log)
         return ResultStream(generator, release=actor_pool.release, results_only=results_only,
                              deadline=deadline)
 
@@ -470,6 +482,7 @@ class RayManager:
         *,
         empty: bool,
         deadline: Deadline,
+        journal: Journal | None,
     ) -> Generator[Any, None, None]:
         try:
             if empty:
@@ -486,7 +499,8 @@ class RayManager:
                 reporter = contextlib.nullcontext(None)
             with reporter as on_progress:
                 run = Run(actor_pool, source, config, shared_ref=shared_ref,
-                          on_progress=on_progress, ordered=ordered, deadline=deadline)
+                          on_progress=on_progress, ordered=ordered, deadline=deadline,
+                          journal=journal)
                 yield from run.results()
         finally:
             # Drop our reference so the object store can free the shared data.

@@ -40,6 +40,7 @@ from raymanager.errors import (
     RemoteTraceback,
     WorkerDiedError,
 )
+from raymanager.journal import Journal
 from raymanager.pool.actor_pool import ActorPool
 from raymanager.pool.host import CallSpec, Failure, Report
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
@@ -101,9 +102,11 @@ class Run:
         on_progress: ProgressCallback | None = None,
         ordered: bool = True,
         deadline: Deadline | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.pool = pool
         self.deadline = deadline if deadline is not None else Deadline()
+        self.journal = journal
         self.source = source
         self.config = config
         self.shared_ref = shared_ref
@@ -337,14 +340,24 @@ class Run:
 
     def _next_group(self, room: int | None = None) -> Group | None:
         """Retries first, then the source's next group (of at most ``room`` batches)."""
-        while self.retry:
-            _, _, group = heapq.heappop(self.retry)
-            if self.stop_at is None or group.first < self.stop_at:
+        while True:
+            while self.retry:
+                _, _, retried = heapq.heappop(self.retry)
+                if self.stop_at is None or retried.first < self.stop_at:
+                    return retried
+            if self.stop_at is not None or not self._window_open():
+                return None
+            size = self._group_size()
+            group = self.source.take(size if room is None else max(1, min(size, room)))
+            if group is None or self.journal is None or not self.journal.done:
                 return group
-        if self.stop_at is not None or not self._window_open():
-            return None
-        size = self._group_size()
-        return self.source.take(size if room is None else max(1, min(size, room)))
+            # A resumed run: batches in the journal are read back, not run again.
+            for part in group.split(self.source.batch_size):
+                if part.first in self.journal.done:
+                    self._done(part.first, self.journal.read(part.first),
+                               rows=part.num_rows, recorded=True)
+                else:
+                    self._requeue(part)
 
     def _send(self, slot: Slot, group: Group) -> None:
         shared = self.shared_ref is not None
@@ -550,7 +563,9 @@ class Run:
             ) from error
         return str(decision)
 
-    def _done(self, index: int, value: Any, *, rows: int) -> None:
+    def _done(self, index: int, value: Any, *, rows: int, recorded: bool = False) -> None:
+        if self.journal is not None and not recorded and not isinstance(value, BatchError):
+            self.journal.write(index, value)  # before it is handed out: never lost
         self.done[index] = value
         self.batches_done += 1
         self.rows_done += rows
