@@ -182,3 +182,10 @@ def test_async_actors_keep_several_batches_in_flight(manager: RayManager) -> Non
     assert max(seen for _, seen in results) >= 2  # batches overlapped in one actor
     stream = manager.imap(pool, range(4), BatchConfig(batch_size=1))
     assert [value for value, _ in stream] == [0, 2, 4, 6]
+
+
+def test_submissions_grow_an_elastic_pool_from_zero(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Misbehave, {}, num_actors=(0, 2))
+    futures = [pool.submit([v]) for v in range(6)]
+    assert [f.result(timeout=60) for f in futures] == [[2 * v] for v in range(6)]
+    assert 1 <= pool.num_actors <= 2

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import itertools
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -104,10 +105,16 @@ class Submissions:
                 if not refs and not self.waiting:
                     self.thread = None
                     return
+                # Items wait for an actor: wake when one becomes ready.
+                refs += [s.ready_ref for s in pool.slots
+                         if s.state is SlotState.STARTING and s.ready_ref is not None]
             try:
                 with pool.ray_call():
-                    ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_SECONDS) if refs \
-                        else ([], [])
+                    if refs:
+                        ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_SECONDS)
+                    else:  # no actor yet, none starting: look again shortly
+                        time.sleep(POLL_SECONDS)
+                        ready = []
             except RayManagerError:
                 continue  # shut down meanwhile: the next turn fails the futures
             with lock:
@@ -120,6 +127,7 @@ class Submissions:
         while self.waiting:
             slot = self._free_slot()
             if slot is None:
+                self.pool.grow()  # an elastic pool below its max starts one more
                 return
             item = self.waiting.popleft()
             # A retried item's future already runs; a new one may have been cancelled.
