@@ -164,3 +164,22 @@ class Recorded(RayActor[Any, dict[str, Any]]):
         time.sleep(float(self.config.get("sleep_s", 0.0)))
         return {"value": value, "squares": np.asarray(batch) ** 2, "pair": (value, "x"),
                 "scalar": np.float32(value) / 2, "none": None}
+
+
+class ThreadSafe(RayActor[Any, tuple[int, int]]):
+    """A thread-safe sync ``process_batch`` (its counter under a lock); returns
+    (2 * value, batches in flight in this actor when it started)."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.lock = threading.Lock()
+        self.in_flight = 0
+
+    def process_batch(self, batch: Any) -> tuple[int, int]:
+        with self.lock:
+            self.in_flight += 1
+            seen = self.in_flight
+        time.sleep(float(self.config.get("wait_s", 0.1)))
+        with self.lock:
+            self.in_flight -= 1
+        return 2 * _first(batch), seen

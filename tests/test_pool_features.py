@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from engine_actors import AsyncIO, Closing, Misbehave
+from engine_actors import AsyncIO, Closing, Misbehave, ThreadSafe
 
 from raymanager import (
     BatchConfig,
@@ -189,3 +189,11 @@ def test_submissions_grow_an_elastic_pool_from_zero(manager: RayManager) -> None
     futures = [pool.submit([v]) for v in range(6)]
     assert [f.result(timeout=60) for f in futures] == [[2 * v] for v in range(6)]
     assert 1 <= pool.num_actors <= 2
+
+
+def test_thread_safe_actors_run_batches_side_by_side(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(ThreadSafe, {"wait_s": 0.2}, num_actors=1,
+                                     max_concurrency=3)
+    results = manager.process_in_parallel(pool, range(9), BatchConfig(batch_size=1))
+    assert [value for value, _ in results] == [2 * v for v in range(9)]
+    assert max(seen for _, seen in results) >= 2
