@@ -63,6 +63,10 @@ MIN_CALL_SECONDS = 0.005
 #: there it hides the driver's reaction time; for longer batches a queued call
 #: would wait behind a possibly slow batch while another actor sits idle.
 QUEUE_AHEAD_MAX_BATCH_S = 0.02
+#: A call running past STRAGGLER_FACTOR x its expected time + STRAGGLER_SLACK_S
+#: is a straggler: nothing more is queued behind it.
+STRAGGLER_FACTOR = 4.0
+STRAGGLER_SLACK_S = 0.05
 #: Seconds a stopped run lets its calls in flight finish before their actors
 #: are killed and replaced instead (no ray.cancel: see _abort).
 CANCEL_GRACE_SECONDS = 2.0
@@ -335,7 +339,9 @@ class Run:
                 return False
         head = slot.calls[0]
         if head.started is not None and head.expected is not None:
-            return now - head.started <= 2 * head.expected + MIN_CALL_SECONDS
+            # Generous: on a loaded machine calls often take twice their time,
+            # and refusing to queue then would idle the actor between calls.
+            return now - head.started <= STRAGGLER_FACTOR * head.expected + STRAGGLER_SLACK_S
         return True
 
     def _next_group(self, room: int | None = None) -> Group | None:
