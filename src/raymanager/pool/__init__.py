@@ -8,9 +8,11 @@
 - :mod:`~raymanager.pool.ray_errors`: the one mapping from Ray's errors to ours.
 """
 
-from raymanager.pool.actor_pool import ActorPool, PoolState, check_size, list_pools
+from raymanager.pool.actor_pool import ActorPool, PoolState
 from raymanager.pool.dispatch import TIMED_OUT, Deadline, ProgressCallback, Run
+from raymanager.pool.observe import list_pools
 from raymanager.pool.placement import check_feasible
+from raymanager.pool.retiring import check_size
 
 __all__ = [
     "TIMED_OUT",

@@ -23,11 +23,9 @@ Users get a pool from :meth:`RayManager.create_actor_pool`::
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import enum
 import logging
-import numbers
 import threading
 import time
 import uuid
@@ -47,6 +45,7 @@ from raymanager.errors import (
 from raymanager.pool import placement as placing
 from raymanager.pool.broadcast import Broadcast
 from raymanager.pool.host import Failure, host_class
+from raymanager.pool.observe import ACTOR_NAME_PREFIX, Throughput, pool_stats
 from raymanager.pool.ray_errors import (
     FailureKind,
     classify,
@@ -54,11 +53,12 @@ from raymanager.pool.ray_errors import (
     is_out_of_memory,
     is_preempted,
 )
+from raymanager.pool.retiring import check_size, close_then_kill, first_line, salvage
 from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool.start_errors import not_started_error, start_error
 from raymanager.pool.submit import Submissions
 
-__all__ = ["ActorPool", "PoolState", "check_size", "list_pools"]
+__all__ = ["ActorPool", "PoolState"]
 
 logger = logging.getLogger("raymanager")
 
@@ -71,14 +71,10 @@ BACKOFF_MAX_S = 30.0
 GIVE_UP_AFTER = 5
 #: A replacement still starting after this long has its planned node checked.
 NODE_CHECK_AFTER_S = 5.0
-#: Ray actor names of our actors start with this: raymanager/<pool>/<class>/<slot>.<gen>.
-ACTOR_NAME_PREFIX = "raymanager/"
 #: Seconds between two looks at the nodes Ray is draining.
 DRAIN_CHECK_S = 1.0
 #: Seconds between two looks at the cluster's free resources when growing.
 GROW_CHECK_S = 0.5
-#: Seconds of finished batches that stats()["batches_per_s"] averages over.
-THROUGHPUT_WINDOW_S = 60.0
 
 
 class PoolState(enum.Enum):
@@ -152,8 +148,8 @@ class ActorPool:
         self._salvaging: Slot | None = None  # a slot whose finished calls lose() hands out
         self.restarts = 0
         self.retries = 0  # batch tries charged after a worker died or timed out
-        self._created = time.monotonic()
-        self._finished_at: collections.deque[tuple[float, int]] = collections.deque()
+        self.created = time.monotonic()
+        self._throughput = Throughput()
         self.queued_batches: Callable[[], int] = lambda: 0  # set by the active run
         self._slots: list[Slot] = []
         self._submissions = Submissions(self)
@@ -295,10 +291,7 @@ class ActorPool:
                     and slot.state is SlotState.READY and self._state is PoolState.RUNNING
                     and slot is not self._salvaging):
                 self._recycle(slot)
-        now = time.monotonic()
-        self._finished_at.append((now, batches))
-        while self._finished_at and self._finished_at[0][0] < now - THROUGHPUT_WINDOW_S:
-            self._finished_at.popleft()
+        self._throughput.add(batches)
 
     def batches_left(self, slot: Slot) -> int | None:
         """How many more batches ``slot``'s actor may be sent (None: no limit)."""
@@ -324,14 +317,7 @@ class ActorPool:
             self._kill(slot)
 
     def stats(self) -> dict[str, Any]:
-        """What the pool is doing: per actor and pool-wide.
-
-        ``actors``: one dict per slot (``pid``, ``node_id``, ``state``,
-        ``batches`` finished, ``busy_fraction`` of the pool's lifetime spent in
-        ``process_batch``, ``restarts``). Pool-wide: ``restarts``, ``retries``
-        (tries charged to batches), ``in_flight_calls``, ``queued_batches``
-        (waiting for an actor in the current run), ``batches_per_s`` over the
-        last minute.
+        """What the pool is doing, per actor and pool-wide (see :func:`observe.pool_stats`).
 
         Example::
 
@@ -340,30 +326,7 @@ class ActorPool:
         """
         with self._lock:
             self.poll()
-            now = time.monotonic()
-            age = max(now - self._created, 1e-9)
-            window = [n for t, n in self._finished_at if t >= now - THROUGHPUT_WINDOW_S]
-            span = min(THROUGHPUT_WINDOW_S, age)
-            return {
-                "actors": [
-                    {
-                        "slot": slot.index,
-                        "pid": slot.pid,
-                        "node_id": slot.node_id,
-                        "state": slot.state.value,
-                        "batches": slot.batches,
-                        "busy_fraction": min(1.0, slot.busy_s / age),
-                        "restarts": slot.restarts,
-                    }
-                    for slot in self._slots
-                ],
-                "restarts": self.restarts,
-                "recycled": self.recycled,
-                "retries": self.retries,
-                "in_flight_calls": sum(len(slot.calls) for slot in self._slots),
-                "queued_batches": self.queued_batches(),
-                "batches_per_s": sum(window) / span,
-            }
+            return pool_stats(self, self._throughput)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -399,7 +362,7 @@ class ActorPool:
                 f"this pool of {self.actor_name} was shut down before the item ran"))
             closing, self._closing = self._closing, []
         # Outside the lock: a run in another thread must see the shutdown now.
-        _close_then_kill(closing, self.actor_name, wait=True)
+        close_then_kill(closing, self.actor_name, wait=True)
 
     def wait_for_ray_calls(self, timeout: float) -> bool:
         """Wait until no thread is inside a blocking Ray call for this pool.
@@ -517,7 +480,7 @@ class ActorPool:
         """
         if self._state is not PoolState.RUNNING:
             return
-        self._closing = _close_then_kill(self._closing, self.actor_name, wait=False)
+        self._closing = close_then_kill(self._closing, self.actor_name, wait=False)
         now = time.monotonic()
         self._check_drains(now)
         for slot in [s for s in self._slots if s.state is SlotState.DRAINING and not s.calls]:
@@ -580,7 +543,7 @@ class ActorPool:
                 raise
             if is_node_death(exc):
                 self._suspects.add(slot.planned_node)
-            self._start_failed(slot, f"it died while starting: {_first_line(exc)}")
+            self._start_failed(slot, f"it died while starting: {first_line(exc)}")
             return
         if failure is not None:
             if initial:
@@ -666,7 +629,7 @@ class ActorPool:
         self._salvaging = slot
         try:
             for call in calls:
-                finished, value = _salvage(call)
+                finished, value = salvage(call)
                 if finished:
                     call.owner.call_done(call, value)
                 else:
@@ -706,7 +669,7 @@ class ActorPool:
         reason = (
             "its node was drained (preempted)" if preempted
             else "its worker was killed for using too much memory" if oom
-            else f"its worker process died ({_first_line(exc)})"
+            else f"its worker process died ({first_line(exc)})"
         )
         self.lose(slot, call.generation, Loss(kind, reason, slot.label(self.actor_name)),
                   node_died=is_node_death(exc))
@@ -774,85 +737,3 @@ class ActorPool:
 
 
 
-def _salvage(call: Call) -> tuple[bool, Any]:
-    """(True, result) when ``call`` finished before its actor was lost."""
-    ready, _ = ray.wait([call.ref], timeout=0)
-    if not ready:
-        return False, None
-    try:
-        return True, ray.get(call.ref)
-    except Exception:
-        return False, None
-
-
-def list_pools() -> list[dict[str, Any]]:
-    """The pools of every raymanager on this Ray cluster, from its named actors.
-
-    One dict per pool: ``pool`` (id), ``actor_class``, ``actors`` alive,
-    ``namespace``. Works from any driver connected to the cluster.
-
-    Example::
-
-        >>> list_pools()   # doctest: +SKIP
-        [{'pool': '3f2a9c1d', 'actor_class': 'TrainingActor', 'actors': 4, 'namespace': ...}]
-    """
-    found: dict[tuple[str, str, str], int] = {}
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        name = entry["name"] if isinstance(entry, dict) else str(entry)
-        if not name.startswith(ACTOR_NAME_PREFIX):
-            continue
-        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
-        namespace = entry.get("namespace", "") if isinstance(entry, dict) else ""
-        key = (pool_id, class_name, namespace)
-        found[key] = found.get(key, 0) + 1
-    return [
-        {"pool": pool_id, "actor_class": class_name, "actors": count, "namespace": namespace}
-        for (pool_id, class_name, namespace), count in sorted(found.items())
-    ]
-
-
-def check_size(low: int, high: int) -> None:
-    """A pool's size range: ``0 <= min <= max``, ``max >= 1``."""
-    for name, value in (("min", low), ("max", high)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"num_actors {name} must be an int >= 0, got {value!r}")
-    if high < 1 or low > high:
-        raise ValueError(
-            f"num_actors must be an int >= 1 or a (min, max) pair with 0 <= min <= max "
-            f"and max >= 1, got ({low!r}, {high!r})"
-        )
-
-
-def _close_then_kill(
-    closing: list[tuple[Any, Any, float]], actor_name: str, *, wait: bool
-) -> list[tuple[Any, Any, float]]:
-    """Kill retired actors whose close() returned or ran out of time; the rest stay.
-
-    With ``wait``, wait for every close() up to its time limit, then kill all.
-    """
-    if not closing:
-        return []
-    refs = [ref for _, ref, _ in closing]
-    if wait:
-        timeout = max(0.0, max(at for _, _, at in closing) - time.monotonic())
-        with contextlib.suppress(Exception):
-            ray.wait(refs, num_returns=len(refs), timeout=timeout)
-    done_refs: set[Any] = set()
-    with contextlib.suppress(Exception):  # Ray already shut down: kill all
-        done_refs = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
-    now = time.monotonic()
-    keep = []
-    for handle, ref, kill_at in closing:
-        if ref in done_refs or now >= kill_at or wait:
-            if ref not in done_refs:
-                logger.warning("an actor of %s did not close() in time: killed", actor_name)
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
-        else:
-            keep.append((handle, ref, kill_at))
-    return keep
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

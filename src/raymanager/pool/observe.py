@@ -1,0 +1,101 @@
+"""What a pool is doing: per-actor counters, throughput, and the pools on a cluster.
+
+Our Ray actors are named ``raymanager/<pool>/<class>/<slot>.<generation>``, so
+any driver connected to the cluster can list the pools alive on it
+(:func:`list_pools`, ``raymanager info --address``).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+if TYPE_CHECKING:
+    from raymanager.pool.actor_pool import ActorPool
+
+__all__ = ["ACTOR_NAME_PREFIX", "THROUGHPUT_WINDOW_S", "Throughput", "list_pools", "pool_stats"]
+
+#: Ray actor names of our actors start with this: raymanager/<pool>/<class>/<slot>.<gen>.
+ACTOR_NAME_PREFIX = "raymanager/"
+#: Seconds of finished batches that stats()["batches_per_s"] averages over.
+THROUGHPUT_WINDOW_S = 60.0
+
+
+class Throughput:
+    """Batches finished over the last THROUGHPUT_WINDOW_S seconds."""
+
+    def __init__(self) -> None:
+        self._finished: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, batches: int) -> None:
+        now = time.monotonic()
+        self._finished.append((now, batches))
+        while self._finished and self._finished[0][0] < now - THROUGHPUT_WINDOW_S:
+            self._finished.popleft()
+
+    def per_second(self, age: float) -> float:
+        now = time.monotonic()
+        recent = sum(n for t, n in self._finished if t >= now - THROUGHPUT_WINDOW_S)
+        return recent / max(min(THROUGHPUT_WINDOW_S, age), 1e-9)
+
+
+def pool_stats(pool: ActorPool, throughput: Throughput) -> dict[str, Any]:
+    """``pool.stats()`` (lock held).
+
+    ``actors``: one dict per slot (``pid``, ``node_id``, ``state``, ``batches``
+    finished, ``busy_fraction`` of the pool's lifetime spent in
+    ``process_batch``, ``restarts``). Pool-wide: ``restarts``, ``recycled``,
+    ``retries`` (tries charged to batches), ``in_flight_calls``,
+    ``queued_batches`` (waiting for an actor in the current run),
+    ``batches_per_s`` over the last minute.
+    """
+    age = max(time.monotonic() - pool.created, 1e-9)
+    return {
+        "actors": [
+            {
+                "slot": slot.index,
+                "pid": slot.pid,
+                "node_id": slot.node_id,
+                "state": slot.state.value,
+                "batches": slot.batches,
+                "busy_fraction": min(1.0, slot.busy_s / age),
+                "restarts": slot.restarts,
+            }
+            for slot in pool.slots
+        ],
+        "restarts": pool.restarts,
+        "recycled": pool.recycled,
+        "retries": pool.retries,
+        "in_flight_calls": sum(len(slot.calls) for slot in pool.slots),
+        "queued_batches": pool.queued_batches(),
+        "batches_per_s": throughput.per_second(age),
+    }
+
+
+def list_pools() -> list[dict[str, Any]]:
+    """The pools of every raymanager on this Ray cluster, from its named actors.
+
+    One dict per pool: ``pool`` (id), ``actor_class``, ``actors`` alive,
+    ``namespace``. Works from any driver connected to the cluster.
+
+    Example::
+
+        >>> list_pools()   # doctest: +SKIP
+        [{'pool': '3f2a9c1d', 'actor_class': 'TrainingActor', 'actors': 4, 'namespace': ...}]
+    """
+    found: dict[tuple[str, str, str], int] = {}
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"] if isinstance(entry, dict) else str(entry)
+        if not name.startswith(ACTOR_NAME_PREFIX):
+            continue
+        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
+        namespace = entry.get("namespace", "") if isinstance(entry, dict) else ""
+        key = (pool_id, class_name, namespace)
+        found[key] = found.get(key, 0) + 1
+    return [
+        {"pool": pool_id, "actor_class": class_name, "actors": count, "namespace": namespace}
+        for (pool_id, class_name, namespace), count in sorted(found.items())
+    ]
