@@ -183,3 +183,10 @@ class ThreadSafe(RayActor[Any, tuple[int, int]]):
         with self.lock:
             self.in_flight -= 1
         return 2 * _first(batch), seen
+
+
+class WhereFrom(RayActor[Any, tuple[float, str | None]]):
+    """Returns (sum of the batch, the file it is mapped from, or None)."""
+
+    def process_batch(self, batch: Any) -> tuple[float, str | None]:
+        return float(np.asarray(batch).sum()), getattr(batch, "filename", None)

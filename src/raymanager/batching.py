@@ -27,13 +27,24 @@ from __future__ import annotations
 
 import itertools
 import math
+import mmap
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SHARE_MIN_BYTES", "BatchSource", "Group", "make_source", "slice_rows"]
+__all__ = [
+    "SHARE_MIN_BYTES",
+    "BatchSource",
+    "Group",
+    "MappedFile",
+    "MappedFileUnavailable",
+    "make_source",
+    "mapped_file",
+    "slice_rows",
+]
 
 #: Arrays at least this big go to the object store once instead of inline.
 #: Below it, pickling a group's rows into the call is cheaper than resolving
@@ -75,6 +86,59 @@ def _is_array_like(data: Any) -> bool:
     return (
         hasattr(data, "__array__") and hasattr(data, "shape") and hasattr(data, "__getitem__")
         and hasattr(data, "__len__") and len(getattr(data, "shape", ())) > 0
+    )
+
+
+class MappedFileUnavailable(Exception):
+    """A worker cannot map the driver's file (another machine, or the file changed)."""
+
+
+@dataclass(frozen=True)
+class MappedFile:
+    """A read-only numpy array backed by a whole file, shared by its path.
+
+    Workers on a machine that sees the same file map it themselves: zero
+    copy, nothing in the object store. The size and modification time tell a
+    worker whether it sees the very file the driver mapped.
+    """
+
+    path: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    fortran_order: bool
+    file_size: int
+    mtime_ns: int
+
+    def open(self) -> np.ndarray:
+        """Map the file read-only; MappedFileUnavailable if it is not the driver's file."""
+        try:
+            status = os.stat(self.path)
+        except OSError as exc:
+            raise MappedFileUnavailable(f"{self.path}: {exc}") from None
+        if status.st_size != self.file_size or status.st_mtime_ns != self.mtime_ns:
+            raise MappedFileUnavailable(f"{self.path} is not the file the driver mapped")
+        return np.memmap(self.path, dtype=np.dtype(self.dtype), mode="r", offset=self.offset,
+                         shape=self.shape, order="F" if self.fortran_order else "C")
+
+
+def mapped_file(data: Any) -> MappedFile | None:
+    """The file behind ``data`` when it is a whole-file ``np.memmap`` (or ``np.load(...,
+    mmap_mode="r")``), else None. A slice of a memmap keeps the file's name but
+    not where it starts, so only the mapping itself is shared by path.
+    """
+    if not isinstance(data, np.memmap) or data.filename is None:
+        return None
+    if not isinstance(data.base, mmap.mmap) or data.dtype.hasobject:
+        return None  # a view into the mapping, or objects: share it by value
+    if not (data.flags.c_contiguous or data.flags.f_contiguous):
+        return None
+    status = os.stat(data.filename)
+    return MappedFile(
+        path=os.fspath(data.filename), dtype=data.dtype.str, shape=tuple(data.shape),
+        offset=int(data.offset), fortran_order=bool(data.flags.f_contiguous
+                                                     and not data.flags.c_contiguous),
+        file_size=status.st_size, mtime_ns=status.st_mtime_ns,
     )
 
 
@@ -166,10 +230,13 @@ class BatchSource:
         shared: Any = None,
         inline: Any = None,
         iterator: Iterator[Any] | None = None,
+        mapped: MappedFile | None = None,
     ) -> None:
         self.batch_size = batch_size
         self.num_rows = num_rows
         self.shared = shared
+        #: The file behind a shared memory-mapped array: workers map it by path.
+        self.mapped = mapped
         self._inline = inline
         self._iterator = iterator
         self._next_batch = 0
@@ -300,6 +367,11 @@ def make_source(
     if isinstance(data, np.ndarray):
         if data.ndim == 0:
             raise TypeError("a 0-d numpy array has no first axis to cut into batches")
+        mapped = mapped_file(data)
+        if mapped is not None:
+            # Any size: the file is shared by its path, never copied.
+            return BatchSource(batch_size=batch_size, num_rows=len(data), shared=data,
+                               mapped=mapped)
         if _shareable(data.nbytes, share_min_bytes, share_max_bytes) and not data.dtype.hasobject:
             return BatchSource(batch_size=batch_size, num_rows=len(data), shared=data)
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)

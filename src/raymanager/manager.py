@@ -32,10 +32,11 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
+import numpy as np
 import ray
 
 from raymanager.actors.base import RayActor
-from raymanager.batching import make_source
+from raymanager.batching import SHARE_MIN_BYTES, make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError, RayStartError
 from raymanager.journal import Journal, fingerprint
@@ -450,8 +451,22 @@ class RayManager:
         # An array may take at most half the object store: a bigger one goes
         # inline, a bounded window at a time, instead of spilling whole.
         store = self._store_total()
+        stored_ref = None
+        if isinstance(data, ray.ObjectRef):
+            # Already in the object store (put once, used for many runs): read
+            # its shape here (zero-copy for arrays) and share that very object.
+            stored_ref, data = data, ray.get(data)
+            if not isinstance(data, (np.ndarray, Mapping)):
+                raise TypeError(
+                    f"an ObjectRef passed as data must hold a numpy array or a mapping of "
+                    f"arrays, got {type(data).__name__}"
+                )
         source = make_source(data, config.batch_size,
-                             share_max_bytes=store // 2 if store else None)
+                             share_min_bytes=0 if stored_ref is not None else SHARE_MIN_BYTES,
+                             share_max_bytes=None if stored_ref is not None or not store
+                             else store // 2)
+        if stored_ref is not None and source.shared is None:
+            raise TypeError("an ObjectRef passed as data must hold numpy arrays (not objects)")
         log = None
         if journal is not None:
             log = Journal.open(journal, fingerprint(data, config.batch_size, source.num_rows))
@@ -459,8 +474,12 @@ class RayManager:
         actor_pool.claim()  # PoolBusyError before anything is put in the store
         try:
             empty = source.is_empty()
-            shared_ref = None
-            if not empty and source.shared is not None:
+            shared_ref: Any = None
+            if not empty and source.mapped is not None:
+                shared_ref = source.mapped  # workers map the file by path: nothing is put
+            elif not empty and stored_ref is not None:
+                shared_ref = stored_ref  # the user's object: never put again
+            elif not empty and source.shared is not None:
                 shared_ref = ray.put(source.shared)
         except BaseException:
             actor_pool.release()

@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import ray
 
-from raymanager.batching import BatchSource, Group
+from raymanager.batching import BatchSource, Group, MappedFileUnavailable, slice_rows
 from raymanager.config import BatchConfig
 from raymanager.errors import (
     BatchError,
@@ -111,6 +112,8 @@ class Run:
         self.pool = pool
         self.deadline = deadline if deadline is not None else Deadline()
         self.journal = journal
+        #: Slots whose worker cannot map the source's file: they get rows inline.
+        self.no_file: set[int] = set()
         self.source = source
         self.config = config
         self.shared_ref = shared_ref
@@ -367,6 +370,11 @@ class Run:
 
     def _send(self, slot: Slot, group: Group) -> None:
         shared = self.shared_ref is not None
+        data = self.shared_ref if shared else group.rows
+        if shared and slot.index in self.no_file:
+            # This worker cannot see the driver's file: its rows travel inline.
+            shared = False
+            data = np.asarray(slice_rows(self.source.shared, group.row_start, group.row_stop))
         spec = CallSpec(
             first=group.first,
             count=group.count,
@@ -378,7 +386,7 @@ class Run:
             # A callback decides per batch, so the worker goes on after a failure.
             stop_on_error=self.config.on_error == "raise",
         )
-        ref = slot.handle.run.remote(self.shared_ref if shared else group.rows, spec)
+        ref = slot.handle.run.remote(data, spec)
         # The clock of a call starts when it runs: now if its actor is idle,
         # else when the calls before it are done (_start_clocks).
         concurrent = self.pool.max_concurrency > 1
@@ -410,7 +418,15 @@ class Run:
             report: Report = ray.get(call.ref)
         except Exception as exc:
             kind = classify(exc)
-            if kind is FailureKind.CALL_FAILED:
+            if isinstance(user_cause(exc), MappedFileUnavailable):
+                self.pool.finished(call)
+                self._forget(call)
+                logger.warning("%s cannot map the data's file (%s): its rows go inline",
+                               call.slot.label(self.pool.actor_name), user_cause(exc))
+                self.no_file.add(call.slot.index)
+                assert call.group is not None
+                self._requeue(call.group)
+            elif kind is FailureKind.CALL_FAILED:
                 self.pool.finished(call)
                 self._forget(call)
                 self._unattributed_or_charged(call, exc)

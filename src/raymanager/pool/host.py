@@ -25,7 +25,7 @@ import numpy as np
 import ray
 
 from raymanager.actors.base import RayActor
-from raymanager.batching import slice_rows
+from raymanager.batching import MappedFile, slice_rows
 
 __all__ = [
     "ActorHost",
@@ -101,6 +101,7 @@ class ActorHost:
         self._replay_failure: Failure | None = None
         self._actor: RayActor[Any, Any] | None = None
         self._replay_answers: dict[str, Any] = {}
+        self._mapped: dict[MappedFile, np.ndarray] = {}  # files this worker has mapped
         try:
             self._actor = actor_class(config)
         except BaseException as exc:
@@ -130,8 +131,7 @@ class ActorHost:
         actor.chunk_size = spec.chunk_size
         began = time.perf_counter()
         total = spec.row_stop - spec.row_start
-        # Shared data is the whole stored array: cut the call's rows out of it.
-        rows = slice_rows(data, spec.row_start, spec.row_stop) if spec.shared else read_only(data)
+        rows = self._rows(data, spec)
         results: list[Any] = []
         for k in range(spec.count):
             lo = k * spec.batch_size
@@ -145,6 +145,15 @@ class ActorHost:
                 if spec.stop_on_error:
                     break
         return Report(results, time.perf_counter() - began)
+
+    def _rows(self, data: Any, spec: CallSpec) -> Any:
+        """The call's rows: cut from the shared array or file, or the inline rows."""
+        if isinstance(data, MappedFile):
+            if data not in self._mapped:
+                self._mapped[data] = data.open()  # raises MappedFileUnavailable
+            data = self._mapped[data]
+        # Shared data is the whole array: cut the call's rows out of it.
+        return slice_rows(data, spec.row_start, spec.row_stop) if spec.shared else read_only(data)
 
     def process_one(self, batch: Any) -> Any:
         """One submitted batch: its result, or its Failure."""
@@ -212,7 +221,7 @@ class AsyncActorHost(ActorHost):
         actor.chunk_size = spec.chunk_size
         began = time.perf_counter()
         total = spec.row_stop - spec.row_start
-        rows = slice_rows(data, spec.row_start, spec.row_stop) if spec.shared else read_only(data)
+        rows = self._rows(data, spec)
         results: list[Any] = []
         for k in range(spec.count):
             lo = k * spec.batch_size
