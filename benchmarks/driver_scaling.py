@@ -1,0 +1,55 @@
+"""Does the driver keep up as the pool grows? Sleep-bound batches on 2 to 64 actors.
+
+    python benchmarks/driver_scaling.py [--actors 2 8 32 64] [--batch-s 0.02]
+
+Each batch sleeps ``batch_s`` (no CPU), so many actors fit on 2 cores and the
+ideal throughput is ``actors / batch_s`` batches per second. For each pool size
+the run is sized to ~4 s of ideal work; the script reports throughput against
+the ideal and the driver's CPU seconds per batch (``time.process_time`` of the
+driver process). Results are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from raymanager import BatchConfig, RayActor, RayConfig, RayManager
+
+
+class Sleeper(RayActor[Any, int]):
+    def process_batch(self, batch: Any) -> int:
+        time.sleep(float(self.config["batch_s"]))
+        return int(batch[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--actors", type=int, nargs="+", default=[2, 8, 32, 64])
+    parser.add_argument("--batch-s", type=float, default=0.02)
+    parser.add_argument("--seconds", type=float, default=4.0, help="ideal seconds per run")
+    args = parser.parse_args()
+    rows = []
+    with RayManager(RayConfig(num_cpus=2)) as manager:
+        for actors in args.actors:
+            pool = manager.create_actor_pool(Sleeper, {"batch_s": args.batch_s},
+                                             num_actors=actors)
+            config = BatchConfig(batch_size=1, num_parallel=actors)
+            batches = int(args.seconds * actors / args.batch_s)
+            manager.process_in_parallel(pool, range(actors * 4), config)  # warm-up
+            cpu, wall = time.process_time(), time.perf_counter()
+            results = manager.process_in_parallel(pool, range(batches), config)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            assert results == list(range(batches))
+            ideal = actors / args.batch_s
+            rows.append({"actors": actors, "batches": batches, "wall_s": round(wall, 3),
+                         "of_ideal": round(batches / wall / ideal, 3),
+                         "driver_cpu_us_per_batch": round(1e6 * cpu / batches, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+            pool.shutdown()
+
+
+if __name__ == "__main__":
+    main()
