@@ -21,7 +21,8 @@ import numpy as np
 from es_single_process import run_single_process
 
 from raymanager import BatchConfig, RayConfig, RayManager, TrainingActor
-from raymanager.agents import average_weights, round_seeds
+from raymanager.agents import make_agent, round_seeds
+from raymanager.rounds import run_round
 
 SEEDS_PER_ROUND = 128
 BATCH_SIZE = 64
@@ -29,19 +30,18 @@ CHUNK_SIZE = 64
 
 
 def ray_rounds(manager: RayManager, num_actors: int, rounds: int) -> dict[str, Any]:
-    """The training half of `raymanager train`, timed after the pool is up."""
+    """The training half of `raymanager train` (its run_round), timed after the pool is up."""
     pool = manager.create_actor_pool(TrainingActor, {}, num_actors=num_actors)
     batch = BatchConfig(batch_size=BATCH_SIZE, num_parallel=num_actors, chunk_size=CHUNK_SIZE)
-    weights = pool.broadcast("get_weights")[0]
+    learner = make_agent({})
+    weights = learner.get_weights()
     steps = 0
     began = time.perf_counter()
     for round_index in range(rounds):
-        pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
-        results = manager.process_in_parallel(
-            pool, round_seeds(0, round_index, SEEDS_PER_ROUND), batch)
-        weights = average_weights([r["weights"] for r in results],
-                                  counts=[r["rows"] for r in results])
-        steps += sum(int(r["env_steps"]) for r in results)
+        step = run_round(manager, pool, weights, round_seeds(0, round_index, SEEDS_PER_ROUND),
+                         batch, learner)
+        weights = step.weights
+        steps += int(step.metrics["env_steps"])
     seconds = time.perf_counter() - began
     pool.shutdown()
     return {"env_steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,

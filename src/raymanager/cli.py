@@ -118,7 +118,8 @@ def _report(summary: TrainSummary) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _train_config(args)
     if config.progress and not args.resume:
-        console.print(f"training {config.agent} on {config.env} with {config.num_actors} "
+        console.print(f"training {config.resolved().agent} on {config.env} with "
+                      f"{config.num_actors} "
                       f"training and {config.num_eval_actors} evaluation actors")
     display = _LiveDisplay(config) if config.progress else None
     if display is not None:
