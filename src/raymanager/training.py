@@ -116,7 +116,8 @@ class TrainConfig:
     target_return: float | None = field(
         default=None, metadata=_help("stop at this mean eval return (None: env threshold)")
     )
-    max_rounds: int = field(default=300, metadata=_help("round budget"))
+    # MuJoCo runs are bounded by time (Hopper: ~100-500 short rounds in 15 min).
+    max_rounds: int = field(default=1000, metadata=_help("round budget"))
     max_seconds: float | None = field(default=600.0, metadata=_help("wall-clock budget"))
     output_dir: str = field(default="runs", metadata=_help("where run directories go"))
     run_name: str | None = field(default=None, metadata=_help("run directory name"))
@@ -214,8 +215,10 @@ def round_defaults(env: str, agent: str) -> dict[str, int]:
 
     ES (tuned on CartPole-v1): 128 seeds per round in batches of 64, 100
     evaluation episodes every round. ARS: the paper's directions per round
-    for the task, cut into 8 batches so that two actors stay busy to the
-    round's end; 10 evaluation episodes (MuJoCo episodes are 1000 steps),
+    for the task, in batches of 1/16 of them (at least 1) that go to
+    whichever actor is free, so two actors stay busy to the round's end (a
+    MuJoCo batch is long: 2 directions x 2 episodes x 1000 steps on
+    HalfCheetah); 10 evaluation episodes (MuJoCo episodes are 1000 steps),
     about every 128 training episodes.
 
     >>> round_defaults("HalfCheetah-v5", "ars")["seeds_per_round"]
@@ -223,7 +226,7 @@ def round_defaults(env: str, agent: str) -> dict[str, int]:
     """
     if agent == "ars":
         directions = int(ars_preset(env_settings({"env": env}).env_id)["directions"])
-        batch = max(1, directions // 8)
+        batch = max(1, directions // 16)
         return {"seeds_per_round": directions, "batch_size": batch, "chunk_size": batch,
                 "eval_every": max(1, min(10, math.ceil(64 / directions))),
                 "eval_episodes": 10}
