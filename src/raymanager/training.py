@@ -416,7 +416,7 @@ def train(
     Example::
 
         >>> summary = train(TrainConfig(max_rounds=3, progress=False))   # doctest: +SKIP
-        >>> summary.rounds
+        >>> summary.rounds                                               # doctest: +SKIP
         3
     """
     start = time.monotonic()
