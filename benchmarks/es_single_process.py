@@ -3,13 +3,17 @@
 It runs exactly what the Ray job runs, minus Ray: every round the weights are
 broadcast to ``num_actors`` :class:`~raymanager.actors.TrainingActor` instances,
 the round's seeds are cut into batches of ``batch_size`` and handed round-robin
-to them, the results' weights are averaged, and every ``eval_every`` rounds an
+to them, the driver's step combines the results (``combine_round``, as in
+``raymanager.rounds.run_round``), and every ``eval_every`` rounds an
 :class:`~raymanager.actors.EvaluationActor` runs ``eval_episodes`` episodes.
 Since a batch's result does not depend on the actor that ran it, the Ray job
 with the same arguments computes the same weights, round for round; the
 difference in wall time is Ray's overhead and parallelism.
 
     python benchmarks/es_single_process.py --seeds 0 1 2
+    python benchmarks/es_single_process.py --seeds 0 --batch-size 4 --seeds-per-round 32 \
+        --config '{"agent": "ars", "env": "HalfCheetah-v5"}' --eval-every 2 \
+        --eval-episodes 10 --target-return 3430 --history
 
 or from a benchmark::
 
@@ -31,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from raymanager.actors import EvaluationActor, TrainingActor, merge_evaluations
-from raymanager.agents import average_weights, round_seeds
+from raymanager.agents import combine_round, make_agent, round_seeds
 from raymanager.agents.es import TUNED_BATCH_SIZE, TUNED_SEEDS_PER_ROUND
 
 #: Seeds (perturbations, each run with + and - noise) per training round.
@@ -67,6 +71,7 @@ def run_single_process(
     for actor in (*trainers, evaluator):
         actor.chunk_size = chunk_size
     weights = trainers[0].get_weights()
+    learner = make_agent(config)
     seed = int(config.get("seed", 0))
     eval_seeds = np.arange(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + eval_episodes)
     train_steps = eval_steps = 0
@@ -80,7 +85,7 @@ def run_single_process(
         seeds = round_seeds(seed, round_index, seeds_per_round)
         batches = [seeds[i : i + batch_size] for i in range(0, len(seeds), batch_size)]
         results = [trainers[i % num_actors].process_batch(b) for i, b in enumerate(batches)]
-        weights = average_weights([r["weights"] for r in results], [r["rows"] for r in results])
+        weights = combine_round(results, weights, learner).weights
         train_steps += int(sum(r["env_steps"] for r in results))
         episodes = sum(r["episodes"] for r in results)
         entry = {
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--chunk-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--target-return", type=float, default=475.0)
     parser.add_argument("--config", type=json.loads, default={}, help="JSON agent config")
     parser.add_argument("--history", action="store_true", help="print every round")
     args = parser.parse_args()
@@ -129,6 +136,8 @@ def main() -> None:
             args.batch_size,
             chunk_size=args.chunk_size,
             eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            target_return=args.target_return,
         )
         if args.history:
             for entry in stats["history"]:

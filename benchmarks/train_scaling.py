@@ -6,11 +6,22 @@ differs. Ray start-up and pool creation are excluded; the broadcast of the
 weights each round is included.
 
     python benchmarks/train_scaling.py [--rounds 15] [--out benchmarks/results/train_scaling.json]
+
+The issue's measure of scaling reads the CLI's own metrics.csv of two runs
+that differ only in ``--num-actors``: env steps/s between the end of round 2
+and the last round (start-up and the final evaluation left out)::
+
+    raymanager train --env HalfCheetah-v5 --num-actors 1 --max-rounds 12 \
+        --target-return 1e9 --run-name scale1 --no-progress
+    raymanager train --env HalfCheetah-v5 --num-actors 2 --max-rounds 12 \
+        --target-return 1e9 --run-name scale2 --no-progress
+    python benchmarks/train_scaling.py --metrics runs/scale1 runs/scale2
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import time
@@ -21,7 +32,8 @@ import numpy as np
 from es_single_process import run_single_process
 
 from raymanager import BatchConfig, RayConfig, RayManager, TrainingActor
-from raymanager.agents import average_weights, round_seeds
+from raymanager.agents import make_agent, round_seeds
+from raymanager.rounds import run_round
 
 SEEDS_PER_ROUND = 128
 BATCH_SIZE = 64
@@ -29,30 +41,54 @@ CHUNK_SIZE = 64
 
 
 def ray_rounds(manager: RayManager, num_actors: int, rounds: int) -> dict[str, Any]:
-    """The training half of `raymanager train`, timed after the pool is up."""
+    """The training half of `raymanager train` (its run_round), timed after the pool is up."""
     pool = manager.create_actor_pool(TrainingActor, {}, num_actors=num_actors)
     batch = BatchConfig(batch_size=BATCH_SIZE, num_parallel=num_actors, chunk_size=CHUNK_SIZE)
-    weights = pool.broadcast("get_weights")[0]
+    learner = make_agent({})
+    weights = learner.get_weights()
     steps = 0
     began = time.perf_counter()
     for round_index in range(rounds):
-        pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
-        results = manager.process_in_parallel(
-            pool, round_seeds(0, round_index, SEEDS_PER_ROUND), batch)
-        weights = average_weights([r["weights"] for r in results],
-                                  counts=[r["rows"] for r in results])
-        steps += sum(int(r["env_steps"]) for r in results)
+        step = run_round(manager, pool, weights, round_seeds(0, round_index, SEEDS_PER_ROUND),
+                         batch, learner)
+        weights = step.weights
+        steps += int(step.metrics["env_steps"])
     seconds = time.perf_counter() - began
     pool.shutdown()
     return {"env_steps": steps, "seconds": seconds, "steps_per_s": steps / seconds,
             "final_w_sum": float(np.sum(weights["W"]))}
 
 
+def steps_per_second(run_dir: str | Path, from_round: int = 2) -> dict[str, float]:
+    """Training env steps/s of a CLI run between the end of ``from_round`` and its last round."""
+    with open(Path(run_dir) / "metrics.csv", newline="") as handle:
+        rows = {int(row["round"]): row for row in csv.DictReader(handle)}
+    first, last = rows[from_round], rows[max(rows)]
+    steps = int(last["env_steps"]) - int(first["env_steps"])
+    seconds = float(last["seconds"]) - float(first["seconds"])
+    return {"rounds": float(max(rows) - from_round), "env_steps": float(steps),
+            "seconds": seconds, "steps_per_s": steps / seconds}
+
+
+def compare_runs(one: str, two: str) -> None:
+    """Print the 2-actor / 1-actor ratio of two CLI runs."""
+    a, b = steps_per_second(one), steps_per_second(two)
+    for name, row in ((one, a), (two, b)):
+        print(f"{name}: rounds 2..{2 + int(row['rounds'])}, {row['env_steps']:,.0f} env steps "
+              f"in {row['seconds']:.1f} s = {row['steps_per_s']:,.0f} steps/s")
+    print(f"ratio (second / first): {b['steps_per_s'] / a['steps_per_s']:.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--out", default="benchmarks/results/train_scaling.json")
+    parser.add_argument("--metrics", nargs=2, metavar=("RUN_1_ACTOR", "RUN_2_ACTORS"),
+                        help="only compare two CLI run directories (see the docstring)")
     args = parser.parse_args()
+    if args.metrics:
+        compare_runs(*args.metrics)
+        return
 
     single = run_single_process({}, rounds=args.rounds, seeds_per_round=SEEDS_PER_ROUND,
                                 batch_size=BATCH_SIZE, chunk_size=CHUNK_SIZE,

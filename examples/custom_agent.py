@@ -152,22 +152,21 @@ def main() -> None:
     """Train CrossEntropyAgent on CartPole-v1 with two Ray workers."""
     from raymanager import BatchConfig, RayConfig, RayManager
     from raymanager.actors import EvaluationActor, TrainingActor, merge_evaluations
-    from raymanager.agents import average_weights, round_seeds
+    from raymanager.agents import round_seeds
+    from raymanager.rounds import run_round
 
     config = {"agent": "custom_agent:CrossEntropyAgent", "env": "CartPole-v1", "seed": 0}
     with RayManager(RayConfig(num_cpus=2)) as manager:
         trainers = manager.create_actor_pool(TrainingActor, config, num_actors=2)
         evaluators = manager.create_actor_pool(EvaluationActor, config, num_actors=2)
-        weights = trainers.broadcast("get_weights")[0]
+        weights = manager.broadcast(trainers, "get_weights")[0]
         for round_index in range(30):
-            # replay_on_restart: an actor that replaces a dead one gets the weights too.
-            trainers.broadcast("set_weights", args=(weights,), replay_on_restart=True)
-            seeds = round_seeds(0, round_index, 100)
-            results = manager.process_in_parallel(
-                trainers, seeds, BatchConfig(batch_size=50, num_parallel=2)
-            )
-            weights = average_weights([r["weights"] for r in results], [r["rows"] for r in results])
-            evaluators.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+            # Broadcast, run the seeds in batches, average the batches' weights
+            # (this agent sends weights back; ES and ARS send only returns).
+            step = run_round(manager, trainers, weights, round_seeds(0, round_index, 100),
+                             BatchConfig(batch_size=50, num_parallel=2))
+            weights = step.weights
+            manager.broadcast(evaluators, "set_weights", (weights,), replay_on_restart=True)
             episodes = np.arange(10**9, 10**9 + 100)
             evaluation = merge_evaluations(
                 manager.process_in_parallel(

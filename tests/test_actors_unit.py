@@ -9,12 +9,13 @@ import pytest
 
 from raymanager.actors import EvaluationActor, RayActor, TrainingActor, merge_evaluations
 from raymanager.actors.evaluation import summarize_episodes
-from raymanager.agents import average_weights, round_seeds
+from raymanager.agents import combine_round, make_agent, round_seeds
 
 TRAINING_KEYS = {
     "fitness_mean", "fitness_max", "fitness_min", "episodes", "env_steps", "rows", "seconds",
-    "loss", "weights",
+    "loss", "seeds", "plus_returns", "minus_returns",
 }  # fmt: skip
+ARRAY_KEYS = {"seeds", "plus_returns", "minus_returns"}
 EVALUATION_KEYS = {
     "return_mean", "return_std", "return_min", "return_max", "length_mean", "episodes",
     "env_steps", "seconds", "returns", "lengths",
@@ -28,7 +29,15 @@ def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
 
 
 def without_seconds(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k not in ("seconds", "weights")}
+    """A result with its arrays as lists (comparable with ==) and without timings."""
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+            for k, v in result.items() if k != "seconds"}
+
+
+def stepped(config: dict[str, Any], results: list[dict[str, Any]],
+            weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The driver's step from a round's results, as `raymanager train` takes it."""
+    return combine_round(results, weights, make_agent(config)).weights
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
@@ -54,8 +63,12 @@ def test_training_actor_with_the_seed_config() -> None:
     result = actor.process_batch(np.arange(8))
     assert set(result) >= TRAINING_KEYS
     assert result["rows"] == 8.0 and result["episodes"] == 16.0
-    assert "adam.m.W" in result["weights"] and float(result["weights"]["adam.t"]) == 1.0
-    assert all(isinstance(result[key], float) for key in TRAINING_KEYS - {"weights"})
+    # Scalars on the wire: the seeds and their returns, never weights.
+    assert "weights" not in result and result["plus_returns"].shape == (8,)
+    np.testing.assert_array_equal(result["seeds"], np.arange(8))
+    assert all(isinstance(result[key], float) for key in TRAINING_KEYS - ARRAY_KEYS)
+    weights = stepped({"learning_rate": 0.001}, [result], actor.get_weights())
+    assert float(weights["adam.t"]) == 1.0
 
 
 def test_training_actor_defaults_to_no_config() -> None:
@@ -69,7 +82,6 @@ def test_every_batch_starts_from_the_round_weights() -> None:
     actor.process_batch(np.arange(50, 60))  # must leave no trace
     again = actor.process_batch(np.arange(10))
     assert without_seconds(first) == without_seconds(again)
-    assert_same_weights(first["weights"], again["weights"])
 
 
 def test_result_does_not_depend_on_the_actor() -> None:
@@ -78,7 +90,7 @@ def test_result_does_not_depend_on_the_actor() -> None:
     busy.process_batch(np.arange(30, 40))
     busy.chunk_size = 3
     batch = round_seeds(2, 0, 12)
-    assert_same_weights(busy.process_batch(batch)["weights"], fresh.process_batch(batch)["weights"])
+    assert without_seconds(busy.process_batch(batch)) == without_seconds(fresh.process_batch(batch))
 
 
 def test_chunk_size_does_not_change_the_result() -> None:
@@ -90,18 +102,18 @@ def test_chunk_size_does_not_change_the_result() -> None:
         results.append(actor.process_batch(batch))
     for result in results[1:]:
         assert without_seconds(result) == without_seconds(results[0])
-        assert_same_weights(result["weights"], results[0]["weights"])
 
 
 def test_list_and_read_only_array_batches_agree() -> None:
     actor = TrainingActor({})
     as_array = actor.process_batch(read_only(np.arange(100, 112)))
     as_list = actor.process_batch(list(range(100, 112)))
-    assert_same_weights(as_array["weights"], as_list["weights"])
+    assert without_seconds(as_array) == without_seconds(as_list)
 
 
 def test_set_and_get_weights() -> None:
-    source = TrainingActor({"seed": 3}).process_batch(np.arange(6))["weights"]
+    trained = TrainingActor({"seed": 3})
+    source = stepped({"seed": 3}, [trained.process_batch(np.arange(6))], trained.get_weights())
     actor = TrainingActor({"seed": 4})
     actor.set_weights({k: read_only(v) for k, v in source.items()})
     assert_same_weights(actor.get_weights(), source)
@@ -121,20 +133,20 @@ def test_set_weights_that_do_not_fit_fail_at_once() -> None:
     assert_same_weights(actor.get_weights(), before)
 
 
-def test_a_round_is_the_average_of_its_batches() -> None:
-    # Two actors share a round: the averaged weights are those of the driver's
-    # formula, and a new round starts from them everywhere.
+def test_a_round_split_over_actors_is_one_step_over_all_its_seeds() -> None:
+    # Two actors share a round: the driver's step from both results is the
+    # step one agent takes over all the seeds, and a new round starts from it.
     config = {"seed": 0}
     actors = [TrainingActor(config), TrainingActor(config)]
     seeds = round_seeds(0, 0, 16)
     results = [actors[0].process_batch(seeds[:8]), actors[1].process_batch(seeds[8:])]
-    averaged = average_weights([r["weights"] for r in results], [r["rows"] for r in results])
-    for key in ("W", "adam.m.W", "adam.v.W"):
-        expected = (results[0]["weights"][key] + results[1]["weights"][key]) / 2
-        np.testing.assert_allclose(averaged[key], expected, rtol=1e-15)
-    assert float(averaged["adam.t"]) == 1.0
+    weights = stepped(config, results, actors[0].get_weights())
+    alone = make_agent(config)
+    alone.train(seeds, 16)
+    assert_same_weights(weights, alone.get_weights())
+    assert float(weights["adam.t"]) == 1.0
     for actor in actors:
-        actor.set_weights(averaged)
+        actor.set_weights(weights)
     assert_same_weights(actors[0].get_weights(), actors[1].get_weights())
 
 
@@ -201,7 +213,8 @@ def test_evaluation_uses_the_weights_it_was_given() -> None:
 
 
 def test_evaluation_accepts_training_results() -> None:
-    weights = TrainingActor({"seed": 1}).process_batch(np.arange(4))["weights"]
+    trainer = TrainingActor({"seed": 1})
+    weights = stepped({"seed": 1}, [trainer.process_batch(np.arange(4))], trainer.get_weights())
     actor = EvaluationActor({"seed": 1})
     actor.set_weights({k: read_only(v) for k, v in weights.items()})
     assert actor.process_batch([1, 2])["episodes"] == 2
@@ -272,7 +285,7 @@ def test_training_rounds_solve_cartpole() -> None:
             actor.chunk_size = 64
         seeds = round_seeds(0, round_index, 128)
         results = [trainers[0].process_batch(seeds[:64]), trainers[1].process_batch(seeds[64:])]
-        weights = average_weights([r["weights"] for r in results], [r["rows"] for r in results])
+        weights = stepped(config, results, weights)
         evaluator.set_weights(weights)
         history.append(evaluator.process_batch(np.arange(10**9, 10**9 + 100))["return_mean"])
         if history[-1] >= 475:

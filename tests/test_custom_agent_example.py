@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from raymanager.actors import EvaluationActor, TrainingActor
-from raymanager.agents import Agent, average_weights, make_agent, round_seeds
+from raymanager.agents import Agent, combine_round, make_agent, round_seeds
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONFIG: dict[str, Any] = {"agent": "custom_agent:CrossEntropyAgent", "seed": 0}
@@ -63,7 +63,7 @@ def test_rounds_through_the_actors_improve_the_policy() -> None:
             actor.set_weights(weights)
         seeds = round_seeds(0, round_index, 100)
         results = [trainers[0].process_batch(seeds[:50]), trainers[1].process_batch(seeds[50:])]
-        weights = average_weights([r["weights"] for r in results], [r["rows"] for r in results])
+        weights = combine_round(results, weights).weights
     evaluator.set_weights(weights)
     final = evaluator.process_batch(eval_seeds)["return_mean"]
     assert final > max(200.0, 3 * initial), (initial, final)

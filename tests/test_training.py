@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -78,6 +79,41 @@ def test_same_seed_same_learning_curve(ray_session: RayManager, tmp_path: Path) 
     assert curves[0] == curves[1]
     # Results never depend on which actor ran a batch, so not on the actor count either.
     assert curves[0] == curves[2]
+
+
+def test_ars_actor_count_and_resume_change_nothing(ray_session: RayManager,
+                                                   tmp_path: Path) -> None:
+    """ARS, same seed: 3 rounds on 2 actors == 2 rounds on 1 actor, then resumed for 1 more.
+
+    The resumed run must restore the observation statistics (not only M) to
+    land on the same weights.
+    """
+    base: dict[str, Any] = dict(
+        env="Pendulum-v1", agent_kwargs={"max_episode_steps": 30}, seeds_per_round=8,
+        batch_size=2, eval_every=1, eval_episodes=4, target_return=1e9, progress=False,
+        output_dir=str(tmp_path))
+    train(TrainConfig(**base, max_rounds=3, num_actors=2, run_name="straight"))
+    train(TrainConfig(**base, max_rounds=2, num_actors=1, run_name="resumed"))
+    assert float(load_checkpoint(tmp_path / "resumed").weights["obs.count"]) == 2 * 16 * 30
+    train(TrainConfig(max_rounds=3, progress=False), resume=tmp_path / "resumed")
+    straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(
+        tmp_path / "resumed")
+    assert straight.config["agent"] == "ars"
+    assert sorted(straight.weights) == ["M", "obs.count", "obs.m2", "obs.mean"]
+    for key in straight.weights:
+        np.testing.assert_array_equal(straight.weights[key], resumed.weights[key], err_msg=key)
+    assert straight.episodes == resumed.episodes == 3 * 16
+    assert [r["episodes"] for r in rows(tmp_path / "resumed")] == ["16", "32", "48"]
+
+
+def test_round_defaults_follow_env_and_agent() -> None:
+    cartpole = TrainConfig().resolved()
+    assert (cartpole.agent, cartpole.seeds_per_round, cartpole.batch_size,
+            cartpole.eval_episodes) == ("es", 128, 64, 100)
+    pendulum = TrainConfig(env="Pendulum-v1").resolved()
+    assert pendulum.agent == "ars" and pendulum.eval_episodes == 10
+    assert TrainConfig(env="Pendulum-v1", agent="es").resolved().seeds_per_round == 128
+    assert TrainConfig(env="Pendulum-v1", batch_size=3).resolved().batch_size == 3
 
 
 def test_checkpoint_round_trip_without_pickle(tmp_path: Path) -> None:

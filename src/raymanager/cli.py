@@ -169,7 +169,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       f"(change with --max-rounds / --max-seconds)", soft_wrap=True)
     else:
         config = _train_config(args)
-    display = LiveDisplay(config, console) if config.progress else None
+    # The display names the agent and round options actually used (ARS or ES ...).
+    display = LiveDisplay(config.resolved(), console) if config.progress else None
     if display is not None:
         display.start()
     try:

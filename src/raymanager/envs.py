@@ -42,6 +42,7 @@ __all__ = [
     "ENV_CONFIG_KEYS",
     "EnvSettings",
     "EpisodeBatch",
+    "Observer",
     "VectorEnvCache",
     "env_settings",
     "env_spaces",
@@ -63,6 +64,8 @@ ENV_CONFIG_KEYS = ("env", "env_kwargs", "max_episode_steps")
 _UNLIMITED_EPISODE_CAP = 100_000
 
 Policy = Callable[[np.ndarray], np.ndarray]
+#: Called with (observations, mask of running episodes) before each step.
+Observer = Callable[[np.ndarray, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ def run_episodes(
     seeds: Sequence[int] | np.ndarray,
     *,
     max_steps: int | None = None,
+    observe: Observer | None = None,
 ) -> EpisodeBatch:
     """Run one episode per seed in ``env`` (one sub-environment each) with ``policy``.
 
@@ -279,6 +283,15 @@ def run_episodes(
     the vector env's auto-reset starts afterwards is ignored. Stepping ends
     when every episode has ended, or after ``max_steps`` steps (default
     100 000, a guard for environments without a time limit).
+
+    ``observe(observations, alive)``, when given, sees every observation the
+    policy acts on, with the mask of the episodes still running (an agent
+    that normalises observations collects its statistics there).
+
+    A :class:`~gymnasium.vector.SyncVectorEnv` (every environment but
+    CartPole) is stepped sub-environment by sub-environment, and only while
+    its episode runs: a Hopper that fell after 20 steps costs 20 steps, not
+    as many as the longest episode of the batch.
 
     >>> env = make_vector_env({"max_episode_steps": 10}, num_envs=2)
     >>> run_episodes(env, lambda obs: (obs[:, 2] > 0).astype(np.int64), [7, 8]).lengths
@@ -295,6 +308,8 @@ def run_episodes(
         # The environment's own time limit ends episodes first; this only
         # guards against environments that have none.
         max_steps = _UNLIMITED_EPISODE_CAP
+    if isinstance(env, SyncVectorEnv):
+        return _run_sub_envs(list(env.envs), policy, seed_list, max_steps, observe)
     per_env_seeds: list[int | None] = list(seed_list)
     # VectorEnv.reset is annotated with one int seed; the vector envs of
     # make_vector_env (and gymnasium's Sync/AsyncVectorEnv) take one per sub-env.
@@ -304,11 +319,45 @@ def run_episodes(
     lengths = np.zeros(count, dtype=np.int64)
     alive = np.ones(count, dtype=bool)
     for _ in range(max_steps):
+        if observe is not None:
+            observe(observations, alive.copy())
         actions = policy(observations)
         observations, rewards, terminated, truncated, _ = env.step(actions)
         returns += np.where(alive, np.asarray(rewards, dtype=np.float64), 0.0)
         lengths += alive
         alive &= ~(np.asarray(terminated) | np.asarray(truncated))
+        if not alive.any():
+            break
+    return EpisodeBatch(returns=returns, lengths=lengths)
+
+
+def _run_sub_envs(
+    envs: list[gymnasium.Env[Any, Any]],
+    policy: Policy,
+    seeds: list[int],
+    max_steps: int,
+    observe: Observer | None,
+) -> EpisodeBatch:
+    """run_episodes over plain environments: each steps only until its own episode ends."""
+    count = len(envs)
+    first = [np.asarray(e.reset(seed=s)[0], dtype=np.float64) for e, s in zip(envs, seeds,
+                                                                              strict=True)]
+    observations = np.stack(first)
+    returns = np.zeros(count, dtype=np.float64)
+    lengths = np.zeros(count, dtype=np.int64)
+    alive = np.ones(count, dtype=bool)
+    for _ in range(max_steps):
+        if observe is not None:
+            observe(observations, alive.copy())
+        # Finished rows keep their last observation; their actions are not used.
+        actions = policy(observations)
+        for index in np.flatnonzero(alive):
+            observation, reward, terminated, truncated, _ = envs[index].step(actions[index])
+            observations[index] = observation
+            returns[index] += float(reward)
+            lengths[index] += 1
+            if terminated or truncated:
+                alive[index] = False
         if not alive.any():
             break
     return EpisodeBatch(returns=returns, lengths=lengths)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = ["plot_learning_curve"]
 
@@ -23,7 +24,13 @@ def plot_learning_curve(
     *,
     target: float | None = None,
 ) -> Path:
-    """Eval return (mean, min-max band) and training fitness against env steps."""
+    """Eval return (mean, min-max band) and training fitness against env steps and episodes.
+
+    Two panels share the return axis: the left one counts environment steps,
+    the right one training episodes (the unit of the ARS paper's "episodes to
+    threshold"). A metrics file without an ``episodes`` column (older runs)
+    gets the left panel only.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -31,27 +38,36 @@ def plot_learning_curve(
 
     with open(metrics_csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    steps = _column(rows, "env_steps")
-    fitness = _column(rows, "fitness_mean")
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
-    axes.plot(steps, fitness, color="tab:gray", alpha=0.7, label="training fitness (mean)")
-    evaluated = [i for i, row in enumerate(rows) if row.get("eval_return_mean")]
-    if evaluated:
-        x = [steps[i] for i in evaluated]
-        mean = [float(rows[i]["eval_return_mean"]) for i in evaluated]
-        low = [float(rows[i]["eval_return_min"]) for i in evaluated]
-        high = [float(rows[i]["eval_return_max"]) for i in evaluated]
-        axes.fill_between(x, low, high, color="tab:blue", alpha=0.2, label="eval min-max")
-        axes.plot(x, mean, marker="o", color="tab:blue", label="eval return (mean)")
-    if target is not None:
-        axes.axhline(target, color="tab:green", linestyle="--", label=f"target {target:g}")
-    axes.set_xlabel("environment steps")
-    axes.set_ylabel("episode return")
-    axes.set_title(Path(metrics_csv).parent.name)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize="small")
+    x_columns = [("env_steps", "environment steps")]
+    if rows and rows[0].get("episodes"):
+        x_columns.append(("episodes", "training episodes"))
+    figure, axes_row = plt.subplots(1, len(x_columns), figsize=(5.5 * len(x_columns), 4),
+                                    dpi=110, sharey=True, squeeze=False)
+    for axes, (column, label) in zip(axes_row[0], x_columns, strict=True):
+        _draw(axes, rows, _column(rows, column), target)
+        axes.set_xlabel(label)
+    axes_row[0][0].set_ylabel("episode return")
+    figure.suptitle(Path(metrics_csv).parent.name)
     figure.tight_layout()
     out = Path(out_png)
     figure.savefig(out)
     plt.close(figure)
     return out
+
+
+def _draw(axes: Any, rows: list[dict[str, str]], x: list[float], target: float | None) -> None:
+    axes.plot(x, _column(rows, "fitness_mean"), color="tab:gray", alpha=0.7,
+              label="training fitness (mean)")
+    evaluated = [i for i, row in enumerate(rows) if row.get("eval_return_mean")]
+    if evaluated:
+        points = [x[i] for i in evaluated]
+        mean = [float(rows[i]["eval_return_mean"]) for i in evaluated]
+        low = [float(rows[i]["eval_return_min"]) for i in evaluated]
+        high = [float(rows[i]["eval_return_max"]) for i in evaluated]
+        axes.fill_between(points, low, high, color="tab:blue", alpha=0.2, label="eval min-max")
+        axes.plot(points, mean, marker="o", markersize=3, color="tab:blue",
+                  label="eval return (mean)")
+    if target is not None:
+        axes.axhline(target, color="tab:green", linestyle="--", label=f"target {target:g}")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize="small")

@@ -97,7 +97,7 @@ class BatchProgress:
 
 
 class _TrainOptions(Protocol):
-    agent: str
+    agent: str | None
     env: str
     num_actors: int
     num_eval_actors: int

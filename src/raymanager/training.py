@@ -3,12 +3,18 @@
 Read top to bottom, one round is::
 
     broadcast the round's weights to every TrainingActor (put once)
-    hand the pool this round's seeds, cut into batches: one ES step per batch
-    average the returned weights (batch order: independent of which actor ran what)
+    hand the pool this round's seeds, cut into batches; each batch's result is
+        its seeds' returns (+ observation statistics for ARS), not weights
+    the driver takes the step from all results in batch order (independent of
+        which actor ran what); see raymanager.rounds.run_round
     every `eval_every` rounds: broadcast the weights to the EvaluationActors,
         run `eval_episodes` seeded episodes, stop when the mean return reaches
         the environment's reward threshold (475 for CartPole-v1)
     append a row to metrics.csv; checkpoint after each evaluation
+
+Options left at None take the defaults of the environment and agent
+(:func:`round_defaults`): ES with 128 seeds per round on CartPole-v1; ARS with
+the paper's V2-t settings on the MuJoCo tasks (10 evaluation episodes).
 
 The run directory holds ``config.yaml`` (resolved options), ``metrics.csv``,
 ``checkpoint/`` (``weights.npz`` + ``state.json``: loading never executes code)
@@ -45,11 +51,13 @@ import yaml
 
 from raymanager.actors.evaluation import EvaluationActor, merge_evaluations
 from raymanager.actors.training import TrainingActor
-from raymanager.agents.base import average_weights, round_seeds
+from raymanager.agents.ars import ars_preset
+from raymanager.agents.base import make_agent, round_seeds
 from raymanager.config import BatchConfig, RayConfig
-from raymanager.envs import make_env, validate_env_config
+from raymanager.envs import env_settings, make_env, validate_env_config
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
+from raymanager.rounds import run_round
 
 __all__ = [
     "Checkpoint",
@@ -62,6 +70,7 @@ __all__ = [
     "read_run_config",
     "resolved_config",
     "resume_config",
+    "round_defaults",
     "save_checkpoint",
     "train",
 ]
@@ -88,8 +97,10 @@ class TrainConfig:
     env_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=_help("keyword arguments for gymnasium.make (YAML)")
     )
-    agent: str = field(
-        default="es", metadata=_help("built-in agent name, or 'package.module:Factory' (trusted)")
+    agent: str | None = field(
+        default=None, metadata=_help(
+            "'es', 'ars' or 'package.module:Factory' (trusted); None: ars for continuous "
+            "actions, else es")
     )
     agent_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=_help("extra agent config keys (YAML)")
@@ -103,17 +114,20 @@ class TrainConfig:
     noise_std: float | None = field(
         default=None, metadata=_help("ES perturbation scale (None: the agent's default)")
     )
-    # Tuned on this 2-core machine: one batch per actor per round, and wide
-    # vector envs (128 envs step ~3x faster per env than 32).
-    seeds_per_round: int = field(default=128, metadata=_help("ES perturbations per round"))
-    batch_size: int = field(default=64, metadata=_help("perturbations per training batch"))
-    chunk_size: int = field(default=64, metadata=_help("perturbations rolled out at once"))
-    eval_every: int = field(default=1, metadata=_help("rounds between evaluations"))
-    eval_episodes: int = field(default=100, metadata=_help("episodes per evaluation"))
+    # None: the defaults of the env and agent (round_defaults).
+    seeds_per_round: int | None = field(
+        default=None, metadata=_help("perturbations (directions) per round"))
+    batch_size: int | None = field(
+        default=None, metadata=_help("perturbations per training batch"))
+    chunk_size: int | None = field(
+        default=None, metadata=_help("perturbations rolled out at once"))
+    eval_every: int | None = field(default=None, metadata=_help("rounds between evaluations"))
+    eval_episodes: int | None = field(default=None, metadata=_help("episodes per evaluation"))
     target_return: float | None = field(
         default=None, metadata=_help("stop at this mean eval return (None: env threshold)")
     )
-    max_rounds: int = field(default=300, metadata=_help("round budget"))
+    # MuJoCo runs are bounded by time (Hopper: ~100-500 short rounds in 15 min).
+    max_rounds: int = field(default=1000, metadata=_help("round budget"))
     max_seconds: float | None = field(default=600.0, metadata=_help("wall-clock budget"))
     output_dir: str = field(default="runs", metadata=_help("where run directories go"))
     run_name: str | None = field(default=None, metadata=_help("run directory name"))
@@ -127,8 +141,13 @@ class TrainConfig:
         for name in ("num_actors", "num_eval_actors", "seeds_per_round", "batch_size",
                      "chunk_size", "eval_every", "eval_episodes", "max_rounds"):
             value = getattr(self, name)
+            if value is None and name in _ROUND_DEFAULT_KEYS:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.agent is not None and (not isinstance(self.agent, str) or not self.agent):
+            raise TypeError(f"TrainConfig.agent must be a non-empty str or None, "
+                            f"got {self.agent!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
         for name in ("env_kwargs", "agent_kwargs"):
@@ -156,9 +175,25 @@ class TrainConfig:
             raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
         return cls.from_mapping(values)
 
+    def resolved(self) -> TrainConfig:
+        """This config with every None that has a default filled in (see round_defaults).
+
+        >>> TrainConfig().resolved().seeds_per_round
+        128
+        """
+        agent = self.agent if self.agent is not None else default_agent_for(
+            {"env": self.env, "env_kwargs": self.env_kwargs})
+        defaults = round_defaults(self.env, agent)
+        values: dict[str, Any] = {"agent": agent}
+        for key in _ROUND_DEFAULT_KEYS:
+            if getattr(self, key) is None:
+                values[key] = defaults[key]
+        return dataclasses.replace(self, **values)
+
     def agent_config(self) -> dict[str, Any]:
         """The config every TrainingActor and EvaluationActor is built from."""
-        config: dict[str, Any] = {"agent": self.agent, "env": self.env, "seed": self.seed}
+        agent = self.agent if self.agent is not None else self.resolved().agent
+        config: dict[str, Any] = {"agent": agent, "env": self.env, "seed": self.seed}
         if self.env_kwargs:
             config["env_kwargs"] = dict(self.env_kwargs)
         if self.learning_rate is not None:
@@ -167,6 +202,48 @@ class TrainConfig:
             config["noise_std"] = self.noise_std
         config.update(self.agent_kwargs)
         return config
+
+
+_ROUND_DEFAULT_KEYS = ("seeds_per_round", "batch_size", "chunk_size", "eval_every",
+                       "eval_episodes")
+
+
+def default_agent_for(env_config: Mapping[str, Any]) -> str:
+    """``"ars"`` for a continuous (Box) action space, else ``"es"``.
+
+    >>> default_agent_for({"env": "CartPole-v1"}), default_agent_for({"env": "Pendulum-v1"})
+    ('es', 'ars')
+    """
+    from gymnasium import spaces
+
+    _, action_space = validate_env_config(env_config)
+    return "ars" if isinstance(action_space, spaces.Box) else "es"
+
+
+def round_defaults(env: str, agent: str) -> dict[str, int]:
+    """Round options for ``env`` and ``agent`` when the config leaves them at None.
+
+    ES (tuned on CartPole-v1): 128 seeds per round in batches of 64, 100
+    evaluation episodes every round. ARS: the paper's directions per round
+    for the task, in batches of 1/16 of them (at least 1) that go to
+    whichever actor is free, so two actors stay busy to the round's end (a
+    MuJoCo batch is long: 2 directions x 2 episodes x 1000 steps on
+    HalfCheetah); 10 evaluation episodes (MuJoCo episodes are 1000 steps),
+    about every 128 training episodes.
+
+    >>> round_defaults("HalfCheetah-v5", "ars")["seeds_per_round"]
+    32
+    """
+    if agent == "ars":
+        directions = int(ars_preset(env_settings({"env": env}).env_id)["directions"])
+        batch = max(1, directions // 16)
+        return {"seeds_per_round": directions, "batch_size": batch, "chunk_size": batch,
+                "eval_every": max(1, min(10, math.ceil(64 / directions))),
+                "eval_episodes": 10}
+    # Tuned on this 2-core machine: one batch per actor per round, and wide
+    # vector envs (128 envs step ~3x faster per env than 32).
+    return {"seeds_per_round": 128, "batch_size": 64, "chunk_size": 64, "eval_every": 1,
+            "eval_episodes": 100}
 
 
 @dataclass
@@ -179,6 +256,8 @@ class Checkpoint:
     seconds: float
     config: dict[str, Any]
     last_eval: dict[str, Any] | None = None
+    #: Training episodes so far (0 in checkpoints written before this field).
+    episodes: int = 0
 
 
 class CheckpointError(ValueError):
@@ -218,6 +297,7 @@ def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -
         "format": 1,
         "round": checkpoint.round,
         "env_steps": checkpoint.env_steps,
+        "episodes": checkpoint.episodes,
         "seconds": checkpoint.seconds,
         "config": checkpoint.config,
         "last_eval": checkpoint.last_eval,
@@ -256,6 +336,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             "seconds": float(state["seconds"]),
             "config": dict(state["config"]),
             "last_eval": state.get("last_eval"),
+            "episodes": int(state.get("episodes", 0)),
         }
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
         raise CheckpointError(
@@ -322,6 +403,10 @@ METRIC_COLUMNS = [
     "round", "seconds", "env_steps", "train_env_steps", "fitness_mean", "fitness_max",
     "loss", "eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max",
     "eval_length_mean", "eval_episodes", "restarts",
+    # Training episodes (cumulative and this round) compare with "episodes to
+    # threshold"; bytes: batch results to the driver + the weights broadcast.
+    "episodes", "train_episodes", "batches", "result_bytes", "broadcast_bytes",
+    "bytes_per_round",
 ]
 
 
@@ -493,6 +578,7 @@ def resolved_config(config: TrainConfig) -> TrainConfig:
     its own business: they stay None.)
     """
     validate_env_config(config.agent_config())  # a wrong id: close matches, before Ray starts
+    config = config.resolved()  # the agent and the round options for this environment
     values: dict[str, Any] = {"target_return": target_return_of(config)}
     if config.agent == "es":
         from raymanager.agents.es import ESConfig
@@ -514,10 +600,12 @@ def _evaluate(
     manager: RayManager, pool: ActorPool, weights: Mapping[str, np.ndarray], config: TrainConfig,
     round_index: int,
 ) -> dict[str, Any]:
-    pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
+    manager.broadcast(pool, "set_weights", (weights,), replay_on_restart=True)
+    episodes = config.resolved().eval_episodes
+    assert episodes is not None
     # Fresh episodes each evaluation, from a seed range training never uses.
-    seeds = EVAL_SEED_OFFSET + round_seeds(config.seed, round_index, config.eval_episodes)
-    per_actor = math.ceil(config.eval_episodes / config.num_eval_actors)
+    seeds = EVAL_SEED_OFFSET + round_seeds(config.seed, round_index, episodes)
+    per_actor = math.ceil(episodes / config.num_eval_actors)
     batch = BatchConfig(batch_size=per_actor, num_parallel=config.num_eval_actors,
                         chunk_size=per_actor)
     return merge_evaluations(manager.process_in_parallel(pool, seeds, batch))
@@ -546,7 +634,7 @@ def train(
     Example::
 
         >>> summary = train(TrainConfig(max_rounds=3, progress=False))   # doctest: +SKIP
-        >>> summary.rounds
+        >>> summary.rounds                                               # doctest: +SKIP
         3
     """
     start = time.monotonic()
@@ -560,6 +648,8 @@ def train(
     elif config is None:
         raise TypeError("train() needs a TrainConfig, or resume= a run directory")
     config = resolved_config(config)
+    assert config.batch_size and config.chunk_size and config.seeds_per_round
+    assert config.eval_every
     target = float(config.target_return)  # type: ignore[arg-type]
     if resume is None:
         run_dir = new_run_dir(config, overwrite=overwrite)
@@ -570,6 +660,7 @@ def train(
 
     round_index = checkpoint.round if checkpoint else 0
     env_steps = checkpoint.env_steps if checkpoint else 0
+    episodes = checkpoint.episodes if checkpoint else 0
     seconds_before = checkpoint.seconds if checkpoint else 0.0
     last_eval = checkpoint.last_eval if checkpoint else None
     weights: dict[str, np.ndarray] | None = checkpoint.weights if checkpoint else None
@@ -583,7 +674,8 @@ def train(
         if weights is None:  # interrupted before the first weights existed
             return
         files.checkpoint(Checkpoint(weights, round_index, env_steps, elapsed(),
-                                    dataclasses.asdict(config), _slim(last_eval)))
+                                    dataclasses.asdict(config), _slim(last_eval),
+                                    episodes=episodes))
 
     # The last round whose metrics row is written: what a stop rolls back to,
     # so that the checkpoint and metrics.csv always agree.
@@ -605,6 +697,8 @@ def train(
         train_pool = manager.create_actor_pool(TrainingActor, agent_config, config.num_actors)
         eval_pool = manager.create_actor_pool(EvaluationActor, agent_config,
                                               config.num_eval_actors)
+        # The driver's copy of the agent takes each round's step from the results.
+        learner = make_agent(agent_config)
         if weights is None:
             weights = train_pool.broadcast("get_weights")[0]
             committed = (round_index, env_steps, weights, last_eval, solved)
@@ -614,21 +708,27 @@ def train(
             while not solved and round_index < config.max_rounds:
                 if config.max_seconds is not None and elapsed() >= config.max_seconds:
                     break
-                train_pool.broadcast("set_weights", args=(weights,), replay_on_restart=True)
                 seeds = round_seeds(config.seed, round_index, config.seeds_per_round)
-                results = manager.process_in_parallel(train_pool, seeds, batch)
-                weights = average_weights([r["weights"] for r in results],
-                                          counts=[r["rows"] for r in results])
-                train_steps = sum(int(r["env_steps"]) for r in results)
+                step = run_round(manager, train_pool, weights, seeds, batch, learner)
+                weights = step.weights
+                train_steps = int(step.metrics["env_steps"])
+                train_episodes = int(step.metrics["episodes"])
                 env_steps += train_steps
+                episodes += train_episodes
                 round_index += 1
                 row: dict[str, Any] = {
                     "round": round_index,
                     "train_env_steps": train_steps,
-                    "fitness_mean": float(np.mean([r["fitness_mean"] for r in results])),
-                    "fitness_max": float(max(r["fitness_max"] for r in results)),
-                    "loss": float(np.mean([r["loss"] for r in results])),
+                    "fitness_mean": step.metrics["fitness_mean"],
+                    "fitness_max": step.metrics["fitness_max"],
+                    "loss": step.metrics["loss"],
                     "restarts": train_pool.restarts + eval_pool.restarts,
+                    "episodes": episodes,
+                    "train_episodes": train_episodes,
+                    "batches": step.batches,
+                    "result_bytes": step.result_bytes,
+                    "broadcast_bytes": step.broadcast_bytes,
+                    "bytes_per_round": step.result_bytes + step.broadcast_bytes,
                 }
                 if round_index % config.eval_every == 0 or round_index == config.max_rounds:
                     last_eval = _evaluate(manager, eval_pool, weights, config, round_index)

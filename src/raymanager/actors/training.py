@@ -1,18 +1,24 @@
 """TrainingActor: one agent update step per batch, always from the round's weights.
 
 A driver trains in rounds: it broadcasts weights with :meth:`TrainingActor.set_weights`,
-hands the round's data (for the built-in ``"es"`` agent: integer seeds) to the
-pool in batches, and averages the ``weights`` of the results with
-:func:`raymanager.agents.average_weights`. Each :meth:`~TrainingActor.process_batch`
-restores the round weights first, so a result depends only on its batch and the
-round weights, never on which actor ran it or what that actor ran before; a
-batch re-run after a worker died gives the same answer.
+hands the round's data (for the built-in agents: integer seeds) to the pool in
+batches, and combines the results with :func:`raymanager.agents.combine_round`
+(:func:`raymanager.rounds.run_round` does all three). Each
+:meth:`~TrainingActor.process_batch` restores the round weights first, so a
+result depends only on its batch and the round weights, never on which actor
+ran it or what that actor ran before; a batch re-run after a worker died gives
+the same answer.
+
+For an agent with a ``rollout`` method (:class:`~raymanager.agents.RolloutAgent`:
+the built-in ``"es"`` and ``"ars"``) a result holds the batch's seeds and
+returns, not weights: its size does not grow with the policy. Other agents
+return their updated ``weights``, which the driver averages.
 
     >>> actor = TrainingActor({"learning_rate": 0.001})
     >>> actor.chunk_size = 8
     >>> result = actor.process_batch(np.arange(16))
-    >>> result["rows"], sorted(result["weights"])[:2]
-    (16.0, ['W', 'adam.m.W'])
+    >>> result["rows"], result["plus_returns"].shape, "weights" in result
+    (16.0, (16,), False)
 
 This module knows nothing of Ray (see DESIGN.md, "Layers").
 """
@@ -30,6 +36,7 @@ from raymanager.agents.base import (
     BUILTIN_AGENTS,
     DEFAULT_AGENT,
     Agent,
+    RolloutAgent,
     make_agent,
     validate_agent_config,
 )
@@ -56,10 +63,11 @@ class TrainingActor(RayActor[Any, dict[str, Any]]):
     keys (see :mod:`raymanager.agents.es` for the defaults). All keys are
     optional: ``TrainingActor({"learning_rate": 0.001})`` works.
 
-    :meth:`process_batch` returns the agent's metrics (for ES:
-    ``fitness_mean``, ``fitness_max``, ``fitness_min``, ``loss``, ``episodes``,
-    ``env_steps``, ...) plus ``rows`` (rows in the batch), ``seconds`` (time in
-    this call) and ``weights`` (the updated weights, optimizer state included).
+    :meth:`process_batch` returns the agent's metrics (``fitness_mean``,
+    ``fitness_max``, ``loss``, ``episodes``, ``env_steps``, ...) plus ``rows``
+    (rows in the batch) and ``seconds`` (time in this call); for a
+    :class:`~raymanager.agents.RolloutAgent` also its rollout (``seeds``,
+    ``plus_returns``, ...), otherwise ``weights`` (the updated weights).
 
     >>> a, b = TrainingActor({"seed": 5}), TrainingActor({"seed": 5})
     >>> all(np.array_equal(a.get_weights()[k], b.get_weights()[k]) for k in a.get_weights())
@@ -82,7 +90,7 @@ class TrainingActor(RayActor[Any, dict[str, Any]]):
         >>> TrainingActor.validate_config({"agent": "nope"})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: config['agent'] = 'nope' is neither a built-in agent (es) nor ...
+        ValueError: config['agent'] = 'nope' is neither a built-in agent (ars, es) nor ...
         """
         if not isinstance(config, Mapping):
             raise TypeError(f"TrainingActor takes one config mapping, got {type(config).__name__}")
@@ -124,9 +132,13 @@ class TrainingActor(RayActor[Any, dict[str, Any]]):
             )
         rows = np.asarray(batch)
         self.agent.set_weights(self._round_weights)
-        metrics = self.agent.train(rows, self.chunk_size)
-        result: dict[str, Any] = {key: float(value) for key, value in metrics.items()}
+        result: dict[str, Any]
+        if isinstance(self.agent, RolloutAgent):
+            result = dict(self.agent.rollout(rows, self.chunk_size))
+        else:
+            metrics = self.agent.train(rows, self.chunk_size)
+            result = {key: float(value) for key, value in metrics.items()}
+            result["weights"] = self.agent.get_weights()
         result["rows"] = float(len(rows))
-        result["weights"] = self.agent.get_weights()
         result["seconds"] = time.perf_counter() - started
         return result

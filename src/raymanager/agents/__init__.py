@@ -1,12 +1,16 @@
 """Agents: the Agent protocol, the agent factory and the built-in numpy agents (no ray import)."""
 
+from raymanager.agents.ars import ARS
 from raymanager.agents.base import (
     BUILTIN_AGENTS,
     DEFAULT_AGENT,
     Agent,
     AgentFactory,
+    RolloutAgent,
+    RoundUpdate,
     Weights,
     average_weights,
+    combine_round,
     make_agent,
     resolve_agent_factory,
     round_seeds,
@@ -15,13 +19,17 @@ from raymanager.agents.base import (
 from raymanager.agents.es import EvolutionStrategies
 
 __all__ = [
+    "ARS",
     "BUILTIN_AGENTS",
     "DEFAULT_AGENT",
     "Agent",
     "AgentFactory",
     "EvolutionStrategies",
+    "RolloutAgent",
+    "RoundUpdate",
     "Weights",
     "average_weights",
+    "combine_round",
     "make_agent",
     "resolve_agent_factory",
     "round_seeds",

@@ -4,8 +4,9 @@ An agent is what a :class:`~raymanager.actors.TrainingActor` trains and an
 :class:`~raymanager.actors.EvaluationActor` runs. It is chosen by the config key
 ``agent``:
 
-* a built-in name: ``"es"`` (the default; evolution strategies, see
-  :mod:`raymanager.agents.es`);
+* a built-in name: ``"es"`` (evolution strategies, see
+  :mod:`raymanager.agents.es`; the default) or ``"ars"`` (Augmented Random
+  Search, see :mod:`raymanager.agents.ars`; for continuous actions);
 * an import path ``"package.module:Factory"``, where ``Factory(config)``
   returns an object that satisfies :class:`Agent`. ``Factory`` may be a class
   or any callable; ``"package.module:Outer.factory"`` reaches attributes.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -36,8 +38,11 @@ __all__ = [
     "DEFAULT_AGENT",
     "Agent",
     "AgentFactory",
+    "RolloutAgent",
+    "RoundUpdate",
     "Weights",
     "average_weights",
+    "combine_round",
     "make_agent",
     "resolve_agent_factory",
     "round_seeds",
@@ -53,6 +58,7 @@ DEFAULT_AGENT = "es"
 #: Built-in agent names and the import path of their factory.
 BUILTIN_AGENTS: Mapping[str, str] = {
     "es": "raymanager.agents.es:EvolutionStrategies",
+    "ars": "raymanager.agents.ars:ARS",
 }
 
 
@@ -85,6 +91,27 @@ class Agent(Protocol):
         ...
 
 
+@runtime_checkable
+class RolloutAgent(Agent, Protocol):
+    """An agent whose update step splits into worker rollouts and one driver step.
+
+    ``rollout`` runs a batch's episodes and returns scalars (per seed: its
+    returns; plus whatever small statistics the step needs), never weights;
+    ``apply_rollouts`` takes the results of all of a round's batches, in batch
+    order, and takes the round's step. The built-in actors and
+    :func:`combine_round` use this split when an agent has it, so the bytes
+    sent back per batch do not grow with the policy.
+    """
+
+    def rollout(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, Any]:
+        """Episodes of one batch from the current weights; scalars and statistics only."""
+        ...
+
+    def apply_rollouts(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """One step from the current weights given a round's rollout results."""
+        ...
+
+
 #: Anything that builds an agent from a config mapping.
 AgentFactory = Callable[[Mapping[str, Any]], Agent]
 
@@ -100,7 +127,7 @@ def resolve_agent_factory(name: object) -> AgentFactory:
     >>> resolve_agent_factory("ppo")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: config['agent'] = 'ppo' is neither a built-in agent (es) nor an import path ...
+    ValueError: config['agent'] = 'ppo' is neither a built-in agent (ars, es) nor an import path ...
     """
     if not isinstance(name, str):
         raise TypeError(
@@ -232,6 +259,64 @@ def average_weights(
             total += factor * array
         averaged[key] = total.astype(dtype, copy=False)
     return averaged
+
+
+@dataclass
+class RoundUpdate:
+    """What one training round produced: the next weights and the round's totals."""
+
+    weights: dict[str, np.ndarray]
+    metrics: dict[str, float]
+
+
+def combine_round(
+    results: Sequence[Mapping[str, Any]],
+    round_weights: Mapping[str, np.ndarray],
+    learner: Agent | None = None,
+) -> RoundUpdate:
+    """The next weights from a round's batch results (in batch order), and the round's metrics.
+
+    Results with ``weights`` (agents that only have ``train``) are averaged,
+    weighted by their ``rows``; rollout results (:class:`RolloutAgent`) go
+    through ``learner.apply_rollouts`` from ``round_weights``. Either way the
+    outcome depends only on the results and their order, not on which worker
+    made them. ``metrics`` sums ``env_steps``, ``episodes`` and ``rows`` and
+    gives ``fitness_mean`` (per episode), ``fitness_max`` and ``loss``.
+
+    >>> from raymanager.agents.es import EvolutionStrategies
+    >>> learner = EvolutionStrategies({})
+    >>> start = learner.get_weights()
+    >>> update = combine_round([learner.rollout(np.arange(4), 4)], start, learner)
+    >>> update.metrics["episodes"], bool((update.weights["W"] != start["W"]).any())
+    (8.0, True)
+    """
+    if len(results) == 0:
+        raise ValueError("combine_round needs the results of at least one batch, got none")
+    episodes = [float(r.get("episodes", r.get("rows", 1.0))) for r in results]
+    total_episodes = sum(episodes)
+    metrics = {
+        "env_steps": float(sum(float(r["env_steps"]) for r in results)),
+        "episodes": total_episodes,
+        "rows": float(sum(float(r["rows"]) for r in results)),
+        "fitness_mean": float(sum(float(r["fitness_mean"]) * n
+                                  for r, n in zip(results, episodes, strict=True))
+                              / max(total_episodes, 1.0)),
+        "fitness_max": float(max(float(r["fitness_max"]) for r in results)),
+        "loss": float(np.mean([float(r.get("loss", -float(r["fitness_mean"])))
+                               for r in results])),
+    }
+    if all("weights" in r for r in results):
+        weights = average_weights([r["weights"] for r in results],
+                                  counts=[float(r["rows"]) for r in results])
+        return RoundUpdate(weights, metrics)
+    if learner is None or not isinstance(learner, RolloutAgent):
+        raise ValueError(
+            "these results carry no weights (rollout results): combine_round needs a learner "
+            "with apply_rollouts, e.g. make_agent(config) in the driver")
+    learner.set_weights(round_weights)
+    step = learner.apply_rollouts(results)
+    metrics.update({k: float(v) for k, v in step.items() if k not in metrics})
+    return RoundUpdate(learner.get_weights(), metrics)
 
 
 def round_seeds(seed: int, round_index: int, count: int) -> np.ndarray:

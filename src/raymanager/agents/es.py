@@ -19,8 +19,13 @@ of seeds is one update step:
 A result depends only on the seeds and the weights the step started from, not
 on ``chunk_size`` nor on which process ran it. Adam's moments and step count are
 part of :meth:`~EvolutionStrategies.get_weights` (keys ``adam.m.<name>``,
-``adam.v.<name>``, ``adam.t``), so a driver that averages the weights of a
-round's batches averages the optimizer state too.
+``adam.v.<name>``, ``adam.t``).
+
+In a pool, the step is split as in Salimans et al.: workers run step 1 over
+their batch (:meth:`~EvolutionStrategies.rollout`) and send back only each
+seed's two returns; the driver runs steps 2-4 over the whole round
+(:meth:`~EvolutionStrategies.apply_rollouts`), regenerating the noise from the
+seeds. The bytes a batch sends back do not depend on the policy's size.
 
 The policy is deterministic: linear (``hidden_size=0``) or one tanh hidden
 layer, then argmax for a discrete action space, or tanh squashed into the
@@ -67,7 +72,7 @@ import difflib
 import functools
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,9 +363,23 @@ class EvolutionStrategies:
     def train(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, float]:
         """One ES step over ``batch_of_seeds`` (non-negative ints), ``chunk_size`` at a time.
 
+        The same as :meth:`rollout` then :meth:`apply_rollouts` in one process.
         Returns ``fitness_mean/max/min`` (episode returns over both signs),
         ``episodes``, ``env_steps``, ``rows`` (seeds), ``loss``
         (``-fitness_mean``), ``grad_norm``, ``update_norm`` and ``seconds``.
+        """
+        started = time.perf_counter()
+        metrics = self.apply_rollouts([self.rollout(batch_of_seeds, chunk_size)])
+        metrics["seconds"] = time.perf_counter() - started
+        return metrics
+
+    def rollout(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, Any]:
+        """The episodes of one batch of seeds, as scalars: no weights travel back.
+
+        Returns ``seeds``, ``plus_returns``, ``minus_returns`` (one per seed)
+        and the metrics ``fitness_mean/max/min``, ``loss``, ``episodes``,
+        ``env_steps``, ``rows`` and ``seconds``. :meth:`apply_rollouts`
+        rebuilds the step from the seeds.
         """
         started = time.perf_counter()
         seeds = _as_seeds(batch_of_seeds)
@@ -390,20 +409,11 @@ class EvolutionStrategies:
             plus_returns[start : start + width] = outcome.returns[:width]
             minus_returns[start : start + width] = outcome.returns[width:]
             env_steps += outcome.env_steps
-
-        ranks = centered_ranks(np.concatenate([plus_returns, minus_returns]))
-        advantages = ranks[:count] - ranks[count:]
-        gradient = np.zeros(self.num_params)
-        # eps are regenerated seed by seed, in batch order: memory stays O(chunk)
-        # and the sum is the same whatever chunk_size was.
-        for seed, advantage in zip(seeds, advantages, strict=True):
-            if advantage != 0.0:
-                gradient += advantage * perturbation(int(seed), self.num_params)[0]
-        gradient /= count
-        update = self._adam_step(gradient)
-
         returns = np.concatenate([plus_returns, minus_returns])
         return {
+            "seeds": seeds.copy(),
+            "plus_returns": plus_returns,
+            "minus_returns": minus_returns,
             "fitness_mean": float(returns.mean()),
             "fitness_max": float(returns.max()),
             "fitness_min": float(returns.min()),
@@ -411,9 +421,46 @@ class EvolutionStrategies:
             "episodes": float(2 * count),
             "env_steps": float(env_steps),
             "rows": float(count),
+            "seconds": time.perf_counter() - started,
+        }
+
+    def apply_rollouts(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """One ES step (ranks over the whole round, one Adam step) from :meth:`rollout` results.
+
+        >>> agent = EvolutionStrategies({"seed": 0})
+        >>> metrics = agent.apply_rollouts([agent.rollout(np.arange(4), 4)])
+        >>> metrics["rows"], metrics["update_norm"] > 0
+        (4.0, True)
+        """
+        if len(results) == 0:
+            raise ValueError("apply_rollouts needs the results of at least one batch")
+        seeds = np.concatenate([np.asarray(r["seeds"], dtype=np.int64) for r in results])
+        plus_returns = np.concatenate([np.asarray(r["plus_returns"], dtype=np.float64)
+                                       for r in results])
+        minus_returns = np.concatenate([np.asarray(r["minus_returns"], dtype=np.float64)
+                                        for r in results])
+        count = len(seeds)
+        ranks = centered_ranks(np.concatenate([plus_returns, minus_returns]))
+        advantages = ranks[:count] - ranks[count:]
+        gradient = np.zeros(self.num_params)
+        # eps are regenerated seed by seed, in batch order: memory stays O(1) in
+        # the number of seeds and the sum is the same whatever the batching was.
+        for seed, advantage in zip(seeds, advantages, strict=True):
+            if advantage != 0.0:
+                gradient += advantage * perturbation(int(seed), self.num_params)[0]
+        gradient /= count
+        update = self._adam_step(gradient)
+        returns = np.concatenate([plus_returns, minus_returns])
+        return {
+            "fitness_mean": float(returns.mean()),
+            "fitness_max": float(returns.max()),
+            "fitness_min": float(returns.min()),
+            "loss": -float(returns.mean()),
+            "episodes": float(2 * count),
+            "env_steps": float(sum(float(r["env_steps"]) for r in results)),
+            "rows": float(count),
             "grad_norm": float(np.linalg.norm(gradient)),
             "update_norm": float(np.linalg.norm(update)),
-            "seconds": time.perf_counter() - started,
         }
 
     def act(self, observations: np.ndarray) -> np.ndarray:

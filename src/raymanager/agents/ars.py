@@ -1,0 +1,491 @@
+"""The built-in agent ``"ars"``: Augmented Random Search V2-t (Mania, Guy, Recht 2018).
+
+A static linear policy ``a = clip(M @ (x - mu) / sigma)`` over observations
+``x`` normalised by the running mean ``mu`` and std ``sigma`` of every state
+seen in training. Training data are integer seeds; seed ``s`` stands for the
+direction ``delta = np.random.default_rng(s).standard_normal(M.shape)`` and the
+start of the two episodes that evaluate it. One round:
+
+1. workers roll out ``M + nu * delta`` and ``M - nu * delta`` for each seed of
+   their batch (same start for both signs) with the round's ``mu, sigma``, and
+   send back per seed: the two returns; per batch: the count, mean and sum of
+   squared deviations of the states they saw (:meth:`ARS.rollout`);
+2. the driver keeps the ``top_directions`` (b) seeds with the best
+   ``max(r+, r-)``, regenerates their ``delta`` and steps
+   ``M += alpha / (b * sigma_R) * sum (r+ - r-) delta``, with ``sigma_R`` the
+   std of those 2b returns; then merges the batches' state statistics into
+   the running ones, in batch order (:meth:`ARS.apply_rollouts`).
+
+So only scalars and per-observation statistics travel back: the bytes per
+batch do not depend on the size of ``M``. The weights (``M`` and the running
+statistics ``obs.count``, ``obs.mean``, ``obs.m2``) are what checkpoints hold,
+so a resumed run normalises exactly as before.
+
+For Hopper, Walker2d, Ant and Humanoid the paper removes the survival bonus
+from the training rewards ("-t" is the top-b variant; the shift is part of its
+MuJoCo recipe): ``reward_shift`` (default: the env's healthy reward) is
+subtracted per training step. Evaluation returns are the env's own.
+
+Config keys (all optional; hyperparameters default to the paper's V2-t values
+for the environment, see :data:`ARS_PRESETS`, else the generic row):
+
+=======================  =========================================================
+key                      meaning
+=======================  =========================================================
+``learning_rate``        step size alpha
+``noise_std``            exploration noise nu
+``top_directions``       b: directions kept per round (<= directions per round)
+``reward_shift``         subtracted from every training reward
+``normalize_observations``  V2 (True, default) or V1 (False)
+``seed``                 unused by the initial weights (M starts at 0, as in the paper)
+=======================  =========================================================
+
+    >>> agent = ARS({"env": "Pendulum-v1", "max_episode_steps": 20})
+    >>> result = agent.rollout(np.arange(4), chunk_size=4)
+    >>> result["plus_returns"].shape, result["obs_count"]
+    ((4,), 160.0)
+
+This module knows nothing of Ray (see DESIGN.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from raymanager.envs import ENV_CONFIG_KEYS, VectorEnvCache, env_settings, run_episodes
+from raymanager.envs import env_spaces as _env_spaces
+
+__all__ = [
+    "ARS",
+    "ARS_CONFIG_KEYS",
+    "ARS_PRESETS",
+    "ARSConfig",
+    "ars_preset",
+    "merge_moments",
+]
+
+#: Every config key the ARS agent reads.
+ARS_CONFIG_KEYS = (
+    "agent",
+    *ENV_CONFIG_KEYS,
+    "learning_rate",
+    "noise_std",
+    "top_directions",
+    "reward_shift",
+    "normalize_observations",
+    "seed",
+)
+
+#: V2-t hyperparameters of the ARS paper (Table 9) by environment family:
+#: step size, directions per round, top directions, noise, survival bonus removed.
+ARS_PRESETS: Mapping[str, Mapping[str, float]] = {
+    "Swimmer": {"learning_rate": 0.02, "directions": 1, "top_directions": 1,
+                "noise_std": 0.01, "reward_shift": 0.0},
+    "Hopper": {"learning_rate": 0.01, "directions": 8, "top_directions": 4,
+               "noise_std": 0.025, "reward_shift": 1.0},
+    "HalfCheetah": {"learning_rate": 0.02, "directions": 32, "top_directions": 4,
+                    "noise_std": 0.03, "reward_shift": 0.0},
+    "Walker2d": {"learning_rate": 0.025, "directions": 40, "top_directions": 30,
+                 "noise_std": 0.01, "reward_shift": 1.0},
+    "Ant": {"learning_rate": 0.015, "directions": 60, "top_directions": 20,
+            "noise_std": 0.025, "reward_shift": 1.0},
+    "Humanoid": {"learning_rate": 0.02, "directions": 230, "top_directions": 230,
+                 "noise_std": 0.0075, "reward_shift": 5.0},
+}
+
+#: For environments outside the table.
+GENERIC_PRESET: Mapping[str, float] = {
+    "learning_rate": 0.02, "directions": 16, "top_directions": 8,
+    "noise_std": 0.03, "reward_shift": 0.0,
+}
+
+# A direction's two episodes start from a seed drawn after it, below 2**31
+# so that every gymnasium env accepts it.
+_EPISODE_SEED_BOUND = 2**31 - 1
+# A state coordinate with a smaller std is left unscaled (only centred).
+_MIN_STD = 1e-6
+
+
+def ars_preset(env_id: str) -> Mapping[str, float]:
+    """The paper's V2-t hyperparameters for ``env_id`` (any version), else generic ones.
+
+    >>> ars_preset("HalfCheetah-v5")["directions"]
+    32
+    >>> ars_preset("Pendulum-v1") == GENERIC_PRESET
+    True
+    """
+    family = env_id.split(":")[-1].split("-")[0]
+    return ARS_PRESETS.get(family, GENERIC_PRESET)
+
+
+@dataclass(frozen=True)
+class ARSConfig:
+    """The ARS keys of a config mapping, checked, with the environment's preset filled in.
+
+    >>> ARSConfig.from_mapping({"env": "Hopper-v5"}).top_directions
+    4
+    >>> ARSConfig.from_mapping({"top_direction": 3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: config key 'top_direction' is not used by the 'ars' agent (did you mean ...?)
+    """
+
+    learning_rate: float
+    noise_std: float
+    top_directions: int
+    reward_shift: float
+    normalize_observations: bool
+    seed: int
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> ARSConfig:
+        """Read and check the ARS keys of ``config``; raises ValueError/TypeError naming the key."""
+        for key in config:
+            if key not in ARS_CONFIG_KEYS:
+                close = difflib.get_close_matches(str(key), ARS_CONFIG_KEYS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"config key {key!r} is not used by the 'ars' agent{hint}")
+        preset = ars_preset(env_settings(config).env_id)
+        normalize = config.get("normalize_observations", True)
+        if not isinstance(normalize, bool):
+            raise TypeError(f"config['normalize_observations'] must be a bool, got {normalize!r}")
+        shift = config.get("reward_shift", preset["reward_shift"])
+        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not math.isfinite(
+            shift
+        ):
+            raise ValueError(f"config['reward_shift'] must be a finite number, got {shift!r}")
+        return cls(
+            learning_rate=_positive(config, "learning_rate", preset["learning_rate"]),
+            noise_std=_positive(config, "noise_std", preset["noise_std"]),
+            top_directions=_int_at_least(config, "top_directions",
+                                         int(preset["top_directions"]), 1),
+            reward_shift=float(shift),
+            normalize_observations=normalize,
+            seed=_int_at_least(config, "seed", 0, 0),
+        )
+
+
+def _positive(config: Mapping[str, Any], key: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"config[{key!r}] must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"config[{key!r}] must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _int_at_least(config: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"config[{key!r}] must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"config[{key!r}] must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def merge_moments(
+    a: tuple[float, np.ndarray, np.ndarray], b: tuple[float, np.ndarray, np.ndarray],
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Merge two (count, mean, M2) summaries (Chan et al.'s parallel Welford step).
+
+    ``M2`` is the sum of squared deviations from the mean, so the variance is
+    ``M2 / count``. Merging in a fixed order gives bit-identical results.
+
+    >>> x = np.arange(10.0)[:, None]
+    >>> left = (5.0, x[:5].mean(0), ((x[:5] - x[:5].mean(0)) ** 2).sum(0))
+    >>> right = (5.0, x[5:].mean(0), ((x[5:] - x[5:].mean(0)) ** 2).sum(0))
+    >>> count, mean, m2 = merge_moments(left, right)
+    >>> count, float(mean[0]), float(m2[0] / count) == float(x.var())
+    (10.0, 4.5, True)
+    """
+    count_a, mean_a, m2_a = a
+    count_b, mean_b, m2_b = b
+    if count_b == 0:
+        return count_a, mean_a, m2_a
+    if count_a == 0:
+        return count_b, mean_b, m2_b
+    count = count_a + count_b
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (count_b / count)
+    m2 = m2_a + m2_b + delta**2 * (count_a * count_b / count)
+    return count, mean, m2
+
+
+class _MomentCollector:
+    """Running (count, mean, M2) of the observations of running episodes."""
+
+    def __init__(self, size: int) -> None:
+        self.moments: tuple[float, np.ndarray, np.ndarray] = (0.0, np.zeros(size), np.zeros(size))
+
+    def __call__(self, observations: np.ndarray, alive: np.ndarray) -> None:
+        rows = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)[alive]
+        if len(rows) == 0:
+            return
+        mean = rows.mean(axis=0)
+        self.moments = merge_moments(
+            self.moments, (float(len(rows)), mean, ((rows - mean) ** 2).sum(axis=0)))
+
+
+class ARS:
+    """ARS V2-t over a static linear policy (see the module docstring).
+
+    >>> agent = ARS({"env": "Pendulum-v1"})
+    >>> sorted(agent.get_weights())
+    ['M', 'obs.count', 'obs.m2', 'obs.mean']
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+        self.settings = ARSConfig.from_mapping(self.config)
+        observation_space, action_space = _env_spaces(self.config)
+        self._check_spaces(observation_space, action_space)
+        assert isinstance(action_space, spaces.Box)
+        self._action_space = action_space
+        assert isinstance(observation_space, spaces.Box)
+        self._obs_size = int(np.prod(observation_space.shape))
+        self._act_size = int(np.prod(action_space.shape))
+        self._low = action_space.low.reshape(-1).astype(np.float64)
+        self._high = action_space.high.reshape(-1).astype(np.float64)
+        self._matrix = np.zeros((self._act_size, self._obs_size))
+        self._count = 0.0
+        self._mean = np.zeros(self._obs_size)
+        self._m2 = np.zeros(self._obs_size)
+        self._envs = VectorEnvCache(self.config)
+
+    @staticmethod
+    def _check_spaces(observation_space: Any, action_space: Any) -> None:
+        if not isinstance(observation_space, spaces.Box):
+            raise ValueError(
+                f"the 'ars' agent needs a Box observation space, the environment has "
+                f"{observation_space}")
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(
+                f"the 'ars' agent needs a Box action space (continuous control), the "
+                f"environment has {action_space}; use the 'es' agent")
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> None:
+        """Check ``config`` in the driver, before workers build the agent.
+
+        >>> ARS.validate_config({"env": "CartPole-v1"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: the 'ars' agent needs a Box action space ...
+        """
+        from raymanager.envs import validate_env_config
+
+        ARSConfig.from_mapping(config)
+        cls._check_spaces(*validate_env_config(config))
+
+    @property
+    def num_params(self) -> int:
+        """Entries of the policy matrix M."""
+        return self._matrix.size
+
+    # -- the policy -----------------------------------------------------------------------
+
+    def _normalizer(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.settings.normalize_observations or self._count < 2:
+            return np.zeros(self._obs_size), np.ones(self._obs_size)
+        std = np.sqrt(self._m2 / self._count)
+        return self._mean.copy(), np.where(std < _MIN_STD, 1.0, std)
+
+    def _actions(
+        self, matrices: np.ndarray, mean: np.ndarray, std: np.ndarray, observations: np.ndarray,
+    ) -> np.ndarray:
+        """Actions of matrix ``i`` (or the only one) for observation ``i``.
+
+        Multiply-and-sum rather than matmul: a row's result does not depend on
+        how many rows are computed together, so chunking changes nothing.
+        """
+        x = (np.asarray(observations, dtype=np.float64).reshape(len(observations), -1) - mean)
+        x = x / std
+        raw = (matrices * x[:, None, :]).sum(axis=2)
+        actions: np.ndarray = np.clip(raw, self._low, self._high)
+        return actions.astype(self._action_space.dtype).reshape(
+            (len(actions), *self._action_space.shape))
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions of the current policy for a batch of observations."""
+        mean, std = self._normalizer()
+        return self._actions(self._matrix[None], mean, std, observations)
+
+    def _direction(self, seed: int) -> tuple[np.ndarray, int]:
+        rng = np.random.default_rng(seed)
+        delta = rng.standard_normal(self._matrix.shape)
+        return delta, int(rng.integers(0, _EPISODE_SEED_BOUND))
+
+    # -- training: workers ------------------------------------------------------------------
+
+    def rollout(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, Any]:
+        """Evaluate ``M +- nu * delta(seed)`` for each seed; scalars and state moments only.
+
+        Returns ``seeds``, ``plus_returns``, ``minus_returns`` (training
+        returns, survival bonus removed), ``obs_count``, ``obs_mean``,
+        ``obs_m2`` and the metrics ``episodes``, ``env_steps``, ``rows``,
+        ``fitness_mean``, ``fitness_max``, ``seconds``.
+        """
+        started = time.perf_counter()
+        seeds = _as_seeds(batch_of_seeds)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        count = len(seeds)
+        mean, std = self._normalizer()
+        nu = self.settings.noise_std
+        plus = np.empty(count)
+        minus = np.empty(count)
+        env_steps = 0
+        collector = _MomentCollector(self._obs_size)
+        for start in range(0, count, chunk_size):
+            chunk = seeds[start : start + chunk_size]
+            width = len(chunk)
+            matrices = np.empty((2 * width, *self._matrix.shape))
+            episode_seeds = np.empty(2 * width, dtype=np.int64)
+            for row, seed in enumerate(chunk):
+                delta, episode_seed = self._direction(int(seed))
+                matrices[row] = self._matrix + nu * delta
+                matrices[width + row] = self._matrix - nu * delta
+                episode_seeds[row] = episode_seeds[width + row] = episode_seed
+            outcome = run_episodes(
+                self._envs.get(2 * width),
+                functools.partial(self._actions, matrices, mean, std),
+                episode_seeds,
+                observe=collector,
+            )
+            shaped = outcome.returns - self.settings.reward_shift * outcome.lengths
+            plus[start : start + width] = shaped[:width]
+            minus[start : start + width] = shaped[width:]
+            env_steps += outcome.env_steps
+        both = np.concatenate([plus, minus])
+        obs_count, obs_mean, obs_m2 = collector.moments
+        return {
+            "seeds": seeds.copy(),
+            "plus_returns": plus,
+            "minus_returns": minus,
+            "obs_count": float(obs_count),
+            "obs_mean": obs_mean,
+            "obs_m2": obs_m2,
+            "episodes": float(2 * count),
+            "env_steps": float(env_steps),
+            "rows": float(count),
+            "fitness_mean": float(both.mean()),
+            "fitness_max": float(both.max()),
+            "loss": -float(both.mean()),
+            "seconds": time.perf_counter() - started,
+        }
+
+    # -- training: driver ------------------------------------------------------------------
+
+    def apply_rollouts(self, results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """One ARS step from the :meth:`rollout` results of a round (in batch order).
+
+        >>> agent = ARS({"env": "Pendulum-v1", "max_episode_steps": 10})
+        >>> metrics = agent.apply_rollouts([agent.rollout(np.arange(4), 4)])
+        >>> metrics["update_norm"] > 0, agent.get_weights()["obs.count"].item()
+        (True, 80.0)
+        """
+        if len(results) == 0:
+            raise ValueError("apply_rollouts needs the results of at least one batch")
+        seeds = np.concatenate([np.asarray(r["seeds"], dtype=np.int64) for r in results])
+        plus = np.concatenate([np.asarray(r["plus_returns"], dtype=np.float64) for r in results])
+        minus = np.concatenate([np.asarray(r["minus_returns"], dtype=np.float64)
+                                for r in results])
+        top = min(self.settings.top_directions, len(seeds))
+        # Stable sort on -max: ties keep batch order, so the choice is reproducible.
+        order = np.argsort(-np.maximum(plus, minus), kind="stable")[:top]
+        sigma_r = float(np.concatenate([plus[order], minus[order]]).std())
+        step = np.zeros_like(self._matrix)
+        for index in order:
+            step += (plus[index] - minus[index]) * self._direction(int(seeds[index]))[0]
+        # All returns equal (say, every episode fell at once): no signal, no step.
+        scale = self.settings.learning_rate / (top * sigma_r) if sigma_r > 0 else 0.0
+        update = scale * step
+        self._matrix = self._matrix + update
+        moments = (self._count, self._mean, self._m2)
+        for result in results:
+            moments = merge_moments(moments, (
+                float(result["obs_count"]),
+                np.asarray(result["obs_mean"], dtype=np.float64),
+                np.asarray(result["obs_m2"], dtype=np.float64),
+            ))
+        self._count, self._mean, self._m2 = moments
+        both = np.concatenate([plus, minus])
+        return {
+            "fitness_mean": float(both.mean()),
+            "fitness_max": float(both.max()),
+            "loss": -float(both.mean()),
+            "episodes": float(2 * len(seeds)),
+            "env_steps": float(sum(float(r["env_steps"]) for r in results)),
+            "rows": float(len(seeds)),
+            "sigma_r": sigma_r,
+            "update_norm": float(np.linalg.norm(update)),
+        }
+
+    def train(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, float]:
+        """One full ARS step over ``batch_of_seeds`` in this process (rollout + update)."""
+        started = time.perf_counter()
+        metrics = self.apply_rollouts([self.rollout(batch_of_seeds, chunk_size)])
+        metrics["seconds"] = time.perf_counter() - started
+        return metrics
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Copies of ``M`` and the running observation statistics."""
+        return {
+            "M": self._matrix.copy(),
+            "obs.count": np.array(self._count),
+            "obs.mean": self._mean.copy(),
+            "obs.m2": self._m2.copy(),
+        }
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Load weights from :meth:`get_weights`; ``M`` alone resets the statistics."""
+        names = {"M", "obs.count", "obs.mean", "obs.m2"}
+        unknown = sorted(set(weights) - names)
+        if unknown:
+            raise ValueError(f"unknown weight keys {unknown}; expected {sorted(names)}")
+        if "M" not in weights:
+            raise ValueError("weights lack 'M'")
+        matrix = np.array(weights["M"], dtype=np.float64)
+        if matrix.shape != self._matrix.shape or not np.isfinite(matrix).all():
+            raise ValueError(
+                f"weights['M'] must be finite with shape {self._matrix.shape}, got {matrix.shape}")
+        stats = [key for key in ("obs.count", "obs.mean", "obs.m2") if key in weights]
+        if stats and len(stats) != 3:
+            raise ValueError("weights have part of the observation statistics")
+        if stats:
+            count = float(np.asarray(weights["obs.count"]).reshape(()))
+            mean = np.array(weights["obs.mean"], dtype=np.float64)
+            m2 = np.array(weights["obs.m2"], dtype=np.float64)
+            if mean.shape != (self._obs_size,) or m2.shape != (self._obs_size,):
+                raise ValueError(f"observation statistics must have shape ({self._obs_size},)")
+            if count < 0 or (m2 < 0).any() or not np.isfinite(np.r_[count, mean, m2]).all():
+                raise ValueError("observation statistics must be finite, count and m2 >= 0")
+        else:
+            count, mean, m2 = 0.0, np.zeros(self._obs_size), np.zeros(self._obs_size)
+        self._matrix, self._count, self._mean, self._m2 = matrix, count, mean, m2
+
+    def close(self) -> None:
+        """Close the environments this agent opened."""
+        self._envs.close()
+
+
+def _as_seeds(batch: Any) -> np.ndarray:
+    seeds = np.asarray(batch)
+    if seeds.ndim != 1 or seeds.size == 0:
+        raise ValueError(f"a batch of seeds must be 1-D and non-empty, got shape {seeds.shape}")
+    if not np.issubdtype(seeds.dtype, np.integer):
+        raise TypeError(f"training data must be integer seeds, got dtype {seeds.dtype}")
+    if (seeds < 0).any():
+        raise ValueError(f"seeds must be >= 0, got {int(seeds.min())}")
+    return seeds.astype(np.int64, copy=False)
