@@ -210,7 +210,9 @@ def test_set_weights_accepts_read_only_arrays() -> None:
         array.setflags(write=False)  # as from Ray's object store
     agent = EvolutionStrategies({})
     agent.set_weights(weights)
-    agent.train(np.arange(4), chunk_size=4)
+    assert all(np.array_equal(agent.get_weights()[k], weights[k]) for k in weights)
+    agent.train(np.arange(4), chunk_size=4)  # must not write into the read-only arrays
+    assert all(not array.flags.writeable for array in weights.values())
 
 
 def test_set_weights_rejects_mismatches() -> None:

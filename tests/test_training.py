@@ -178,7 +178,11 @@ def test_ctrl_c_saves_checkpoint_and_leaves_no_ray(tmp_path: Path) -> None:
     while time.monotonic() < deadline:
         if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
             break
-        time.sleep(0.2)
+        time.sleep(0.2)  # watching the run's own metrics file
+    else:
+        process.send_signal(signal.SIGINT)  # stops it and its Ray cleanly
+        _, err = process.communicate(timeout=120)
+        raise AssertionError(f"no two rounds finished within 120 s: {err[-2000:]}")
     children = psutil.Process(process.pid).children(recursive=True)
     assert children, "Ray should be running under the training process"
     process.send_signal(signal.SIGINT)

@@ -22,7 +22,7 @@ an actor cut a batch into chunks of any size and still return the same numbers.
     ((3,), True)
     >>> env.close()
 
-This module knows nothing of Ray (see DESIGN.md, "Layers").
+This module knows nothing of Ray (see "Development" in the README: layers).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ input you do not control.
     >>> sorted(agent.get_weights())[:2]
     ['W', 'adam.m.W']
 
-This module knows nothing of Ray (see DESIGN.md, "Layers").
+This module knows nothing of Ray (see "Development" in the README: layers).
 """
 
 from __future__ import annotations
