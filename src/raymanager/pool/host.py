@@ -17,7 +17,7 @@ import os
 import pickle
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,17 +125,21 @@ class ActorHost:
         answers, self._replay_answers = self._replay_answers, {}
         return os.getpid(), node, self._start_failure or self._replay_failure, answers
 
-    def run(self, data: Any, spec: CallSpec) -> Report:
-        """Process ``spec.count`` batches of ``data``; one result or Failure each."""
+    def _batches(self, data: Any, spec: CallSpec) -> tuple[RayActor[Any, Any], Iterator[Any]]:
+        """The user's actor, set up for this call, and the call's batches."""
         actor = self._actor_or_raise()
         actor.chunk_size = spec.chunk_size
-        began = time.perf_counter()
         total = spec.row_stop - spec.row_start
         rows = self._rows(data, spec)
+        starts = range(0, spec.count * spec.batch_size, spec.batch_size)
+        return actor, (slice_rows(rows, lo, min(lo + spec.batch_size, total)) for lo in starts)
+
+    def run(self, data: Any, spec: CallSpec) -> Report:
+        """Process ``spec.count`` batches of ``data``; one result or Failure each."""
+        began = time.perf_counter()
+        actor, batches = self._batches(data, spec)
         results: list[Any] = []
-        for k in range(spec.count):
-            lo = k * spec.batch_size
-            batch = slice_rows(rows, lo, min(lo + spec.batch_size, total))
+        for batch in batches:
             try:
                 results.append(actor.process_batch(batch))
             except BaseException as exc:
@@ -217,15 +221,10 @@ class AsyncActorHost(ActorHost):
         return super().ready()
 
     async def run(self, data: Any, spec: CallSpec) -> Report:  # type: ignore[override]
-        actor = self._actor_or_raise()
-        actor.chunk_size = spec.chunk_size
         began = time.perf_counter()
-        total = spec.row_stop - spec.row_start
-        rows = self._rows(data, spec)
+        actor, batches = self._batches(data, spec)
         results: list[Any] = []
-        for k in range(spec.count):
-            lo = k * spec.batch_size
-            batch = slice_rows(rows, lo, min(lo + spec.batch_size, total))
+        for batch in batches:
             try:
                 results.append(await _maybe_await(actor.process_batch(batch)))
             except BaseException as exc:
