@@ -49,7 +49,7 @@ def assert_user_error(done: subprocess.CompletedProcess[str], *words: str) -> No
 
 def test_help_shows_each_default(tmp_path: Path) -> None:
     text = run("train", "--help", cwd=tmp_path).stdout
-    for shown in ("(default: CartPole-v1)", "(default: 300)", "(default: 600.0)",
+    for shown in ("(default: CartPole-v1)", "(default: 1000)", "(default: 600.0)",
                   "(default: 2)", "(default: runs)", "(default: on)"):
         assert shown in " ".join(text.split()), shown
     text = run("evaluate", "--help", cwd=tmp_path).stdout

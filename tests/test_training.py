@@ -23,6 +23,7 @@ from raymanager.training import (
     CheckpointError,
     TrainConfig,
     load_checkpoint,
+    resume_config,
     save_checkpoint,
     train,
 )
@@ -95,7 +96,7 @@ def test_ars_actor_count_and_resume_change_nothing(ray_session: RayManager,
     train(TrainConfig(**base, max_rounds=3, num_actors=2, run_name="straight"))
     train(TrainConfig(**base, max_rounds=2, num_actors=1, run_name="resumed"))
     assert float(load_checkpoint(tmp_path / "resumed").weights["obs.count"]) == 2 * 16 * 30
-    train(TrainConfig(max_rounds=3, progress=False), resume=tmp_path / "resumed")
+    train(resume_config(tmp_path / "resumed", {"max_rounds": 3}), resume=tmp_path / "resumed")
     straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(
         tmp_path / "resumed")
     assert straight.config["agent"] == "ars"

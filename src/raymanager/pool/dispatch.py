@@ -71,35 +71,14 @@ STRAGGLER_SLACK_S = 0.05
 #: Seconds a stopped run lets its calls in flight finish before their actors
 #: are killed and replaced instead (no ray.cancel: see _abort).
 CANCEL_GRACE_SECONDS = 2.0
-#: Calls are sized so our own driver code is busy at most 1/DRIVER_SHARE of the time
-#: (Ray's threads in the driver process cost about as much again).
+#: The driver's fixed cost of one remote call (submit, wait, get, bookkeeping),
+#: measured with benchmarks/driver_scaling.py: ~0.9 ms of our code at one batch
+#: per call, and Ray's threads in the driver process cost about as much again.
+DRIVER_SECONDS_PER_CALL = 0.001
+#: Calls are sized so that cost keeps the driver busy at most 1/DRIVER_SHARE of the time.
 DRIVER_SHARE = 4.0
 #: Longest single wait, so a run notices a shutdown or a slot to restart.
 POLL_SECONDS = 1.0
-
-
-class DriverClock:
-    """The driver's own seconds per collected call (Ray calls, bookkeeping), the
-    caller's time between two ``next()`` excluded."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self._busy = 0.0
-        self._since: float | None = None
-
-    def start(self) -> None:
-        self._since = time.perf_counter()
-
-    def exclude(self, seconds: float) -> None:
-        self._busy -= seconds
-
-    def stop(self) -> None:
-        if self._since is not None:
-            self._busy += time.perf_counter() - self._since
-            self._since = None
-
-    def seconds_per_call(self) -> float:
-        return max(0.0, self._busy) / self.calls if self.calls >= 8 else 0.0
 
 
 @dataclass
@@ -159,7 +138,6 @@ class Run:
         self.rows_done = 0
         self.inflight_bytes = 0
         self.seconds_per_batch: float | None = None
-        self.driver = DriverClock()
         self.closed = False
         pool.queued_batches = lambda: sum(group.count for _, _, group in self.retry) + (
             self.source.remaining_batches() or 0)
@@ -182,9 +160,7 @@ class Run:
                     self._expire_timeouts()
                     self._fill()
                 while self._deliverable():
-                    handed_at = time.perf_counter()
                     yield self._pop()  # no reference kept once handed over
-                    self.driver.exclude(time.perf_counter() - handed_at)  # the caller's time
                 with lock:
                     if self._finished():
                         break
@@ -198,17 +174,14 @@ class Run:
                         if s.state is SlotState.STARTING and s.ready_ref is not None
                     ]
                     timeout = self._wait_timeout()
-                self.driver.stop()
                 with self.pool.ray_call():
                     ready = self._wait(refs, timeout)
-                self.driver.start()
                 with lock:
                     self.pool.check_usable()
                     for ref in ready:
                         call = self.calls.get(ref)
                         if call is not None:
                             self._collect(call)
-                            self.driver.calls += 1
             self._check_complete()
             completed = True
         except KeyboardInterrupt:
@@ -285,10 +258,12 @@ class Run:
         if self.seconds_per_batch is None:
             return 1  # the first call on each actor measures how long a batch takes
         per_batch = max(self.seconds_per_batch, 1e-7)
-        # With many actors the driver's own cost per call bounds throughput:
-        # keep it busy at most 1/DRIVER_SHARE of the time by longer calls.
-        target = max(TARGET_CALL_SECONDS,
-                     DRIVER_SHARE * self.width * self.driver.seconds_per_call())
+        # With many actors the driver's fixed cost per call bounds throughput:
+        # longer calls keep it busy at most 1/DRIVER_SHARE of the time. A fixed
+        # figure, not a measured one: a measured cost per call includes work
+        # per batch (pickling rows), which grows with the group and would feed
+        # back into ever larger groups.
+        target = max(TARGET_CALL_SECONDS, DRIVER_SHARE * self.width * DRIVER_SECONDS_PER_CALL)
         if self.config.timeout_s is not None:
             # A hang inside a group is found only as a whole: keep groups well
             # under the timeout so it still fires about timeout_s after it began.
@@ -304,7 +279,9 @@ class Run:
         batch_nbytes = self.source.batch_nbytes
         if batch_nbytes:
             # Inline data: all calls in flight together stay within the byte bound.
-            share = self.config.max_inflight_bytes // (2 * self.width)
+            # Two calls per actor, and each holds its rows twice in the driver
+            # (the rows and their pickled copy until the call is done).
+            share = self.config.max_inflight_bytes // (4 * self.width)
             size = min(size, max(1, share // batch_nbytes))
         return size
 
