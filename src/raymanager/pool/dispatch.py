@@ -77,6 +77,9 @@ CANCEL_GRACE_SECONDS = 2.0
 DRIVER_SECONDS_PER_CALL = 0.001
 #: Calls are sized so that cost keeps the driver busy at most 1/DRIVER_SHARE of the time.
 DRIVER_SHARE = 4.0
+#: With more calls in flight than this, one scan takes every finished call
+#: (with few, a second ray.wait per result would cost more than it saves).
+SCAN_ALL_FROM = 8
 #: Longest single wait, so a run notices a shutdown or a slot to restart.
 POLL_SECONDS = 1.0
 
@@ -201,11 +204,13 @@ class Run:
         if not refs:  # every slot is backing off: wait for the next start
             time.sleep(min(timeout, 0.05))
             return []
-        # One scan that takes every finished call, not one scan per result:
-        # with many actors, several calls are done by the time we look.
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        if not ready:
-            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if len(refs) > SCAN_ALL_FROM:
+            # One scan that takes every finished call, not one scan per result:
+            # with many actors, several calls are done by the time we look.
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if ready:
+                return ready
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         return ready
 
     def _check_pool(self) -> None:
