@@ -265,11 +265,6 @@ class ActorPool:
             self.poll()
             return [slot.node_id for slot in self._slots]
 
-    def slot_states(self) -> list[str]:
-        """Each slot's lifecycle state ("starting", "ready", "backoff", "retired")."""
-        with self._lock:
-            return [slot.state.value for slot in self._slots]
-
     @property
     def slots(self) -> list[Slot]:
         """The slots themselves; read them under :meth:`locked`."""
