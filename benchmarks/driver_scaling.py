@@ -25,30 +25,38 @@ class Sleeper(RayActor[Any, int]):
         return int(batch[0])
 
 
+def measure(manager: RayManager, actors: int, batch_s: float = 0.02,
+            seconds: float = 4.0) -> dict[str, Any]:
+    """One pool of ``actors`` sleepers: throughput against the ideal, driver CPU per batch."""
+    pool = manager.create_actor_pool(Sleeper, {"batch_s": batch_s}, num_actors=actors)
+    try:
+        config = BatchConfig(batch_size=1, num_parallel=actors)
+        batches = int(seconds * actors / batch_s)
+        manager.process_in_parallel(pool, range(actors * 4), config)  # warm-up
+        cpu, wall = time.process_time(), time.perf_counter()
+        results = manager.process_in_parallel(pool, range(batches), config)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        pool.shutdown()
+    ideal = actors / batch_s
+    return {"actors": actors, "batches": batches, "wall_s": round(wall, 3),
+            "of_ideal": round(batches / wall / ideal, 3),
+            "driver_cpu_us_per_batch": round(1e6 * cpu / batches, 1),
+            "check": "ok" if results == list(range(batches)) else "FAIL: results out of order"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--actors", type=int, nargs="+", default=[2, 8, 32, 64])
     parser.add_argument("--batch-s", type=float, default=0.02)
     parser.add_argument("--seconds", type=float, default=4.0, help="ideal seconds per run")
     args = parser.parse_args()
-    rows = []
     with RayManager(RayConfig(num_cpus=2)) as manager:
         for actors in args.actors:
-            pool = manager.create_actor_pool(Sleeper, {"batch_s": args.batch_s},
-                                             num_actors=actors)
-            config = BatchConfig(batch_size=1, num_parallel=actors)
-            batches = int(args.seconds * actors / args.batch_s)
-            manager.process_in_parallel(pool, range(actors * 4), config)  # warm-up
-            cpu, wall = time.process_time(), time.perf_counter()
-            results = manager.process_in_parallel(pool, range(batches), config)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            assert results == list(range(batches))
-            ideal = actors / args.batch_s
-            rows.append({"actors": actors, "batches": batches, "wall_s": round(wall, 3),
-                         "of_ideal": round(batches / wall / ideal, 3),
-                         "driver_cpu_us_per_batch": round(1e6 * cpu / batches, 1)})
-            print(json.dumps(rows[-1]), flush=True)
-            pool.shutdown()
+            row = measure(manager, actors, args.batch_s, args.seconds)
+            print(json.dumps(row), flush=True)
+            if row["check"] != "ok":
+                raise SystemExit(row["check"])
 
 
 if __name__ == "__main__":

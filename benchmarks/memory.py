@@ -16,6 +16,10 @@ Method (Linux only):
   would charge a run for what an earlier run left, and a later run nothing for
   reusing it. Without Ray the tree's ``Pss_Shmem`` is counted instead.
 
+The same total without ``Pss_File`` is kept too (``extra_copies``): a
+memory-mapped file's pages are the OS page cache, shared and reclaimable, not
+a copy the call made, and they count in ``Pss_File`` only.
+
 The result is the peak of that total during a call, and the same total just
 before the call (the data already held by the driver, idle workers, Ray's own
 processes), so ``peak - before`` is what the call itself needed.
@@ -38,19 +42,27 @@ STORE_SAMPLE_S = 0.05
 TREE_REFRESH_S = 0.2
 
 
-def _rollup(pid: int) -> tuple[int, int]:
-    """(Pss_Anon + Pss_File, Pss_Shmem) of one process in bytes; (0, 0) when gone."""
-    anon_file = shmem = 0
+def _rollup3(pid: int) -> tuple[int, int, int]:
+    """(Pss_Anon, Pss_File, Pss_Shmem) of one process in bytes; zeros when gone."""
+    anon = file = shmem = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as handle:
             for line in handle:
-                if line.startswith(("Pss_Anon:", "Pss_File:")):
-                    anon_file += int(line.split()[1]) * 1024
+                if line.startswith("Pss_Anon:"):
+                    anon = int(line.split()[1]) * 1024
+                elif line.startswith("Pss_File:"):
+                    file = int(line.split()[1]) * 1024
                 elif line.startswith("Pss_Shmem:"):
                     shmem = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        return 0, 0
-    return anon_file, shmem
+        return 0, 0, 0
+    return anon, file, shmem
+
+
+def _rollup(pid: int) -> tuple[int, int]:
+    """(Pss_Anon + Pss_File, Pss_Shmem) of one process in bytes; (0, 0) when gone."""
+    anon, file, shmem = _rollup3(pid)
+    return anon + file, shmem
 
 
 def _tree() -> list[int]:
@@ -82,11 +94,21 @@ class MemoryPeak:
     store_before: int = 0
     store_peak: int = 0
     method: str = ""
+    #: The same totals without Pss_File: anonymous memory and the store only,
+    #: i.e. copies. A memory-mapped file's pages are the OS page cache, shared
+    #: and reclaimable, and count in Pss_File only.
+    before_copies: int = 0
+    peak_copies: int = 0
 
     @property
     def extra(self) -> int:
         """Peak minus the total just before the call: what the call needed."""
         return self.peak - self.before
+
+    @property
+    def extra_copies(self) -> int:
+        """Like :attr:`extra`, without file-backed pages: the copies the call made."""
+        return self.peak_copies - self.before_copies
 
 
 @contextlib.contextmanager
@@ -101,16 +123,18 @@ def measure_peak(store_used: Callable[[], int] | None = None) -> Iterator[Memory
     pids = _tree()
     store = store_used() if store_used else 0
 
-    def total(pid_list: list[int], store_bytes: int) -> int:
-        own = shm = 0
+    def total(pid_list: list[int], store_bytes: int) -> tuple[int, int]:
+        anon = file = shm = 0
         for pid in pid_list:
-            a, s = _rollup(pid)
-            own += a
+            a, f, s = _rollup3(pid)
+            anon += a
+            file += f
             shm += s
-        return own + (store_bytes if store_used else shm)
+        copies = anon + (store_bytes if store_used else shm)
+        return copies + file, copies
 
-    result.before = total(pids, store)
-    result.peak = result.before
+    result.before, result.before_copies = total(pids, store)
+    result.peak, result.peak_copies = result.before, result.before_copies
     result.store_before = result.store_peak = store
     began = time.monotonic()
 
@@ -126,8 +150,9 @@ def measure_peak(store_used: Callable[[], int] | None = None) -> Iterator[Memory
                     store = store_used()
                 next_store = now + STORE_SAMPLE_S
                 result.store_peak = max(result.store_peak, store)
-            value = total(pids, store)
+            value, copies = total(pids, store)
             result.peak = max(result.peak, value)
+            result.peak_copies = max(result.peak_copies, copies)
             result.samples += 1
             stop.wait(SAMPLE_S)
 

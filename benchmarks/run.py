@@ -13,9 +13,13 @@ Workloads (all float32 arrays of 64 columns, cut into row batches):
 
 Variants: serial loop, multiprocessing.Pool(2), mpire WorkerPool(2),
 ray.util.ActorPool with 2 actors, Ray tasks, Ray Data map_batches and
-raymanager process_in_parallel. Plus: start-up and shutdown cost in fresh
-processes, the core ratio (process_in_parallel vs ActorPool.map on 1,000
-trivial batches) and W1 with a worker SIGKILLed mid-run.
+raymanager process_in_parallel: on the array (put into the object store
+inside the timing), on an ObjectRef put once beforehand (W1, W2: the
+counterpart of mpire's fork-shared array) and on a memory-mapped .npy file
+(W3). Plus: start-up and shutdown cost in fresh processes, the core ratio
+(process_in_parallel vs ActorPool.map on 1,000 trivial batches), W1 with a
+worker SIGKILLed mid-run, and driver scaling (sleep-bound batches on pools
+of 2 to 64 actors, see driver_scaling.py).
 
 Every variant's results are compared with the serial loop's; a mismatch is
 reported as FAIL, never as a time. Medians over ``--repeats`` timed runs after
@@ -40,10 +44,12 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
@@ -51,6 +57,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import driver_scaling  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from memory import MemoryPeak, measure_peak  # noqa: E402
@@ -239,6 +246,70 @@ class RayManagerVariant(Variant):
 
         config = BatchConfig(batch_size=workload.batch_size, num_parallel=WORKERS)
         return list(self.manager.process_in_parallel(self.pool, workload.data, config))
+
+
+class RayManagerObjectRef(RayManagerVariant):
+    """raymanager over an ObjectRef of the array, put once in ``prepare`` (untimed).
+
+    The counterpart of mpire's ``shared_objects``, which also shares the
+    array when the pool is made: a user who runs several passes over one
+    array puts it once. Runs on W1 and W2 (W3's memory is measured on the
+    plain and memmap variants, which count their copy)."""
+
+    name = "raymanager (ObjectRef)"
+
+    def __init__(self, manager: Any, pool: Any) -> None:
+        self.manager = manager
+        self.pool = pool  # the plain raymanager variant's pool: no second pair of actors
+        self.ref: Any = None
+
+    def prepare(self, workload: Workload) -> None:
+        import ray
+
+        super().prepare(workload)
+        self.ref = ray.put(workload.data)
+
+    def run(self, workload: Workload) -> list[float]:
+        from raymanager import BatchConfig
+
+        config = BatchConfig(batch_size=workload.batch_size, num_parallel=WORKERS)
+        return list(self.manager.process_in_parallel(self.pool, self.ref, config))
+
+    def finish(self, workload: Workload) -> None:
+        self.ref = None
+
+
+class RayManagerMemmap(RayManagerVariant):
+    """raymanager over the same array saved to a .npy file and opened with
+    ``np.load(..., mmap_mode="r")``: the actors map the file by path (issue 12,
+    item 1). Runs on W3 only; the file is written in ``prepare`` (untimed)."""
+
+    name = "raymanager (memmap)"
+
+    def __init__(self, manager: Any, pool: Any) -> None:
+        self.manager = manager
+        self.pool = pool  # the plain raymanager variant's pool: no second pair of actors
+        self.folder: str | None = None
+        self.mapped: np.ndarray | None = None
+
+    def prepare(self, workload: Workload) -> None:
+        super().prepare(workload)
+        self.folder = tempfile.mkdtemp(prefix="raymanager-w3-")
+        path = os.path.join(self.folder, "w3.npy")
+        np.save(path, workload.data)
+        self.mapped = np.load(path, mmap_mode="r")
+
+    def run(self, workload: Workload) -> list[float]:
+        from raymanager import BatchConfig
+
+        config = BatchConfig(batch_size=workload.batch_size, num_parallel=WORKERS)
+        return list(self.manager.process_in_parallel(self.pool, self.mapped, config))
+
+    def finish(self, workload: Workload) -> None:
+        self.mapped = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 class RayActorPool(Variant):
@@ -449,6 +520,7 @@ def memory_json(peak: MemoryPeak) -> dict[str, Any]:
         "before_bytes": peak.before,
         "peak_bytes": peak.peak,
         "extra_bytes": peak.extra,
+        "extra_copies_bytes": peak.extra_copies,
         "store_before_bytes": peak.store_before,
         "store_peak_bytes": peak.store_peak,
         "samples": peak.samples,
@@ -702,25 +774,29 @@ def print_report(report: dict[str, Any]) -> None:
         table = Table(title=f"{name}: {info['description']}", title_justify="left")
         table.add_column("variant")
         table.add_column("median s", justify="right")
+        table.add_column("min-max s", justify="right")
         table.add_column("µs/batch", justify="right")
         table.add_column("speedup vs serial", justify="right")
         table.add_column("÷ raymanager", justify="right")
         if name == "W3":
             table.add_column("peak GiB", justify="right")
             table.add_column("extra GiB", justify="right")
+            table.add_column("of it copies", justify="right")
         table.add_column("check")
         for r in rows:
             med = r["median_s"]
             cells = [
                 r["variant"],
                 fmt(med),
+                f"{min(r['times_s']):.3f}-{max(r['times_s']):.3f}" if r["times_s"] else "-",
                 fmt(None if med is None else 1e6 * med / info["batches"], ".0f"),
                 fmt(None if not (med and serial) else serial / med, ".2f", "x"),
                 fmt(None if not (med and rm) else med / rm, ".2f"),
             ]
             if name == "W3":
                 mem = r.get("memory") or {}
-                cells += [gib(mem.get("peak_bytes")), gib(mem.get("extra_bytes"))]
+                cells += [gib(mem.get("peak_bytes")), gib(mem.get("extra_bytes")),
+                          gib(mem.get("extra_copies_bytes"))]
             cells.append(r["check"] if r["error"] is None else f"error: {r['error'][:60]}")
             table.add_row(*cells)
         console.print(table)
@@ -741,10 +817,18 @@ def print_report(report: dict[str, Any]) -> None:
         w1 = next((r["median_s"] for r in workloads.get("W1", {}).get("variants", [])
                    if r["variant"] == "raymanager"), None)
         restarts = [r.get("restarts") for r in fault["runs"]]
+        killed = fault["median_wall_s"]
+        ratio = f" = {killed / w1:.2f}x" if killed and w1 else ""
         table.add_row(
             "W1 raymanager, one worker SIGKILLed mid-run",
-            fmt(fault["median_wall_s"], ".3f", " s"),
-            f"no-fault W1 {fmt(w1, '.3f', ' s')}; restarts {restarts}; {fault['check']}",
+            fmt(killed, ".3f", " s"),
+            f"no-fault W1 {fmt(w1, '.3f', ' s')}{ratio}; restarts {restarts}; {fault['check']}",
+        )
+    for row in report.get("driver_scaling", []):
+        table.add_row(
+            f"driver scaling: {row['actors']} actors, 20 ms sleep batches",
+            f"{row['of_ideal']:.2f} of ideal",
+            f"{row['driver_cpu_us_per_batch']:.0f} µs driver CPU per batch; {row['check']}",
         )
     startup = report.get("startup")
     if startup:
@@ -851,9 +935,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ray_variants.append(RayData())
         except Exception as exc:  # ray[data] missing: skip that variant only
             log.print(f"  Ray Data unavailable ({exc}): skipped")
+        memmap = RayManagerMemmap(manager, rm.pool)
+        by_ref = RayManagerObjectRef(manager, rm.pool)
         for workload in workloads:
             n = w3_repeats if workload.name == "W3" else repeats
-            rows, _ = measure_workload(ray_variants, workload, n, references[workload.name],
+            variants = [*ray_variants, memmap if workload.name == "W3" else by_ref]
+            rows, _ = measure_workload(variants, workload, n, references[workload.name],
                                        memory=workload.name == "W3", store_used=store_used)
             results[workload.name] += rows
         report["core_ratio"] = core_ratio(rm, ap, core_workload, repeats, core_reference)
@@ -862,6 +949,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["fault_tolerance"] = fault_tolerance(
             rm, workloads[0], 1 if args.quick else 3, references["W1"], kill_after
         )
+        log.print("  driver scaling (sleep-bound 20 ms batches) ...")
+        report["driver_scaling"] = []
+        for actors in ([2, 8, 32] if args.quick else [2, 8, 32, 64]):
+            row = driver_scaling.measure(manager, actors)
+            log.print(f"    {actors} actors: {row['of_ideal']:.2f} of ideal, "
+                      f"{row['driver_cpu_us_per_batch']:.0f} µs driver CPU per batch, "
+                      f"{row['check']}")
+            report["driver_scaling"].append(row)
     finally:
         for variant in ray_variants:
             with contextlib.suppress(Exception):
@@ -872,8 +967,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.skip_startup:
         log.print("[bold]Start-up in fresh processes[/bold]")
-        kinds = ["raymanager", "bare"] if args.quick else ["raymanager", "bare", "raymanager_noenv"]
-        report["startup"] = startup_costs(1 if args.quick else 3, kinds)
+        kinds = ["raymanager", "bare", "bare_loopback"]
+        report["startup"] = startup_costs(1 if args.quick else 5, kinds)
 
     report["workloads"] = {
         w.name: {
@@ -892,6 +987,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(report)
     console.print(f"JSON: {args.out}")
     failed = [m for ms in results.values() for m in ms if m.check != "ok"]
+    failed += [r for r in report.get("driver_scaling", []) if r["check"] != "ok"]
     return 1 if failed else 0
 
 

@@ -63,3 +63,31 @@ def test_layering_no_ray_below_pool() -> None:
         if path.exists():
             text = path.read_text()
             assert not re.search(r"^\s*(import ray(\s|\.|$)|from ray(\s|\.))", text, re.M), path
+
+
+def test_importing_the_package_leaves_heavy_modules_for_later() -> None:
+    """Every Ray worker imports raymanager: gymnasium, rich and the driver's
+    machinery load only when a name that needs them is used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, raymanager, raymanager.actors.base, raymanager.pool.host\n"
+        "heavy = ['gymnasium', 'rich', 'raymanager.manager', 'raymanager.actors.training']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+        "from raymanager import TrainingActor, RayManager\n"
+        "from raymanager.actors import merge_evaluations\n"
+        "print(TrainingActor.__module__, RayManager.__module__, merge_evaluations.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == ""
+    assert out[1].split() == ["raymanager.actors.training", "raymanager.manager",
+                              "raymanager.actors.evaluation"]
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        raymanager.NoSuchThing  # noqa: B018

@@ -19,6 +19,7 @@ process only kills the actors and frees the objects it made.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import logging
@@ -488,7 +489,7 @@ class RayManager:
         generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
                                   empty=empty, deadline=deadline, journal=log)
         return ResultStream(generator, release=actor_pool.release, results_only=results_only,
-                             deadline=deadline)
+                             deadline=deadline, check_usable=actor_pool.check_usable)
 
     def _results(
         self,
@@ -520,7 +521,7 @@ class RayManager:
                 run = Run(actor_pool, source, config, shared_ref=shared_ref,
                           on_progress=on_progress, ordered=ordered, deadline=deadline,
                           journal=journal)
-                yield from run.results()
+                yield from run.chunks()
         finally:
             # Drop our reference so the object store can free the shared data.
             del shared_ref
@@ -639,16 +640,25 @@ class ResultStream(Iterator[Any]):
         release: Callable[[], None],
         results_only: bool,
         deadline: Deadline,
+        check_usable: Callable[[], None],
     ) -> None:
         self._generator = generator
         self._release: Callable[[], None] | None = release
         self._results_only = results_only
         self._deadline = deadline
+        self._check_usable = check_usable
+        #: Results that arrived together and are not handed out yet: each
+        #: leaves the buffer as it is handed out, so none is kept after.
+        self._ready: collections.deque[tuple[int, Any]] = collections.deque()
 
     def __iter__(self) -> ResultStream:
         return self
 
     def __next__(self) -> Any:
+        if self._ready:  # the fast path: no generator to resume
+            self._check_usable()  # nothing is handed out after a shutdown
+            item = self._ready.popleft()
+            return item[1] if self._results_only else item
         return self.next()
 
     def next(self, timeout: float | None = None) -> Any:
@@ -662,18 +672,25 @@ class ResultStream(Iterator[Any]):
             >>> stream = manager.imap(pool, data)          # doctest: +SKIP
             >>> stream.next(timeout=5.0)
         """
-        self._deadline.at = None if timeout is None else time.monotonic() + timeout
-        try:
-            item = next(self._generator)
-        finally:
-            self._deadline.at = None
-        if item is TIMED_OUT:
-            raise TimeoutError(f"no result within {timeout:g} s; the run goes on")
+        if not self._ready:
+            self._deadline.at = None if timeout is None else time.monotonic() + timeout
+            try:
+                chunk = next(self._generator)
+            finally:
+                self._deadline.at = None
+            if chunk is TIMED_OUT:
+                raise TimeoutError(f"no result within {timeout:g} s; the run goes on")
+            self._ready.extend(chunk)
+            del chunk
+        else:
+            self._check_usable()
+        item = self._ready.popleft()
         return item[1] if self._results_only else item
 
     def close(self) -> None:
         """Stop the run: work in flight finishes or its actors are replaced."""
         never_started = inspect.getgeneratorstate(self._generator) == inspect.GEN_CREATED
+        self._ready.clear()
         self._generator.close()
         if never_started and self._release is not None:
             self._release()

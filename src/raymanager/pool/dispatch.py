@@ -152,6 +152,18 @@ class Run:
 
         Yields :data:`TIMED_OUT` instead when ``deadline`` passes first.
         """
+        for chunk in self.chunks():
+            if chunk is TIMED_OUT:
+                yield chunk
+            else:
+                yield from chunk
+
+    def chunks(self) -> Iterator[Any]:
+        """Like :meth:`results`, but every result ready at once in one list.
+
+        A call of 1,000 trivial batches then costs the driver one resume of
+        this generator, not 1,000 (a few µs each: W2's per-batch cost).
+        """
         completed = False
         lock = self.pool.locked()
         try:
@@ -163,7 +175,7 @@ class Run:
                     self._expire_timeouts()
                     self._fill()
                 while self._deliverable():
-                    yield self._pop()  # no reference kept once handed over
+                    yield self._pop_ready()  # no reference kept once handed over
                 with lock:
                     if self._finished():
                         break
@@ -243,19 +255,33 @@ class Run:
     def _deliverable(self) -> bool:
         return (self.next_to_yield in self.done) if self.ordered else bool(self.done)
 
-    def _pop(self) -> tuple[int, Any]:
+    def _pop_ready(self) -> list[tuple[int, Any]]:
+        """Every deliverable result, up to (not including) the next batch error.
+
+        A batch error is raised on its own, once everything before it is out.
+        """
+        ready: list[tuple[int, Any]] = []
         with self.pool.locked():
-            if self.ordered:
-                index = self.next_to_yield
-                value = self.done.pop(index)
-                self.next_to_yield += 1
-            else:
-                index, value = self.done.popitem()
-            self.delivered += 1
             self.pool.check_usable()  # nothing more is handed out after a shutdown
-        if isinstance(value, _Raise):
-            raise value.error
-        return index, value
+            done = self.done
+            index = self.next_to_yield
+            while done:
+                if self.ordered and index not in done:
+                    break
+                key = index if self.ordered else next(iter(done))
+                is_error = isinstance(done[key], _Raise)
+                if is_error and ready:
+                    break  # raised by the next call, after these are out
+                ready.append((key, done.pop(key)))
+                index += 1
+                if is_error:
+                    break
+            if self.ordered:
+                self.next_to_yield = index
+            self.delivered += len(ready)
+        if isinstance(ready[0][1], _Raise):
+            raise ready[0][1].error
+        return ready
 
     # ----------------------------------------------------------------- sizing
 
