@@ -196,34 +196,48 @@ class MultiprocessingPool(Variant):
 
 
 class Mpire(Variant):
-    """mpire ``WorkerPool(2)``: the array as a fork-shared object, batches as row ranges."""
+    """mpire ``WorkerPool(2)``: the array as a fork-shared object, batches as row ranges.
+
+    One pool per workload, each forked by :meth:`fork_all` before Ray starts
+    (forking a process that runs Ray's threads is unsafe) and kept alive, so
+    mpire runs interleaved with the Ray variants in the same rounds.
+    """
 
     name = "mpire"
 
     def __init__(self) -> None:
-        self.pool: Any = None
+        self.pools: dict[str, Any] = {}
 
-    def prepare(self, workload: Workload) -> None:
+    def fork_all(self, workloads: Sequence[Workload]) -> None:
         from mpire import WorkerPool
 
-        self.pool = WorkerPool(
-            n_jobs=WORKERS, shared_objects=workload.data, start_method="fork", keep_alive=True
-        )
-        # Start the workers now (keep_alive keeps them for the timed runs).
-        self.pool.map(mpire_range, [(0, 1, 0)] * WORKERS, chunk_size=1)
+        for workload in workloads:
+            pool = WorkerPool(
+                n_jobs=WORKERS, shared_objects=workload.data, start_method="fork",
+                keep_alive=True,
+            )
+            # Start the workers now (keep_alive keeps them for the timed runs).
+            pool.map(mpire_range, [(0, 1, 0)] * WORKERS, chunk_size=1)
+            self.pools[workload.name] = pool
+
+    def prepare(self, workload: Workload) -> None:
+        if workload.name not in self.pools:
+            raise RuntimeError(f"mpire's pool for {workload.name} was not forked before Ray")
 
     def run(self, workload: Workload) -> list[float]:
         args = [(start, stop, workload.reps) for start, stop in workload.ranges()]
         chunk = max(1, workload.num_batches // (4 * WORKERS))
-        return list(self.pool.map(mpire_range, args, iterable_len=len(args), chunk_size=chunk))
+        pool = self.pools[workload.name]
+        return list(pool.map(mpire_range, args, iterable_len=len(args), chunk_size=chunk))
 
     def finish(self, workload: Workload) -> None:
-        self.close()
+        pool = self.pools.pop(workload.name, None)
+        if pool is not None:
+            pool.terminate()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool = None
+        for name in list(self.pools):
+            self.pools.pop(name).terminate()
 
 
 class RayManagerVariant(Variant):
@@ -877,6 +891,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {"quick": args.quick, "repeats": repeats, "w3_repeats": w3_repeats,
                      "workers": WORKERS},
     }
+    if not args.skip_startup:
+        # First, while the machine is quiet: the driver-scaling rows leave 64
+        # exiting processes behind, and start-up is the row most hurt by load.
+        log.print("[bold]Start-up in fresh processes[/bold]")
+        kinds = ["raymanager", "bare", "bare_loopback"]
+        report["startup"] = startup_costs(1 if args.quick else 5, kinds)
     reps, per_rep = calibrate_reps()
     report["settings"]["w1_reps"] = reps
     report["settings"]["w1_seconds_per_rep"] = per_rep
@@ -897,30 +917,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[Measurement]] = {w.name: [] for w in workloads}
     references: dict[str, list[float]] = {}
 
-    # -- without Ray: serial, multiprocessing, mpire (their forks happen before Ray starts)
-    log.print("[bold]Without Ray[/bold]")
+    # -- Every variant runs in one phase, interleaved round by round, so a
+    # drift in the machine's speed (seen here: 25 % within minutes) falls on
+    # all of them alike. The pools that fork (multiprocessing, mpire) fork
+    # before Ray starts: forking a process that runs Ray's threads is unsafe.
     plain: list[Variant] = [Serial(), MultiprocessingPool()]
     try:
         import mpire  # noqa: F401
 
-        plain.append(Mpire())
+        forked = Mpire()
+        forked.fork_all(workloads)
+        plain.append(forked)
     except ImportError:
         log.print("  mpire not installed: skipped")
-    try:
-        for workload in workloads:
-            n = w3_repeats if workload.name == "W3" else repeats
-            rows, reference = measure_workload(plain, workload, n, None,
-                                               memory=workload.name == "W3")
-            results[workload.name] += rows
-            if reference is not None:  # the serial loop's results: the reference
-                references[workload.name] = reference
-        core_reference = Serial().run(core_workload)
-    finally:
-        for variant in plain:
-            variant.close()
+    core_reference = Serial().run(core_workload)
 
-    # -- one Ray, started by RayManager, for every Ray variant
-    log.print("[bold]With Ray[/bold]")
     from raymanager import RayConfig, RayManager
 
     manager = RayManager(RayConfig(num_cpus=WORKERS))
@@ -939,10 +950,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         by_ref = RayManagerObjectRef(manager, rm.pool)
         for workload in workloads:
             n = w3_repeats if workload.name == "W3" else repeats
-            variants = [*ray_variants, memmap if workload.name == "W3" else by_ref]
-            rows, _ = measure_workload(variants, workload, n, references[workload.name],
-                                       memory=workload.name == "W3", store_used=store_used)
+            # The serial loop first: its warm-up results are the reference.
+            variants = [*plain, *ray_variants, memmap if workload.name == "W3" else by_ref]
+            rows, reference = measure_workload(variants, workload, n, None,
+                                               memory=workload.name == "W3",
+                                               store_used=store_used)
             results[workload.name] += rows
+            assert reference is not None
+            references[workload.name] = reference
         report["core_ratio"] = core_ratio(rm, ap, core_workload, repeats, core_reference)
         w1_rm = next(m.median for m in results["W1"] if m.variant == "raymanager")
         kill_after = 0.25 * (w1_rm or 2.0)
@@ -958,17 +973,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{row['check']}")
             report["driver_scaling"].append(row)
     finally:
-        for variant in ray_variants:
+        for variant in [*plain, *ray_variants]:
             with contextlib.suppress(Exception):
                 variant.close()
         t0 = time.perf_counter()
         manager.shutdown()
         report["suite_shutdown_s"] = time.perf_counter() - t0
-
-    if not args.skip_startup:
-        log.print("[bold]Start-up in fresh processes[/bold]")
-        kinds = ["raymanager", "bare", "bare_loopback"]
-        report["startup"] = startup_costs(1 if args.quick else 5, kinds)
 
     report["workloads"] = {
         w.name: {
