@@ -146,6 +146,10 @@ class Variant:
 
     name = "variant"
     uses_ray = False
+    #: Seconds to wait after each run of this variant before the next variant
+    #: starts: work it leaves behind (Ray Data's executor winding down, idle
+    #: task workers) must not fall on whichever variant comes next.
+    cooldown_s = 0.0
 
     def prepare(self, workload: Workload) -> None:
         """Pools, actors, warm state: outside the timings."""
@@ -360,6 +364,7 @@ class RayTasks(Variant):
 
     name = "ray tasks"
     uses_ray = True
+    cooldown_s = 1.0
 
     def __init__(self) -> None:
         import ray
@@ -378,6 +383,7 @@ class RayData(Variant):
 
     name = "ray data"
     uses_ray = True
+    cooldown_s = 2.0
 
     def __init__(self) -> None:
         import ray.data
@@ -498,6 +504,7 @@ def measure_workload(
                 reference = out
             verdicts[variant.name].add(check(out, reference))
             log.print(f" {rows[variant.name].warmup:.3f} s")
+            time.sleep(variant.cooldown_s)
         for round_index in range(repeats):
             shift = round_index % max(1, len(live))
             for variant in live[shift:] + live[:shift]:
@@ -515,6 +522,8 @@ def measure_workload(
                 except Exception as exc:
                     fail(variant, exc)
                     continue
+                finally:
+                    time.sleep(variant.cooldown_s)
                 verdicts[variant.name].add(check(out, reference))
     finally:
         for variant in live:
