@@ -16,6 +16,11 @@ and the last round (start-up and the final evaluation left out)::
     raymanager train --env HalfCheetah-v5 --num-actors 2 --max-rounds 12 \
         --target-return 1e9 --run-name scale2 --no-progress
     python benchmarks/train_scaling.py --metrics runs/scale1 runs/scale2
+
+Two runs minutes apart also measure the machine's drift between them; the
+same rounds on 1 and 2 actors in turn, in one process, do not::
+
+    python benchmarks/train_scaling.py --interleaved HalfCheetah-v5 --rounds 12
 """
 
 from __future__ import annotations
@@ -59,6 +64,48 @@ def ray_rounds(manager: RayManager, num_actors: int, rounds: int) -> dict[str, A
             "final_w_sum": float(np.sum(weights["W"]))}
 
 
+def interleaved(env: str, rounds: int, seed: int = 0) -> dict[str, Any]:
+    """Rounds of ``raymanager train``'s defaults for ``env``, each run twice in turn:
+    on a pool of 1 training actor and on a pool of 2, from the same weights.
+
+    Both pools compute the same next weights (checked), so each round is the
+    same work twice; taking them in turn puts any drift in the machine's speed
+    (seen here: the same rounds 15-20 % slower from one run to the next) on
+    both alike. Training rounds only: the CLI's evaluation is left out.
+    """
+    from raymanager.training import TrainConfig, resolved_config
+
+    config = resolved_config(TrainConfig(env=env, seed=seed))
+    assert config.batch_size and config.chunk_size and config.seeds_per_round
+    agent_config = config.agent_config()
+    seconds = {1: 0.0, 2: 0.0}
+    steps = 0
+    with RayManager(RayConfig(num_cpus=2)) as manager:
+        pools = {n: manager.create_actor_pool(TrainingActor, agent_config, n) for n in (1, 2)}
+        learner = make_agent(agent_config)
+        weights = pools[1].broadcast("get_weights")[0]
+        for round_index in range(rounds):
+            seeds = round_seeds(config.seed, round_index, config.seeds_per_round)
+            steps_of: dict[int, Any] = {}
+            for n in ((1, 2) if round_index % 2 == 0 else (2, 1)):
+                batch = BatchConfig(batch_size=config.batch_size, num_parallel=n,
+                                    chunk_size=config.chunk_size)
+                began = time.perf_counter()
+                steps_of[n] = run_round(manager, pools[n], weights, seeds, batch, learner)
+                if round_index >= 2:  # as the CLI measure: start-up rounds left out
+                    seconds[n] += time.perf_counter() - began
+            same = all(np.array_equal(steps_of[1].weights[k], steps_of[2].weights[k])
+                       for k in steps_of[1].weights)
+            if not same:
+                raise SystemExit(f"round {round_index}: 1 and 2 actors computed different weights")
+            if round_index >= 2:
+                steps += int(steps_of[1].metrics["env_steps"])
+            weights = steps_of[1].weights
+    return {"env": env, "rounds": rounds - 2, "env_steps": steps,
+            "seconds_1_actor": seconds[1], "seconds_2_actors": seconds[2],
+            "ratio": seconds[1] / seconds[2]}
+
+
 def steps_per_second(run_dir: str | Path, from_round: int = 2) -> dict[str, float]:
     """Training env steps/s of a CLI run between the end of ``from_round`` and its last round."""
     with open(Path(run_dir) / "metrics.csv", newline="") as handle:
@@ -85,9 +132,18 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/train_scaling.json")
     parser.add_argument("--metrics", nargs=2, metavar=("RUN_1_ACTOR", "RUN_2_ACTORS"),
                         help="only compare two CLI run directories (see the docstring)")
+    parser.add_argument("--interleaved", metavar="ENV",
+                        help="only time ENV's training rounds on 1 and 2 actors in turn")
     args = parser.parse_args()
     if args.metrics:
         compare_runs(*args.metrics)
+        return
+    if args.interleaved:
+        row = interleaved(args.interleaved, args.rounds)
+        print(json.dumps(row))
+        print(f"{row['env']}: {row['rounds']} rounds, {row['env_steps']:,} env steps each way: "
+              f"1 actor {row['seconds_1_actor']:.1f} s, 2 actors {row['seconds_2_actors']:.1f} s, "
+              f"ratio {row['ratio']:.3f}x")
         return
 
     single = run_single_process({}, rounds=args.rounds, seeds_per_round=SEEDS_PER_ROUND,
