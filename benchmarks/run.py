@@ -707,8 +707,8 @@ def startup_costs(repeats: int, kinds: Sequence[str]) -> dict[str, Any]:
     """Each kind of start-up measured in fresh interpreters, kinds interleaved."""
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     env = dict(os.environ)
-    # raymanager_noenv: the driver's PYTHONPATH reaches workers by inheritance
-    # instead of RayManager's runtime_env (a diagnostic, see README).
+    # benchmarks/ on PYTHONPATH: every kind's workers import workloads.py from
+    # there (Ray's workers inherit the driver's environment).
     env["PYTHONPATH"] = os.pathsep.join(
         [str(HERE), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
     )

@@ -6,7 +6,6 @@ but the OS page cache; prints one JSON line::
     python benchmarks/startup.py raymanager
     python benchmarks/startup.py bare
     python benchmarks/startup.py bare_loopback
-    PYTHONPATH=benchmarks python benchmarks/startup.py raymanager_noenv
 
 ``ready_s`` runs from before ``RayManager()`` / ``ray.init`` (imports done)
 to two actors that answered a call; ``shutdown_s`` is ``manager.shutdown()`` /
@@ -28,14 +27,9 @@ from raymanager import RayConfig, RayManager
 BARE_INIT = {"address": "local", "num_cpus": 2, "include_dashboard": False}
 
 
-def measure_raymanager(runtime_env: bool = True) -> dict[str, float]:
-    """RayManager(RayConfig(num_cpus=2)) to a ready pool of 2, then shutdown().
-
-    ``runtime_env=False`` passes ``init_kwargs={"runtime_env": {}}``, so RayManager
-    does not give workers its PYTHONPATH runtime_env (workers then inherit the
-    driver's environment, which run.py sets up): a diagnostic of what that costs.
-    """
-    config = RayConfig(num_cpus=2, init_kwargs={} if runtime_env else {"runtime_env": {}})
+def measure_raymanager() -> dict[str, float]:
+    """RayManager(RayConfig(num_cpus=2)) to a ready pool of 2, then shutdown()."""
+    config = RayConfig(num_cpus=2)
     t0 = time.perf_counter()
     manager = RayManager(config)
     try:
@@ -77,15 +71,13 @@ def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "raymanager"
     if kind == "raymanager":
         result = measure_raymanager()
-    elif kind == "raymanager_noenv":
-        result = measure_raymanager(runtime_env=False)
     elif kind == "bare":
         result = measure_bare()
     elif kind == "bare_loopback":
         result = measure_bare(loopback=True)
     else:
         raise SystemExit(
-            f"usage: startup.py raymanager|raymanager_noenv|bare|bare_loopback, got {kind!r}")
+            f"usage: startup.py raymanager|bare|bare_loopback, got {kind!r}")
     print(json.dumps({"kind": kind, **result}))
 
 
