@@ -133,6 +133,20 @@ def test_closing_a_stream_early_leaves_the_pool_usable(manager: RayManager) -> N
     assert manager.process_in_parallel(pool, [1, 2, 3], BatchConfig(batch_size=2)) == [[1, 4], [9]]
 
 
+def test_results_that_arrived_together_are_handed_out_one_by_one(manager: RayManager) -> None:
+    """A call's results arrive together (one hand-over per call): the stream still
+    yields them one at a time, in order, and a close() drops the rest."""
+    pool = manager.create_actor_pool(Square, {}, num_actors=1)
+    stream = manager.imap(pool, list(range(200)), BatchConfig(batch_size=1, num_parallel=1))
+    first = [next(stream) for _ in range(3)]
+    assert first == [[0], [1], [4]]
+    assert len(stream._ready) > 0  # the rest of that call waits in the stream
+    stream.close()
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert manager.process_in_parallel(pool, [5], BatchConfig(batch_size=1)) == [[25]]
+
+
 def test_one_run_at_a_time_per_pool(manager: RayManager) -> None:
     pool = manager.create_actor_pool(Square, {}, num_actors=1)
     stream = manager.imap(pool, np.arange(100), BatchConfig(batch_size=10))

@@ -657,8 +657,7 @@ class ResultStream(Iterator[Any]):
     def __next__(self) -> Any:
         if self._ready:  # the fast path: no generator to resume
             self._check_usable()  # nothing is handed out after a shutdown
-            item = self._ready.popleft()
-            return item[1] if self._results_only else item
+            return self._hand_out()
         return self.next()
 
     def next(self, timeout: float | None = None) -> Any:
@@ -684,7 +683,13 @@ class ResultStream(Iterator[Any]):
             del chunk
         else:
             self._check_usable()
-        item = self._ready.popleft()
+        return self._hand_out()
+
+    def _hand_out(self) -> Any:
+        try:
+            item = self._ready.popleft()
+        except IndexError:  # close() from another thread emptied the buffer
+            raise StopIteration from None
         return item[1] if self._results_only else item
 
     def close(self) -> None:
