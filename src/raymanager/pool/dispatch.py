@@ -95,7 +95,7 @@ class Deadline:
     at: float | None = None
 
 
-#: Yielded by :meth:`Run.results` instead of a result when the deadline passed;
+#: Yielded by :meth:`Run.chunks` instead of results when the deadline passed;
 #: the run stays suspended and goes on at the next ``next()``.
 TIMED_OUT = object()
 
@@ -108,7 +108,7 @@ class _Raise:
 
 
 class Run:
-    """One pass of a pool over a source; iterate :meth:`results`."""
+    """One pass of a pool over a source; iterate :meth:`chunks`."""
 
     def __init__(
         self,
@@ -151,22 +151,14 @@ class Run:
 
     # ----------------------------------------------------------------- the loop
 
-    def results(self) -> Iterator[Any]:
-        """Yield ``(batch index, result)``: in input order when ``ordered``.
-
-        Yields :data:`TIMED_OUT` instead when ``deadline`` passes first.
-        """
-        for chunk in self.chunks():
-            if chunk is TIMED_OUT:
-                yield chunk
-            else:
-                yield from chunk
-
     def chunks(self) -> Iterator[Any]:
-        """Like :meth:`results`, but every result ready at once in one list.
+        """Yield lists of ``(batch index, result)``: every result deliverable at
+        once, in input order when ``ordered``; a batch error raises at its own
+        position, after every list before it.
 
-        A call of 1,000 trivial batches then costs the driver one resume of
-        this generator, not 1,000 (a few µs each: W2's per-batch cost).
+        Yields :data:`TIMED_OUT` instead when ``deadline`` passes first. One
+        list per call rather than one item per batch: a call of 1,000 trivial
+        batches costs the driver one resume of this generator, not 1,000.
         """
         completed = False
         lock = self.pool.locked()
