@@ -6,9 +6,9 @@ never imports gymnasium.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from raymanager._lazy import lazy_attributes
 from raymanager.actors.base import RayActor
 
 if TYPE_CHECKING:
@@ -17,17 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EvaluationActor", "RayActor", "TrainingActor", "merge_evaluations"]
 
-_LAZY = {
+__getattr__, __dir__ = lazy_attributes(__name__, {
     "EvaluationActor": "raymanager.actors.evaluation",
     "merge_evaluations": "raymanager.actors.evaluation",
     "TrainingActor": "raymanager.actors.training",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'raymanager.actors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+})
