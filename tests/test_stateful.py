@@ -70,6 +70,7 @@ class PoolUser(RuleBasedStateMachine):
         super().__init__()
         TOTALS["examples"] += 1
         self.seen_pids: set[int] = set()
+        self.killed_pids: set[int] = set()
         self.stream: Iterator[Any] | None = None
         self.stream_expected: list[list[int]] = []
         self.stream_position = 0
@@ -155,8 +156,11 @@ class PoolUser(RuleBasedStateMachine):
         if not self.usable:
             return
         pid = self.pool.pids()[slot]
-        if pid is not None:
+        # A pid killed before may still be listed until the pool hears of the
+        # death: it is gone (or, once reaped, could be anyone's), never kill twice.
+        if pid is not None and pid not in self.killed_pids:
             self.seen_pids.add(pid)
+            self.killed_pids.add(pid)
             os.kill(pid, signal.SIGKILL)
 
     @rule(in_thread=st.booleans())
