@@ -18,7 +18,10 @@ and the last round (start-up and the final evaluation left out)::
     python benchmarks/train_scaling.py --metrics runs/scale1 runs/scale2
 
 Two runs minutes apart also measure the machine's drift between them; the
-same rounds on 1 and 2 actors in turn, in one process, do not::
+same rounds on 1 and 2 actors in turn, in one process, do not. The same
+rounds on forked ``multiprocessing`` pools of 1 and 2 processes, in the same
+turns, give the machine's own ceiling for two processes stepping that
+environment, which the pool's ratio is read against::
 
     python benchmarks/train_scaling.py --interleaved HalfCheetah-v5 --rounds 12
 """
@@ -33,11 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cpu
 import numpy as np
 from es_single_process import run_single_process
 
 from raymanager import BatchConfig, RayConfig, RayManager, TrainingActor
-from raymanager.agents import make_agent, round_seeds
+from raymanager.agents import combine_round, make_agent, round_seeds
 from raymanager.rounds import run_round
 
 SEEDS_PER_ROUND = 128
@@ -64,46 +68,98 @@ def ray_rounds(manager: RayManager, num_actors: int, rounds: int) -> dict[str, A
             "final_w_sum": float(np.sum(weights["W"]))}
 
 
-def interleaved(env: str, rounds: int, seed: int = 0) -> dict[str, Any]:
-    """Rounds of ``raymanager train``'s defaults for ``env``, each run twice in turn:
-    on a pool of 1 training actor and on a pool of 2, from the same weights.
+_FORKED_ACTOR: TrainingActor | None = None
 
-    Both pools compute the same next weights (checked), so each round is the
-    same work twice; taking them in turn puts any drift in the machine's speed
-    (seen here: the same rounds 15-20 % slower from one run to the next) on
-    both alike. Training rounds only: the CLI's evaluation is left out.
+
+def _forked_init(agent_config: dict[str, Any], chunk_size: int) -> None:
+    """multiprocessing initializer: one TrainingActor per forked process (no Ray)."""
+    global _FORKED_ACTOR
+    _FORKED_ACTOR = TrainingActor(agent_config)
+    _FORKED_ACTOR.chunk_size = chunk_size
+
+
+def _forked_batch(task: tuple[dict[str, np.ndarray], np.ndarray]) -> dict[str, Any]:
+    """One batch of seeds from the round's weights, as the pool's actors run it."""
+    assert _FORKED_ACTOR is not None
+    weights, seeds = task
+    _FORKED_ACTOR.set_weights(weights)
+    return _FORKED_ACTOR.process_batch(seeds)
+
+
+def interleaved(env: str, rounds: int, seed: int = 0) -> dict[str, Any]:
+    """Rounds of ``raymanager train``'s defaults for ``env``, each run four times in turn:
+    on raymanager pools of 1 and 2 training actors, and, as the machine's own
+    ceiling, on forked ``multiprocessing`` pools of 1 and 2 processes (no Ray,
+    no broadcast: the weights travel with each batch).
+
+    All four compute the same next weights (checked), so each round is the
+    same work four times; taking them in turn, in an order that rotates each
+    round, puts any drift in the machine's speed (seen here: the same rounds
+    15-20 % slower from one run to the next) on all alike. The ceiling's
+    ratio is what two processes stepping these environments get on this
+    machine at all; the pool's ratio over it is what raymanager keeps of it.
+    Training rounds only: the CLI's evaluation is left out.
     """
+    import multiprocessing
+
     from raymanager.training import TrainConfig, resolved_config
 
     config = resolved_config(TrainConfig(env=env, seed=seed))
     assert config.batch_size and config.chunk_size and config.seeds_per_round
     agent_config = config.agent_config()
-    seconds = {1: 0.0, 2: 0.0}
+    kinds = [("raymanager", 1), ("raymanager", 2), ("multiprocessing", 1), ("multiprocessing", 2)]
+    seconds = dict.fromkeys(kinds, 0.0)
+    per_round: dict[tuple[str, int], list[float]] = {kind: [] for kind in kinds}
+    cpu_spent = {kind: dict.fromkeys(cpu.ROLES, 0.0) for kind in kinds}
     steps = 0
-    with RayManager(RayConfig(num_cpus=2)) as manager:
-        pools = {n: manager.create_actor_pool(TrainingActor, agent_config, n) for n in (1, 2)}
-        learner = make_agent(agent_config)
-        weights = pools[1].broadcast("get_weights")[0]
-        for round_index in range(rounds):
-            seeds = round_seeds(config.seed, round_index, config.seeds_per_round)
-            steps_of: dict[int, Any] = {}
-            for n in ((1, 2) if round_index % 2 == 0 else (2, 1)):
-                batch = BatchConfig(batch_size=config.batch_size, num_parallel=n,
-                                    chunk_size=config.chunk_size)
-                began = time.perf_counter()
-                steps_of[n] = run_round(manager, pools[n], weights, seeds, batch, learner)
-                if round_index >= 2:  # as the CLI measure: start-up rounds left out
-                    seconds[n] += time.perf_counter() - began
-            same = all(np.array_equal(steps_of[1].weights[k], steps_of[2].weights[k])
-                       for k in steps_of[1].weights)
-            if not same:
-                raise SystemExit(f"round {round_index}: 1 and 2 actors computed different weights")
-            if round_index >= 2:
-                steps += int(steps_of[1].metrics["env_steps"])
-            weights = steps_of[1].weights
+    # Forked before Ray starts: forking a process that runs Ray's threads is unsafe.
+    forked = {n: multiprocessing.get_context("fork").Pool(
+        n, initializer=_forked_init, initargs=(agent_config, config.chunk_size)) for n in (1, 2)}
+    try:
+        with RayManager(RayConfig(num_cpus=2)) as manager:
+            pools = {n: manager.create_actor_pool(TrainingActor, agent_config, n) for n in (1, 2)}
+            learner = make_agent(agent_config)
+            weights = pools[1].broadcast("get_weights")[0]
+            for round_index in range(rounds):
+                seeds = np.asarray(round_seeds(config.seed, round_index, config.seeds_per_round))
+                step_of: dict[tuple[str, int], Any] = {}
+                shift = round_index % len(kinds)
+                for kind in kinds[shift:] + kinds[:shift]:
+                    name, n = kind
+                    cpu_before = cpu.snapshot()
+                    began = time.perf_counter()
+                    if name == "raymanager":
+                        batch = BatchConfig(batch_size=config.batch_size, num_parallel=n,
+                                            chunk_size=config.chunk_size)
+                        step_of[kind] = run_round(manager, pools[n], weights, seeds, batch,
+                                                  learner)
+                    else:
+                        tasks = [(weights, seeds[i:i + config.batch_size])
+                                 for i in range(0, len(seeds), config.batch_size)]
+                        results = forked[n].map(_forked_batch, tasks, chunksize=1)
+                        step_of[kind] = combine_round(results, weights, learner)
+                    if round_index >= 2:  # as the CLI measure: start-up rounds left out
+                        seconds[kind] += time.perf_counter() - began
+                        per_round[kind].append(round(time.perf_counter() - began, 3))
+                        for role, value in cpu.spent(cpu_before, cpu.snapshot()).items():
+                            cpu_spent[kind][role] += value
+                first = step_of[kinds[0]].weights
+                for kind, step in step_of.items():
+                    if not all(np.array_equal(first[k], step.weights[k]) for k in first):
+                        raise SystemExit(f"round {round_index}: {kind} computed other weights")
+                if round_index >= 2:
+                    steps += int(step_of[kinds[0]].metrics["env_steps"])
+                weights = first
+    finally:
+        for pool in forked.values():
+            pool.terminate()
+    pool_ratio = seconds["raymanager", 1] / seconds["raymanager", 2]
+    ceiling = seconds["multiprocessing", 1] / seconds["multiprocessing", 2]
     return {"env": env, "rounds": rounds - 2, "env_steps": steps,
-            "seconds_1_actor": seconds[1], "seconds_2_actors": seconds[2],
-            "ratio": seconds[1] / seconds[2]}
+            "seconds": {f"{name} {n}": value for (name, n), value in seconds.items()},
+            "round_seconds": {f"{name} {n}": value for (name, n), value in per_round.items()},
+            "cpu_seconds": {f"{name} {n}": value for (name, n), value in cpu_spent.items()},
+            "ratio": pool_ratio, "ceiling_ratio": ceiling, "of_ceiling": pool_ratio / ceiling}
 
 
 def steps_per_second(run_dir: str | Path, from_round: int = 2) -> dict[str, float]:
@@ -141,9 +197,11 @@ def main() -> None:
     if args.interleaved:
         row = interleaved(args.interleaved, args.rounds)
         print(json.dumps(row))
+        times = ", ".join(f"{kind} {value:.1f} s" for kind, value in row["seconds"].items())
         print(f"{row['env']}: {row['rounds']} rounds, {row['env_steps']:,} env steps each way: "
-              f"1 actor {row['seconds_1_actor']:.1f} s, 2 actors {row['seconds_2_actors']:.1f} s, "
-              f"ratio {row['ratio']:.3f}x")
+              f"{times}; raymanager 2/1 actors {row['ratio']:.3f}x, multiprocessing 2/1 "
+              f"processes {row['ceiling_ratio']:.3f}x: the pool keeps {row['of_ceiling']:.1%} "
+              f"of the machine's own scaling")
         return
 
     single = run_single_process({}, rounds=args.rounds, seeds_per_round=SEEDS_PER_ROUND,
