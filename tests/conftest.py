@@ -8,12 +8,22 @@ manager stops Ray at the end of the run.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 import ray
 
 from raymanager import RayConfig, RayManager
+
+# A shell without job control starts a background command (`.ci/run &`, nohup)
+# with SIGINT ignored, every process it starts inherits that, and Python then
+# installs no KeyboardInterrupt handler: the Ctrl-C tests would send SIGINT to
+# drivers that cannot hear it and time out. Those tests play a user pressing
+# Ctrl-C at a foreground program, so give the run the foreground's default;
+# the drivers they start inherit it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
