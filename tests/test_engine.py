@@ -16,6 +16,7 @@ import textwrap
 import threading
 import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from engine_actors import FalsyConstructor, FlakyStart, Misbehave, RowsSeen, Unp
 from procs import still_running
 
 from raymanager import (
+    ActorPool,
     ActorStartError,
     BatchConfig,
     BatchError,
@@ -294,6 +296,28 @@ def test_a_slow_batch_does_not_hold_up_fast_ones(manager: RayManager) -> None:
     order = [i for i, _ in manager.imap_unordered(pool, range(40), BatchConfig(batch_size=1))]
     assert sorted(order) == list(range(40))
     assert order[-1] == 0  # nothing was queued behind the slow batch
+
+
+def _most_calls_in_flight(manager: RayManager, pool: ActorPool, data: Any) -> tuple[int, list[Any]]:
+    """Iterate an ordered run and read the pool between two next() calls."""
+    most, results = 0, []
+    for result in manager.imap(pool, data, BatchConfig(batch_size=1)):
+        results.append(result)
+        most = max(most, pool.stats()["in_flight_calls"])
+    return most, results
+
+
+def test_long_batches_queue_a_second_call_only_far_from_the_tail(manager: RayManager) -> None:
+    # 40 ms batches, longer than QUEUE_AHEAD_MAX_BATCH_S: with a known length,
+    # a second call waits on each actor while plenty is left (it hides the
+    # driver's reaction time); a stream of unknown length never queues one.
+    pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.04}, num_actors=2)
+    most, results = _most_calls_in_flight(manager, pool, list(range(60)))
+    assert results == [[2 * i] for i in range(60)]
+    assert most == 4
+    most, results = _most_calls_in_flight(manager, pool, iter(range(60)))
+    assert results == [[2 * i] for i in range(60)]
+    assert most <= 2
 
 
 def test_results_are_not_kept_once_handed_over(manager: RayManager) -> None:
