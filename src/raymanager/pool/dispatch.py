@@ -70,7 +70,7 @@ MIN_CALL_SECONDS = 0.005
 #: take what is left, has no queued calls. With many actors the reaction time
 #: grows (calls that finish close together wait for one driver): 64 actors on
 #: sleep-bound 21 ms batches were busy 0.87-0.89 of the time with no queued
-#: call, 0.89-0.90 with one while 4 calls per actor were left, 0.90-0.93 while 2.
+#: call, 0.89-0.90 with one while 4 calls per actor were left, 0.89-0.93 while 2.
 QUEUE_AHEAD_MAX_BATCH_S = 0.02
 QUEUE_AHEAD_CALLS_LEFT = 2
 #: A call running past STRAGGLER_FACTOR x its expected time + STRAGGLER_SLACK_S
