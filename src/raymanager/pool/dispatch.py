@@ -392,9 +392,10 @@ class Run:
     def _queue_behind(self, slot: Slot, now: float) -> bool:
         """Whether a call may wait behind the ones ``slot`` is running.
 
-        Only behind calls of known, short, on-time duration: a call queued
-        behind a batch nobody has timed yet, or behind a straggler, would hold
-        up a result that an idle actor could have made (Ray gh-23107).
+        Only behind calls of known, on-time duration (when a second call is
+        wanted at all is :meth:`_depth`'s rule): a call queued behind a batch
+        nobody has timed yet, or behind a straggler, would hold up a result
+        that an idle actor could have made (Ray gh-23107).
         """
         if any(call.group is not None and call.group.suspect for call in slot.calls):
             return False  # a suspect runs alone
