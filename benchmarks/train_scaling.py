@@ -108,7 +108,6 @@ def interleaved(env: str, rounds: int, seed: int = 0) -> dict[str, Any]:
     assert config.batch_size and config.chunk_size and config.seeds_per_round
     agent_config = config.agent_config()
     kinds = [("raymanager", 1), ("raymanager", 2), ("multiprocessing", 1), ("multiprocessing", 2)]
-    seconds = dict.fromkeys(kinds, 0.0)
     per_round: dict[tuple[str, int], list[float]] = {kind: [] for kind in kinds}
     cpu_spent = {kind: dict.fromkeys(cpu.ROLES, 0.0) for kind in kinds}
     steps = 0
@@ -138,9 +137,9 @@ def interleaved(env: str, rounds: int, seed: int = 0) -> dict[str, Any]:
                                  for i in range(0, len(seeds), config.batch_size)]
                         results = forked[n].map(_forked_batch, tasks, chunksize=1)
                         step_of[kind] = combine_round(results, weights, learner)
+                    elapsed = time.perf_counter() - began
                     if round_index >= 2:  # as the CLI measure: start-up rounds left out
-                        seconds[kind] += time.perf_counter() - began
-                        per_round[kind].append(round(time.perf_counter() - began, 3))
+                        per_round[kind].append(elapsed)
                         for role, value in cpu.spent(cpu_before, cpu.snapshot()).items():
                             cpu_spent[kind][role] += value
                 first = step_of[kinds[0]].weights
@@ -153,11 +152,13 @@ def interleaved(env: str, rounds: int, seed: int = 0) -> dict[str, Any]:
     finally:
         for pool in forked.values():
             pool.terminate()
+    seconds = {kind: sum(times) for kind, times in per_round.items()}
     pool_ratio = seconds["raymanager", 1] / seconds["raymanager", 2]
     ceiling = seconds["multiprocessing", 1] / seconds["multiprocessing", 2]
     return {"env": env, "rounds": rounds - 2, "env_steps": steps,
             "seconds": {f"{name} {n}": value for (name, n), value in seconds.items()},
-            "round_seconds": {f"{name} {n}": value for (name, n), value in per_round.items()},
+            "round_seconds": {f"{name} {n}": [round(t, 3) for t in times]
+                              for (name, n), times in per_round.items()},
             "cpu_seconds": {f"{name} {n}": value for (name, n), value in cpu_spent.items()},
             "ratio": pool_ratio, "ceiling_ratio": ceiling, "of_ceiling": pool_ratio / ceiling}
 
