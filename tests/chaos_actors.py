@@ -60,3 +60,21 @@ class RowCounter(RayActor[Any, dict[str, Any]]):
     def process_batch(self, batch: Any) -> dict[str, Any]:
         return {"rows": num_rows(batch), "type": type(batch).__name__, "pid": os.getpid()}
 
+
+
+class UnevenWork(RayActor[Any, int]):
+    """Sleeps 0-4 ms per batch, a duration fixed by the batch's first value, and
+    returns 3 x that value; raises ``ValueError`` for values in ``raise_at``.
+
+    Uneven, timed batches: what ``imap_unordered`` hung on in engine v2.
+    """
+
+    def process_batch(self, batch: Any) -> int:
+        value = int(np.asarray(batch).ravel()[0])
+        if value in self.config.get("raise_at", ()):
+            raise ValueError(f"bad row {value}")
+        time.sleep((value * 7919 % 5) / 1000)
+        return 3 * value
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import pytest
 from chaos_actors import ChaosWork, SharedWork
+from killer import MAX_KILLS, Killer, is_live_ray_worker
 
 from raymanager import ActorPool, BatchConfig, BatchError, PoolState, RayManager
 
@@ -33,59 +31,10 @@ NUM_BATCHES = 3000
 BATCH = 4
 WORK_S = 0.001
 MIN_KILLS = 5
-#: Kills per chaos run: a restart costs ~1-2 s of a 2-core machine.
-MAX_KILLS = 6
 #: A kill charges at most one call with a try, so with this many retries no
 #: batch can run out of tries, whichever calls the killer happens to hit.
 MAX_RETRIES = MAX_KILLS
 RESULTS_ENV = "RAYMANAGER_CHAOS_RESULTS"
-
-
-def _is_live_ray_worker(pid: int) -> bool:
-    """True for a running (not zombie) Ray worker process: never kill anything else."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        title = " ".join(process.cmdline()) or process.name()
-    except psutil.Error:
-        return False
-    return "ray::" in title or "default_worker.py" in title
-
-
-class Killer:
-    """SIGKILLs a random live actor of ``pool`` at seeded random points of a run.
-
-    The points are result counts, not clock times, so the kills land however
-    fast or slow the machine is: ``MAX_KILLS`` of them between 5% and 90% of
-    the run. ``killed`` lists the distinct PIDs that were alive when the
-    signal was sent.
-    """
-
-    def __init__(self, pool: ActorPool, seed: int, num_results: int) -> None:
-        self.pool = pool
-        self.rng = random.Random(seed)
-        points = self.rng.sample(range(num_results // 20, num_results * 9 // 10), MAX_KILLS)
-        self.pending = sorted(points)
-        self.killed: list[int] = []
-        self.skipped = 0  # points where no actor was up to be killed
-
-    def maybe_kill(self, results_so_far: int) -> None:
-        if not self.pending or results_so_far < self.pending[0]:
-            return
-        pids = [pid for pid in self.pool.pids() if pid is not None]
-        live = [pid for pid in pids if pid not in self.killed and _is_live_ray_worker(pid)]
-        if not live:
-            self.skipped += 1  # all actors starting: try again at the next result
-            return
-        victim = self.rng.choice(live)
-        try:
-            os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            self.skipped += 1
-            return
-        self.pending.pop(0)
-        self.killed.append(victim)
 
 
 def _timed_run(
@@ -114,7 +63,7 @@ def _check_pool_after_chaos(manager: RayManager, pool: ActorPool, killer: Killer
     pids = manager.broadcast(pool, "pid")
     assert pool.state is PoolState.RUNNING
     assert pids == pool.pids()
-    assert all(_is_live_ray_worker(pid) for pid in pids)
+    assert all(is_live_ray_worker(pid) for pid in pids)
     assert set(pids).isdisjoint(killer.killed)
 
 

@@ -127,8 +127,10 @@ class ActorPool:
         self._placement = placement
         #: Calls one actor runs at once: > 1 for async or thread-safe process_batch.
         self.max_concurrency = max_concurrency
-        if max_concurrency > 1:
-            self._options["max_concurrency"] = max_concurrency
+        # Always said, never left to Ray: Ray runs up to 1,000 calls at once on
+        # an actor with async methods unless told otherwise, and a call queued
+        # ahead would then run beside the one before it.
+        self._options["max_concurrency"] = max_concurrency
         self._remote_class = ray.remote(host_class(actor_class))
         self._start_timeout_s = start_timeout_s
         self._state = PoolState.RUNNING

@@ -336,8 +336,10 @@ class Run:
     def _window_open(self) -> bool:
         # Bound what is sent but not yet handed to the caller: results wait in
         # `done` for an earlier slow batch, and inputs sit in the object store.
+        # Measured from what was handed out, not from the next batch in order:
+        # an unordered run never advances that, and would stop reading at 64.
         window = max(64, 8 * self.width * self._group_size())
-        if self.source.batches_taken - self.next_to_yield >= window:
+        if self.source.batches_taken - self.delivered >= window:
             return False
         return self.inflight_bytes < self.config.max_inflight_bytes
 
