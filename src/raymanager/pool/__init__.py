@@ -1,7 +1,7 @@
 """The pool layer: actors, their lifecycle, and runs of batches over them.
 
 - :mod:`~raymanager.pool.host`: the worker side (one user actor per Ray actor).
-- :mod:`~raymanager.pool.slots`: the state of each actor place and each call in flight.
+- :mod:`~raymanager.engine.slots`: the state of each actor place and each call in flight.
 - :mod:`~raymanager.pool.actor_pool`: :class:`ActorPool`, the one owner of both.
 - :mod:`~raymanager.pool.dispatch`: one run of batches through a pool.
 - :mod:`~raymanager.pool.placement`: resource checks and spreading over nodes.

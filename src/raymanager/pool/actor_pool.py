@@ -37,6 +37,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raymanager.actors.base import RayActor
+from raymanager.engine.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
+from raymanager.engine.wire import Failure
 from raymanager.errors import (
     ManagerShutdownError,
     PoolBrokenError,
@@ -44,7 +46,7 @@ from raymanager.errors import (
 )
 from raymanager.pool import placement as placing
 from raymanager.pool.broadcast import Broadcast
-from raymanager.pool.host import Failure, host_class
+from raymanager.pool.host import host_class
 from raymanager.pool.observe import ACTOR_NAME_PREFIX, Throughput, pool_stats
 from raymanager.pool.ray_errors import (
     FailureKind,
@@ -54,7 +56,6 @@ from raymanager.pool.ray_errors import (
     is_preempted,
 )
 from raymanager.pool.retiring import check_size, close_then_kill, first_line, salvage
-from raymanager.pool.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool.start_errors import not_started_error, start_error
 from raymanager.pool.submit import Submissions
 
@@ -289,6 +290,10 @@ class ActorPool:
                     and slot is not self._salvaging):
                 self._recycle(slot)
         self._throughput.add(batches)
+
+    def count_retry(self) -> None:
+        """A batch was charged a try (lock held): for :meth:`stats`."""
+        self.retries += 1
 
     def batches_left(self, slot: Slot) -> int | None:
         """How many more batches ``slot``'s actor may be sent (None: no limit)."""

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
-from raymanager.pool.slots import Call, Loss, Slot, SlotState
 
 if TYPE_CHECKING:
     from raymanager.pool.actor_pool import ActorPool

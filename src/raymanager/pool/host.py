@@ -18,7 +18,6 @@ import pickle
 import time
 import traceback
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import ray
 
 from raymanager.actors.base import RayActor
 from raymanager.batching import MappedFile, slice_rows
+from raymanager.engine.wire import CallSpec, Failure, Report
 
 __all__ = [
     "ActorHost",
@@ -36,46 +36,6 @@ __all__ = [
     "Report",
     "host_class",
 ]
-
-
-@dataclass(frozen=True)
-class CallSpec:
-    """What one remote ``run`` call works on: ``count`` consecutive batches.
-
-    ``row_start:row_stop`` are rows of the shared array when ``shared``, else
-    the call's inline rows start at 0. ``stop_on_error`` ends the call at the
-    first failing batch (the run is going to stop there anyway).
-    """
-
-    first: int
-    count: int
-    row_start: int
-    row_stop: int
-    shared: bool
-    batch_size: int
-    chunk_size: int
-    stop_on_error: bool
-
-
-@dataclass
-class Failure:
-    """An exception from the user's code, carried back in place of a result.
-
-    ``exception`` is None when the exception itself cannot travel (it does not
-    pickle); ``traceback`` always can.
-    """
-
-    exception: BaseException | None
-    traceback: str
-    type_name: str
-
-
-@dataclass
-class Report:
-    """What one ``run`` call returns: one result or Failure per batch, in order."""
-
-    results: list[Any]
-    seconds: float
 
 
 class HostStartError(Exception):

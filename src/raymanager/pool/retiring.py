@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from raymanager.pool.slots import Call
+from raymanager.engine.slots import Call
 
 __all__ = ["check_size", "close_then_kill", "first_line", "salvage"]
 

@@ -13,15 +13,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from raymanager.engine.slots import Slot
+from raymanager.engine.wire import Failure
 from raymanager.errors import (
     ActorStartError,
     PoolBrokenError,
     RemoteTraceback,
     ResourceUnavailableError,
 )
-from raymanager.pool.host import Failure
 from raymanager.pool.placement import largest_node_resources, requested_resources
-from raymanager.pool.slots import Slot
 
 __all__ = ["not_started_error", "start_error"]
 

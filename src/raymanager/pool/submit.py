@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
+from raymanager.engine.wire import Failure
 from raymanager.errors import (
     BatchError,
     RayManagerError,
     RemoteTraceback,
     WorkerDiedError,
 )
-from raymanager.pool.host import Failure
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
-from raymanager.pool.slots import Call, Loss, LossKind, Slot, SlotState
 
 if TYPE_CHECKING:
     from raymanager.pool.actor_pool import ActorPool
@@ -193,7 +193,7 @@ class Submissions:
         item = entry[1]
         if running and alone and loss.kind is not LossKind.PREEMPTED:
             item.attempts += 1
-            self.pool.retries += 1
+            self.pool.count_retry()
         if item.attempts > item.max_retries:
             item.future.set_exception(WorkerDiedError(
                 f"submitted item {item.index} lost its worker on all {item.attempts} tries "

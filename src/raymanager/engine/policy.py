@@ -1,0 +1,206 @@
+"""The engine's pure policies: how big a call is, how deep an actor's queue,
+how far a run reads ahead, and when a running call has overstayed.
+
+Functions of numbers in, numbers out; no clock is read here (``now`` is
+given), so each one is unit-tested directly and the simulator drives them
+over many schedules. The constants were chosen with ``benchmarks/run.py``
+(W1, W2 and the driver-scaling row) and ``benchmarks/driver_scaling.py``;
+their figures are on the docs' results page, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from raymanager.engine.slots import Call
+
+__all__ = [
+    "CANCEL_GRACE_SECONDS",
+    "POLL_SECONDS",
+    "SCAN_ALL_FROM",
+    "call_deadline",
+    "group_size",
+    "may_queue_behind",
+    "queue_depth",
+    "window_open",
+]
+
+#: Work per remote call the group sizing aims at: long enough that the call's
+#: fixed cost (CPU in the driver and in the actor, on the same cores as the
+#: work on a small machine) is a small share, short enough that actors rarely
+#: wait on each other at the end of a run (the last calls are cut shorter).
+TARGET_CALL_SECONDS = 0.1
+#: Work per call below which a call's fixed cost would dominate: the tail of a
+#: run of tiny batches is not cut finer than this.
+MIN_CALL_SECONDS = 0.005
+#: A second call is queued on a busy actor for batches at most this long: it
+#: hides the driver's reaction time between two calls. Behind longer batches
+#: a queued call could wait while another actor sits idle, so it is queued
+#: only while QUEUE_AHEAD_CALLS_LEFT full calls per actor of work are left:
+#: the tail, where calls shrink and an idle actor should take what is left,
+#: has none (the driver-scaling row of benchmarks/run.py chose both).
+QUEUE_AHEAD_MAX_BATCH_S = 0.02
+QUEUE_AHEAD_CALLS_LEFT = 2
+#: A call running past STRAGGLER_FACTOR x its expected time + STRAGGLER_SLACK_S
+#: is a straggler: nothing more is queued behind it. Generous, because on a
+#: loaded machine calls often take twice their time, and refusing to queue
+#: then would idle the actor between calls.
+STRAGGLER_FACTOR = 4.0
+STRAGGLER_SLACK_S = 0.05
+#: Seconds a stopped run lets its calls in flight finish before their actors
+#: are killed and replaced instead.
+CANCEL_GRACE_SECONDS = 2.0
+#: The driver's fixed cost of one remote call (submit, wait, get, bookkeeping
+#: and Ray's own threads), as benchmarks/driver_scaling.py measures it. A fixed
+#: figure, not one measured live: a live cost per call includes work per batch
+#: (pickling rows), which grows with the group and would feed back into ever
+#: larger groups.
+DRIVER_SECONDS_PER_CALL = 0.002
+#: Calls are sized so that cost keeps the driver busy at most 1/DRIVER_SHARE of the time.
+DRIVER_SHARE = 4.0
+#: With more calls in flight than this, one scan takes every finished call
+#: (with few, a second scan per result costs more than it saves).
+SCAN_ALL_FROM = 8
+#: Longest single wait, so a run notices a shutdown or a slot to restart.
+POLL_SECONDS = 1.0
+#: Read-ahead window, in batches sent but not yet handed out: at least this,
+#: and at least WINDOW_CALLS_PER_ACTOR full calls per actor.
+MIN_WINDOW_BATCHES = 64
+WINDOW_CALLS_PER_ACTOR = 8
+#: A call carries at most this many times the batches of the largest call
+#: that has come back: group sizes grow from one batch by doubling, so a
+#: source is never read far ahead of the first result (a slow generator
+#: shows its first result after a few batches, not thousands).
+GROWTH_PER_CALL = 2
+
+
+def group_size(
+    *,
+    seconds_per_batch: float | None,
+    width: int,
+    remaining: int | None,
+    timeout_s: float | None,
+    batch_nbytes: int | None,
+    max_inflight_bytes: int,
+    largest_returned: int,
+) -> int:
+    """How many consecutive batches the next call carries.
+
+    One until a batch has been timed; then about TARGET_CALL_SECONDS of work,
+    capped by what is left (guided self-scheduling), by the timeout, by the
+    bytes in flight, and by GROWTH_PER_CALL x the largest call returned.
+
+    >>> group_size(seconds_per_batch=0.001, width=2, remaining=None, timeout_s=None,
+    ...            batch_nbytes=None, max_inflight_bytes=1 << 30, largest_returned=64)
+    100
+    """
+    if seconds_per_batch is None:
+        return 1  # the first call on each actor measures how long a batch takes
+    per_batch = max(seconds_per_batch, 1e-7)
+    # With many actors the driver's fixed cost per call bounds throughput.
+    target = max(TARGET_CALL_SECONDS, DRIVER_SHARE * width * DRIVER_SECONDS_PER_CALL)
+    if timeout_s is not None:
+        # A hang inside a group is found only as a whole: keep groups well
+        # under the timeout so it still fires about timeout_s after it began.
+        target = min(target, timeout_s / 4)
+    size = max(1, int(target / per_batch))
+    size = min(size, max(1, GROWTH_PER_CALL * largest_returned))
+    if remaining is not None:
+        # Never more than a share of what is left, so the last calls are short
+        # and no actor waits long at the end; but never so short that the
+        # call's own cost dominates its work.
+        floor = max(1, math.ceil(MIN_CALL_SECONDS / per_batch))
+        size = min(size, max(floor, math.ceil(remaining / (2 * width))))
+    if batch_nbytes:
+        # Inline data: all calls in flight together stay within the byte
+        # bound. Two calls per actor, and each holds its rows twice in the
+        # driver (the rows and their pickled copy until the call is done).
+        share = max_inflight_bytes // (4 * width)
+        size = min(size, max(1, share // batch_nbytes))
+    return size
+
+
+def queue_depth(
+    *,
+    max_concurrency: int,
+    seconds_per_batch: float | None,
+    remaining: int | None,
+    width: int,
+    size: int,
+) -> int:
+    """Calls to keep on one actor at once: running, or queued behind.
+
+    Never below ``max_concurrency`` (the calls run side by side, none waits),
+    else two for short timed batches or far from the tail, else one.
+
+    >>> queue_depth(max_concurrency=1, seconds_per_batch=0.001, remaining=None,
+    ...             width=2, size=100)
+    2
+    """
+    if max_concurrency > 1:
+        return max_concurrency
+    if seconds_per_batch is None:
+        return 1  # nothing is queued behind a batch nobody has timed
+    if seconds_per_batch <= QUEUE_AHEAD_MAX_BATCH_S:
+        return 2
+    # A stream of unknown length never counts as far from its tail.
+    far_from_tail = remaining is not None and remaining >= QUEUE_AHEAD_CALLS_LEFT * width * size
+    return 2 if far_from_tail else 1
+
+
+def may_queue_behind(calls: Iterable[Call], *, max_concurrency: int, now: float) -> bool:
+    """Whether one more call may wait behind ``calls`` (those of one actor, in order).
+
+    Only behind calls of known, on-time duration: a call queued behind a batch
+    nobody has timed, or behind a straggler, would hold up a result that an
+    idle actor could have made (Ray gh-23107). A suspect batch runs alone.
+
+    >>> may_queue_behind([], max_concurrency=1, now=0.0)
+    True
+    """
+    calls = list(calls)
+    if any(call.group is not None and call.group.suspect for call in calls):
+        return False
+    if max_concurrency > 1 or not calls:
+        return True
+    if any(call.expected is None for call in calls):
+        return False
+    head = calls[0]
+    if head.started is not None and head.expected is not None:
+        return now - head.started <= STRAGGLER_FACTOR * head.expected + STRAGGLER_SLACK_S
+    return True
+
+
+def window_open(
+    *,
+    taken: int,
+    delivered: int,
+    width: int,
+    size: int,
+    inflight_bytes: int,
+    max_inflight_bytes: int,
+) -> bool:
+    """Whether the run may read more of its source.
+
+    Bounds what is read but not yet handed to the caller (results wait for an
+    earlier slow batch; inputs sit in the object store). Counted from what was
+    *handed out*: an unordered run never advances a "next in order" mark, and
+    measuring from one stopped it reading after MIN_WINDOW_BATCHES for good.
+
+    >>> window_open(taken=64, delivered=0, width=2, size=1, inflight_bytes=0,
+    ...             max_inflight_bytes=1 << 20)
+    False
+    """
+    window = max(MIN_WINDOW_BATCHES, WINDOW_CALLS_PER_ACTOR * width * size)
+    return taken - delivered < window and inflight_bytes < max_inflight_bytes
+
+
+def call_deadline(call: Call, *, timeout_s: float, seconds_per_batch: float | None) -> float:
+    """When a started call has overrun ``timeout_s``: per batch, not per group.
+
+    The group's other batches get twice their measured time on top.
+    """
+    assert call.started is not None and call.group is not None
+    others = (call.group.count - 1) * 2 * (seconds_per_batch or 0.0)
+    return call.started + timeout_s + others

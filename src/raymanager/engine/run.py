@@ -1,0 +1,592 @@
+"""One run of a pool over a batch source, as a pure state machine.
+
+:class:`RunCore` holds a run's state (its calls in flight, the batches to
+re-run, the results not yet handed out) and makes every decision of the run;
+it does no I/O and reads no clock. The Ray adapter (``pool/dispatch.py``)
+and the simulator (:mod:`raymanager.engine.simulator`) drive it the same way:
+
+- ask :meth:`RunCore.next_send` for work to send, one call at a time, and
+  report each call made with :meth:`RunCore.sent`;
+- report what came back: :meth:`~RunCore.returned` (per-batch outcomes),
+  :meth:`~RunCore.lost` (the actor is gone), :meth:`~RunCore.undeliverable`
+  (the reply could not travel), :meth:`~RunCore.inline_instead` (the worker
+  cannot map the source's file);
+- ask :meth:`~RunCore.expired` for calls past their timeout, and lose their actors;
+- hand out :meth:`~RunCore.pop_ready` while :meth:`~RunCore.deliverable`.
+
+Accounting is per batch. A call carries a *group* of consecutive batches; the
+worker reports one result or failure per batch. When a call fails in a way
+that cannot be pinned on one of its batches (its actor died or hung while
+running it), nobody is charged: the group is split and its batches re-run one
+per call, as *suspects* that run alone. A one-batch call that fails is charged
+to that batch alone: a retry when its worker died or timed out (up to
+``max_retries``), else its :class:`~raymanager.errors.BatchError`.
+
+Example (the simulator plays the actors)::
+
+    >>> from raymanager.engine.simulator import simulate
+    >>> simulate(num_batches=20, num_actors=2).results == {i: i for i in range(20)}
+    True
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from raymanager.batching import BatchSource, Group
+from raymanager.config import BatchConfig
+from raymanager.engine import policy
+from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
+from raymanager.engine.wire import Failure, Report
+from raymanager.errors import BatchError, BatchTimeoutError, RemoteTraceback, WorkerDiedError
+
+__all__ = ["GROW", "Expire", "Journal", "RunCore", "Send"]
+
+logger = logging.getLogger("raymanager")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Journal(Protocol):
+    """What a run needs of a journal: the batches recorded, and read/write."""
+
+    done: Any  # supports ``index in done`` and truth
+
+    def read(self, index: int) -> Any: ...
+
+    def write(self, index: int, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Send:
+    """Command: send ``group`` to ``slot``'s actor; its clock starts at ``started``."""
+
+    slot: Slot
+    group: Group
+    started: float | None
+    expected: float | None
+
+
+@dataclass(frozen=True)
+class _Grow:
+    """Command: the run has work for more actors than the pool has ready."""
+
+
+GROW = _Grow()
+
+
+@dataclass(frozen=True)
+class Expire:
+    """Command: ``call`` ran past its timeout; lose its actor with ``loss``."""
+
+    call: Call
+    loss: Loss
+
+
+@dataclass
+class _Raise:
+    """A batch error of an ``on_error="raise"`` run, raised at its position."""
+
+    error: BatchError
+
+
+class RunCore:
+    """The state and the decisions of one run; see the module docstring."""
+
+    def __init__(
+        self,
+        source: BatchSource,
+        config: BatchConfig,
+        *,
+        width: int,
+        max_concurrency: int,
+        actor_name: str,
+        ordered: bool = True,
+        journal: Journal | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_charge: Callable[[], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.width = width
+        self.max_concurrency = max_concurrency
+        self.actor_name = actor_name
+        self.ordered = ordered
+        self.journal = journal
+        self.on_progress = on_progress
+        #: Told of each try a batch is charged with (the pool counts them).
+        self.on_charge = on_charge
+        self.calls: dict[int, Call] = {}  # by id(call): one entry per call in flight
+        self.calls_per_slot: Counter[int] = Counter()
+        self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
+        self.retry_seq = 0
+        self.done: dict[int, Any] = {}
+        self.next_to_yield = 0
+        self.delivered = 0
+        self.stop_at: int | None = None
+        self.batches_done = 0
+        self.rows_done = 0
+        self.inflight_bytes = 0
+        self.seconds_per_batch: float | None = None
+        self.largest_returned = 0
+        self.closed = False
+
+    # ----------------------------------------------------------------- queries
+
+    def queued_batches(self) -> int:
+        """Batches waiting to be sent: retries and what the source has left."""
+        retried = sum(group.count for _, _, group in self.retry)
+        return retried + (self.source.remaining_batches() or 0)
+
+    def deliverable(self) -> bool:
+        return (self.next_to_yield in self.done) if self.ordered else bool(self.done)
+
+    def finished(self) -> bool:
+        return self.source.exhausted and not self.calls and not self.retry and not self.done
+
+    def calls_in_flight(self) -> list[Call]:
+        return list(self.calls.values())
+
+    def check_stall(self) -> None:
+        """Raise if the run would wait for nothing: a bug of ours, never a hang.
+
+        Nothing in flight, nothing to re-run and nothing to hand out, while
+        the source is spent, the run stopping, or the read-ahead window shut:
+        then no event can ever come, and the batches taken are lost.
+        """
+        if self.calls or self.retry or self.deliverable():
+            return
+        if self.source.exhausted or self.stop_at is not None or not self._window_open():
+            raise RuntimeError(
+                f"raymanager stalled: {self.source.batches_taken} batches taken, "
+                f"{self.delivered} handed out, none pending"
+            )
+
+    def check_complete(self) -> None:
+        total = self.source.num_batches
+        if total is not None and self.delivered != total:
+            raise RuntimeError(  # a bug of ours: never lose batches quietly
+                f"raymanager delivered {self.delivered} of {total} batches"
+            )
+
+    # ----------------------------------------------------------------- sizing
+
+    def group_size(self) -> int:
+        return policy.group_size(
+            seconds_per_batch=self.seconds_per_batch,
+            width=self.width,
+            remaining=self.source.remaining_batches(),
+            timeout_s=self.config.timeout_s,
+            batch_nbytes=self.source.batch_nbytes,
+            max_inflight_bytes=self.config.max_inflight_bytes,
+            largest_returned=self.largest_returned,
+        )
+
+    def _depth(self) -> int:
+        return policy.queue_depth(
+            max_concurrency=self.max_concurrency,
+            seconds_per_batch=self.seconds_per_batch,
+            remaining=self.source.remaining_batches(),
+            width=self.width,
+            size=self.group_size(),
+        )
+
+    def _window_open(self) -> bool:
+        return policy.window_open(
+            taken=self.source.batches_taken,
+            delivered=self.delivered,
+            width=self.width,
+            size=self.group_size(),
+            inflight_bytes=self.inflight_bytes,
+            max_inflight_bytes=self.config.max_inflight_bytes,
+        )
+
+    # ----------------------------------------------------------------- dispatch
+
+    def next_send(
+        self,
+        slots: Iterable[Slot],
+        now: float,
+        batches_left: Callable[[Slot], int | None] = lambda slot: None,
+    ) -> Send | _Grow | None:
+        """The next call to make: a :class:`Send`, :data:`GROW`, or None for now.
+
+        Retries come first, then new groups from the source. The caller makes
+        the call and reports it with :meth:`sent` before asking again.
+        """
+        slots = list(slots)
+        depth = self._depth()
+        slot = self._free_slot(slots, depth, now, batches_left)
+        if slot is None:
+            in_use = sum(1 for n in self.calls_per_slot.values() if n)
+            if in_use < self.width and self._work_waiting():
+                return GROW  # an elastic pool below its max
+            return None
+        if slot.calls and self.retry and self.retry[0][2].suspect:
+            # A suspect runs alone: look for an idle actor instead.
+            idle = self._free_slot(slots, 1, now, batches_left)
+            if idle is None:
+                return None
+            slot = idle
+        group = self._next_group(batches_left(slot))
+        if group is None:
+            return None
+        # The clock of a call starts when it runs: now if its actor is idle,
+        # else when the calls before it are done (start_clocks).
+        started = now if not slot.calls or self.max_concurrency > 1 else None
+        expected = (None if self.seconds_per_batch is None
+                    else group.count * self.seconds_per_batch)
+        return Send(slot, group, started, expected)
+
+    def sent(self, call: Call) -> None:
+        """The adapter made the call of a :class:`Send` (and put it on its slot)."""
+        assert call.group is not None
+        self.calls[id(call)] = call
+        self.calls_per_slot[call.slot.index] += 1
+        call.slot.sent_to_generation += call.group.count
+        self.inflight_bytes += call.group.nbytes
+
+    def _free_slot(
+        self,
+        slots: list[Slot],
+        depth: int,
+        now: float,
+        batches_left: Callable[[Slot], int | None],
+    ) -> Slot | None:
+        """The ready actor with the fewest calls, within ``num_parallel`` actors."""
+        best: Slot | None = None
+        in_use = sum(1 for n in self.calls_per_slot.values() if n)
+        for slot in slots:
+            if slot.state is not SlotState.READY or len(slot.calls) >= depth:
+                continue
+            if batches_left(slot) == 0:
+                continue  # due for recycling once its calls are done
+            if slot.calls and not policy.may_queue_behind(
+                    slot.calls, max_concurrency=self.max_concurrency, now=now):
+                continue
+            if not self.calls_per_slot[slot.index] and in_use >= self.width:
+                continue
+            if best is None or len(slot.calls) < len(best.calls):
+                best = slot
+                if not slot.calls:
+                    break
+        return best
+
+    def _work_waiting(self) -> bool:
+        if self.retry:
+            return True
+        return not self.source.exhausted and self.stop_at is None and self._window_open()
+
+    def _next_group(self, room: int | None = None) -> Group | None:
+        """Retries first, then the source's next group (of at most ``room`` batches)."""
+        while True:
+            while self.retry:
+                _, _, retried = heapq.heappop(self.retry)
+                if self.stop_at is None or retried.first < self.stop_at:
+                    return retried
+            if self.stop_at is not None or not self._window_open():
+                return None
+            size = self.group_size()
+            group = self.source.take(size if room is None else max(1, min(size, room)))
+            if group is None or self.journal is None or not self.journal.done:
+                return group
+            # A resumed run: batches in the journal are read back, not run again.
+            for part in group.split(self.source.batch_size):
+                if part.first in self.journal.done:
+                    self._done(part.first, self.journal.read(part.first),
+                               rows=part.num_rows, recorded=True)
+                else:
+                    self._requeue(part)
+
+    def _requeue(self, group: Group) -> None:
+        self.retry_seq += 1
+        heapq.heappush(self.retry, (group.first, self.retry_seq, group))
+
+    def _requeue_split(self, group: Group) -> None:
+        """Re-run ``group``'s batches one per call, charging none: a culprit shows itself."""
+        for part in group.split(self.source.batch_size):
+            part.suspect = True
+            self._requeue(part)
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _forget(self, call: Call) -> bool:
+        if self.calls.pop(id(call), None) is None:
+            return False
+        self.calls_per_slot[call.slot.index] -= 1
+        assert call.group is not None
+        self.inflight_bytes -= call.group.nbytes
+        return True
+
+    def owns(self, call: Call) -> bool:
+        """Whether ``call`` is one of this run's calls in flight."""
+        return id(call) in self.calls
+
+    def returned(self, call: Call, report: Report) -> bool:
+        """A call came back with one outcome per batch (or fewer, after a stop).
+
+        False when the report is no news: the call was settled already, or
+        the run is closed.
+        """
+        if not self._forget(call) or self.closed:
+            return False
+        group = call.group
+        assert group is not None
+        n = len(report.results)
+        self.largest_returned = max(self.largest_returned, n)
+        if n and report.seconds > 0:
+            per_batch = report.seconds / n
+            old = self.seconds_per_batch
+            self.seconds_per_batch = per_batch if old is None else 0.7 * old + 0.3 * per_batch
+        for k, result in enumerate(report.results):
+            if isinstance(result, Failure):
+                self._batch_raised(group.first + k, result, call, group.attempts + 1)
+            else:
+                self._done(group.first + k, result, rows=self._rows_of(group, k))
+        return True
+
+    def lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
+        """The actor of ``call`` is gone.
+
+        ``running``: the call was the first unfinished one on its actor;
+        ``alone``: no other call was lost with it. Only a one-batch call that
+        was running alone, or that timed out, is charged: when an actor dies
+        with two calls, the first may have finished with its reply still on
+        the wire, so which one killed it is unknown.
+        """
+        if not self._forget(call) or self.closed:
+            return
+        group = call.group
+        assert group is not None
+        attributable = running and (alone or loss.kind is LossKind.TIMED_OUT)
+        if loss.kind is LossKind.PREEMPTED:
+            self._requeue(group)  # preemption is not failure: no try used
+        elif not running and loss.kind is LossKind.TIMED_OUT:
+            self._requeue(group)  # only queued behind a hang: not charged
+        elif not attributable or group.count > 1:
+            self._requeue_split(group)
+        else:
+            self._charge(group, loss)
+
+    def undeliverable(self, call: Call, cause: BaseException) -> None:
+        """The call ran, but its reply could not reach the driver (it does not unpickle)."""
+        if not self._forget(call) or self.closed:
+            return
+        group = call.group
+        assert group is not None
+        if group.count > 1:
+            self._requeue_split(group)
+            return
+        # A one-batch call whose reply fails to travel fails again if re-run.
+        actor = call.slot.label(self.actor_name)
+        first_line = str(cause).splitlines()[0] if str(cause) else ""
+        error = BatchError(
+            f"batch {group.first}'s result could not reach the driver from {actor}: "
+            f"{type(cause).__name__}: {first_line}",
+            index=group.first, actor=actor, attempts=group.attempts + 1,
+        )
+        error.__cause__ = cause
+        self._fail(group.first, error, group)
+
+    def orphaned(self, call: Call) -> None:
+        """The call failed on an actor that was replaced already: re-run it, uncharged."""
+        if self._forget(call):
+            assert call.group is not None
+            self._requeue(call.group)
+
+    def inline_instead(self, call: Call) -> None:
+        """The call's worker cannot map the source's file: send its rows again."""
+        if self._forget(call):
+            assert call.group is not None
+            self._requeue(call.group)
+
+    def _charge(self, group: Group, loss: Loss) -> None:
+        attempts = group.attempts + 1
+        group.attempts = attempts
+        if self.on_charge is not None:
+            self.on_charge()
+        if attempts <= self.config.max_retries:
+            logger.warning(
+                "retrying batch %d (attempt %d of %d) after %s: %s",
+                group.first, attempts + 1, self.config.max_retries + 1, loss.actor, loss.reason,
+            )
+            self._requeue(group)
+            return
+        self._fail(group.first, _lost_error(group.first, attempts, loss, self.config), group)
+
+    def _batch_raised(self, index: int, failure: Failure, call: Call, attempts: int) -> None:
+        actor = call.slot.label(self.actor_name)
+        error = BatchError(
+            f"batch {index} raised {failure.type_name} in {actor}",
+            index=index, actor=actor, attempts=attempts,
+        )
+        cause = failure.exception if failure.exception is not None else RemoteTraceback(
+            failure.traceback
+        )
+        if failure.exception is not None:
+            cause.__cause__ = RemoteTraceback(failure.traceback)
+        error.__cause__ = cause
+        assert call.group is not None
+        part = call.group.split(self.source.batch_size)[index - call.group.first]
+        part.attempts = attempts
+        self._fail(index, error, part)
+
+    def _fail(self, index: int, error: BatchError, group: Group) -> None:
+        """Batch ``index`` failed for good: raise, continue, or (a callback's choice) retry."""
+        policy_ = self._policy(error)
+        # "retry" re-runs the batch while it has tries left, then counts as "raise".
+        if policy_ == "retry" and error.attempts <= self.config.max_retries:
+            group.attempts = error.attempts
+            logger.warning("retrying batch %d (attempt %d of %d), as on_error decided: %s",
+                           index, group.attempts + 1, self.config.max_retries + 1, error)
+            group.suspect = False
+            self._requeue(group)
+            return
+        if policy_ != "continue":
+            self.done[index] = _Raise(error)
+            self.stop_at = index if self.stop_at is None else min(self.stop_at, index)
+            return
+        logger.warning("%s", error)
+        self._done(index, error, rows=0)
+
+    def _policy(self, error: BatchError) -> str:
+        """What to do about a failed batch: ``on_error`` itself, or its callback's answer."""
+        on_error = self.config.on_error
+        if not callable(on_error):
+            return on_error
+        decision = on_error(error)
+        if decision not in ("raise", "continue", "retry"):
+            raise TypeError(
+                f"BatchConfig.on_error returned {decision!r} for batch {error.index}; "
+                "it must return 'raise', 'continue' or 'retry'"
+            ) from error
+        return str(decision)
+
+    def _done(self, index: int, value: Any, *, rows: int, recorded: bool = False) -> None:
+        if self.journal is not None and not recorded and not isinstance(value, BatchError):
+            self.journal.write(index, value)  # before it is handed out: never lost
+        self.done[index] = value
+        self.batches_done += 1
+        self.rows_done += rows
+        if self.on_progress is not None:
+            self.on_progress(self.batches_done, self.rows_done)
+
+    def _rows_of(self, group: Group, k: int) -> int:
+        size = self.source.batch_size
+        lo = k * size
+        return max(0, min(lo + size, group.num_rows) - lo)
+
+    # ----------------------------------------------------------------- delivery
+
+    def pop_ready(self) -> list[tuple[int, Any]]:
+        """Every deliverable result, up to (not including) the next batch error.
+
+        A batch error is raised on its own, once everything before it is out.
+        """
+        ready: list[tuple[int, Any]] = []
+        done = self.done
+        index = self.next_to_yield
+        while done:
+            if self.ordered and index not in done:
+                break
+            key = index if self.ordered else next(iter(done))
+            is_error = isinstance(done[key], _Raise)
+            if is_error and ready:
+                break  # raised by the next call, after these are out
+            ready.append((key, done.pop(key)))
+            index += 1
+            if is_error:
+                break
+        if self.ordered:
+            self.next_to_yield = index
+        self.delivered += len(ready)
+        if isinstance(ready[0][1], _Raise):
+            raise ready[0][1].error
+        return ready
+
+    # ----------------------------------------------------------------- timeouts
+
+    def start_clocks(self, slots: Iterable[Slot], now: float) -> None:
+        """Start the clock of each of our calls that reached the head of its actor."""
+        for slot in slots:
+            if slot.state is SlotState.READY and slot.calls:
+                head = slot.calls[0]
+                if head.started is None and id(head) in self.calls:
+                    head.started = now
+
+    def _deadline(self, call: Call) -> float:
+        assert self.config.timeout_s is not None
+        return policy.call_deadline(call, timeout_s=self.config.timeout_s,
+                                    seconds_per_batch=self.seconds_per_batch)
+
+    def wait_timeout(self, now: float, slots: Iterable[Slot] = ()) -> float:
+        """How long the adapter may block before something is due here."""
+        wait = policy.POLL_SECONDS
+        if self.config.timeout_s is not None:
+            for call in self.calls.values():
+                if call.started is not None:
+                    wait = min(wait, max(0.0, self._deadline(call) - now))
+        for slot in slots:
+            if slot.state is SlotState.BACKOFF:
+                wait = min(wait, max(0.0, slot.retry_at - now))
+        return wait
+
+    def expired(self, now: float) -> list[Expire]:
+        """The calls past their deadline: the adapter loses each one's actor."""
+        if self.config.timeout_s is None:
+            return []
+        due = []
+        for call in self.calls.values():
+            if call.started is None or now < self._deadline(call):
+                continue
+            group = call.group
+            assert group is not None
+            batches = (f"batch {group.first}" if group.count == 1
+                       else f"a batch of {group.first}..{group.first + group.count - 1}")
+            loss = Loss(
+                LossKind.TIMED_OUT,
+                f"{batches} ran past timeout_s={self.config.timeout_s:g}",
+                call.slot.label(self.actor_name),
+            )
+            due.append(Expire(call, loss))
+        return due
+
+    # ----------------------------------------------------------------- stopping
+
+    def close(self) -> list[Call]:
+        """The run stops early: no more outcomes count. Returns the calls in flight."""
+        self.closed = True
+        return self.calls_in_flight()
+
+    def clear(self) -> None:
+        """Forget everything (after :meth:`close`, once the calls are settled)."""
+        self.calls.clear()
+        self.calls_per_slot.clear()
+        self.done.clear()
+        self.retry.clear()
+
+
+def _lost_error(index: int, attempts: int, loss: Loss, config: BatchConfig) -> BatchError:
+    """The error of a batch that lost its worker on every try."""
+    if loss.kind is LossKind.TIMED_OUT:
+        return BatchTimeoutError(
+            f"batch {index} timed out on all {attempts} tries "
+            f"(timeout_s={config.timeout_s:g}); last on {loss.actor}",
+            index=index, actor=loss.actor, attempts=attempts,
+        )
+    if loss.kind is LossKind.OUT_OF_MEMORY:
+        return WorkerDiedError(
+            f"batch {index} exhausts memory: it killed its worker on all {attempts} "
+            f"tries; last on {loss.actor}",
+            index=index, actor=loss.actor, attempts=attempts, out_of_memory=True,
+        )
+    return WorkerDiedError(
+        f"batch {index} lost its worker on all {attempts} tries ({loss.reason}); "
+        f"last on {loss.actor}",
+        index=index, actor=loss.actor, attempts=attempts,
+    )

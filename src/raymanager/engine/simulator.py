@@ -1,0 +1,439 @@
+"""A pool of simulated actors under a virtual clock, driving the real engine.
+
+The simulator plays what Ray and the workers do for ``pool/dispatch.py``:
+actors that start after a delay, run their calls in order (or ``k`` at a
+time), take scripted time per batch, return results, raise, die, hang, and
+are replaced. It drives the same :class:`~raymanager.engine.run.RunCore`
+through the same loop as the Ray adapter, and checks the engine's promises
+at every step (:class:`Violation` names the first one broken):
+
+- **progress**: while a run is not finished, there is always something to
+  wait for (a call in flight, an actor starting) or something to hand out;
+- **exactly once, in order**: every batch is handed out once, as its result
+  or its error, in input order for ordered runs;
+- **blame**: a batch fails for lost workers only after it was itself the one
+  running alone at as many losses as it was charged tries, and never after
+  more than ``max_retries + 1`` tries;
+- **bounds**: no actor holds more calls than ``max(2, max_concurrency)``, runs
+  more than ``max_concurrency`` at once, or gets a call while not ready; a
+  suspect batch is sent only to an idle actor;
+- **stopping**: a run stopped early leaves no call of its own behind.
+
+It is also the engine's scale model: ``benchmarks/engine_scale.py`` drives
+thousands of simulated actors to measure the driver's own cost per decision.
+
+Example::
+
+    >>> out = simulate(num_batches=50, num_actors=3, seed=1, kill_at={7: 1})
+    >>> sorted(out.results) == list(range(50)) and out.restarts >= 1
+    True
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from raymanager.batching import BatchSource, make_source
+from raymanager.config import BatchConfig
+from raymanager.engine.run import GROW, RunCore, Send
+from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
+from raymanager.engine.wire import Failure, Report
+from raymanager.errors import BatchError
+
+__all__ = ["Outcome", "Violation", "simulate"]
+
+
+class Violation(AssertionError):
+    """An engine promise broken in a simulated schedule."""
+
+
+@dataclass
+class Outcome:
+    """What a simulated run handed out, and what it cost."""
+
+    results: dict[int, Any] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)
+    raised: BatchError | None = None
+    restarts: int = 0
+    calls: int = 0
+    decisions: int = 0
+    steps: int = 0
+    virtual_seconds: float = 0.0
+
+
+@dataclass
+class _Running:
+    """A call an actor works on; its batches finish one after another."""
+
+    call: Call
+    began: float
+    ends: float  # math.inf for a hang
+
+
+class _Actor:
+    """The simulated actor of one slot (one generation)."""
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.running: list[_Running] = []
+
+
+def _value(index: int) -> int:
+    return index
+
+
+def simulate(
+    *,
+    num_batches: int,
+    num_actors: int,
+    seed: int = 0,
+    source: str = "list",
+    batch_seconds: Callable[[int], float] | None = None,
+    raise_at: Mapping[int, int] | None = None,
+    kill_at: Mapping[int, int] | None = None,
+    hang_at: Mapping[int, int] | None = None,
+    external_kills: int = 0,
+    start_delay: float = 0.5,
+    on_error: Any = "raise",
+    max_retries: int = 3,
+    timeout_s: float | None = None,
+    max_concurrency: int = 1,
+    num_parallel: int | None = None,
+    ordered: bool = True,
+    stop_after: int | None = None,
+    max_steps: int = 1_000_000,
+) -> Outcome:
+    """Run ``num_batches`` one-row batches (row ``i`` gives result ``i``) on simulated actors.
+
+    ``raise_at``/``kill_at``/``hang_at`` map a batch index to how many of its
+    tries raise, kill their worker, or hang; ``external_kills`` SIGKILLs random
+    busy actors at random times; ``stop_after`` makes the consumer stop
+    after that many results. Raises :class:`Violation` on a broken promise.
+    """
+    rng = random.Random(seed)
+    durations = batch_seconds or (lambda i: 0.001 + (i * 7919 % 5) / 1000)
+    sim = _Sim(
+        rng=rng,
+        num_actors=num_actors,
+        durations=durations,
+        raise_at=dict(raise_at or {}),
+        kill_at=dict(kill_at or {}),
+        hang_at=dict(hang_at or {}),
+        start_delay=start_delay,
+        max_concurrency=max_concurrency,
+        stop_on_error=on_error == "raise",
+    )
+    rows: Any = list(range(num_batches))
+    if source == "iterator":
+        rows = iter(rows)
+    elif source == "generator":
+        rows = (i for i in range(num_batches))
+    batch_source = make_source(rows, 1)
+    config = BatchConfig(batch_size=1, num_parallel=num_parallel or num_actors,
+                         max_retries=max_retries, timeout_s=timeout_s, on_error=on_error)
+    core = RunCore(batch_source, config, width=min(config.num_parallel, num_actors),
+                   max_concurrency=max_concurrency, actor_name="Sim", ordered=ordered,
+                   on_charge=sim.count_charge)
+    sim.core = core
+    horizon = 0.0
+    for _ in range(external_kills):
+        horizon += rng.expovariate(1.0 / max(0.01, 4 * durations(0) * num_batches / num_actors))
+        sim.schedule(horizon, "external_kill", None)
+    return sim.run(core, batch_source, config, ordered=ordered, stop_after=stop_after,
+                   max_steps=max_steps)
+
+
+class _Sim:
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        num_actors: int,
+        durations: Callable[[int], float],
+        raise_at: dict[int, int],
+        kill_at: dict[int, int],
+        hang_at: dict[int, int],
+        start_delay: float,
+        max_concurrency: int,
+        stop_on_error: bool,
+    ) -> None:
+        self.rng = rng
+        #: The host ends a call at its first failing batch (``on_error="raise"``).
+        self.stop_on_error = stop_on_error
+        self.reports: dict[int, Report] = {}  # by id(call), made when it begins
+        self.now = 0.0
+        self.durations = durations
+        self.raise_at = raise_at
+        self.kill_at = kill_at
+        self.hang_at = hang_at
+        self.start_delay = start_delay
+        self.max_concurrency = max_concurrency
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.seq = itertools.count()
+        self.tries: Counter[int] = Counter()  # batch -> times it began running
+        self.hits: Counter[int] = Counter()  # batch -> losses it was running alone at
+        self.charges = 0
+        self.slots = [Slot(index=i) for i in range(num_actors)]
+        self.actors: dict[int, _Actor] = {}
+        self.restarts = 0
+        self.core: RunCore | None = None
+        for slot in self.slots:
+            self._spawn(slot)
+
+    # ----------------------------------------------------------------- the world
+
+    def schedule(self, at: float, kind: str, payload: Any) -> None:
+        heapq.heappush(self.events, (at, next(self.seq), kind, payload))
+
+    def count_charge(self) -> None:
+        self.charges += 1
+
+    def _spawn(self, slot: Slot) -> None:
+        slot.generation += 1
+        slot.state = SlotState.STARTING
+        slot.sent_to_generation = 0
+        self.actors.pop(slot.index, None)
+        delay = self.start_delay * (0.5 + self.rng.random())
+        self.schedule(self.now + delay, "ready", (slot, slot.generation))
+
+    def _begin(self, actor: _Actor) -> None:
+        """Start the calls an actor can run now, in order, up to max_concurrency."""
+        slot = actor.slot
+        running = {id(r.call) for r in actor.running}
+        for call in list(slot.calls):
+            if len(actor.running) >= self.max_concurrency:
+                break
+            if id(call) in running:
+                continue
+            assert call.group is not None
+            at = self.now
+            ends = at
+            dies: float | None = None
+            results: list[Any] = []
+            for k in range(call.group.count):
+                index = call.group.first + k
+                self.tries[index] += 1
+                if self.hang_at.get(index, 0) >= self.tries[index]:
+                    ends = float("inf")
+                    break
+                if self.kill_at.get(index, 0) >= self.tries[index]:
+                    dies = ends + self.durations(index) / 2
+                    break
+                ends += self.durations(index)
+                if self.raise_at.get(index, 0) >= self.tries[index]:
+                    results.append(Failure(ValueError(f"bad {index}"), "Traceback: bad",
+                                           "ValueError"))
+                    if self.stop_on_error:
+                        break
+                else:
+                    results.append(_value(index))
+            self.reports[id(call)] = Report(results, ends - at)
+            actor.running.append(_Running(call, at, ends if dies is None else float("inf")))
+            running.add(id(call))
+            if dies is not None:
+                self.schedule(dies, "die", (slot, slot.generation, call))
+            elif ends != float("inf"):
+                self.schedule(ends, "return", (slot, slot.generation, call))
+            if len(actor.running) > self.max_concurrency:
+                raise Violation(f"slot {slot.index} runs {len(actor.running)} calls at once")
+
+    def lose(self, slot: Slot, generation: int, loss: Loss) -> None:
+        """What ``ActorPool.lose`` does: replace the actor, tell each call's owner."""
+        if slot.generation != generation or slot.state is SlotState.RETIRED:
+            return
+        assert self.core is not None
+        actor = self.actors.get(slot.index)
+        running_ids = {id(r.call) for r in actor.running} if actor else set()
+        lost = list(slot.calls)
+        slot.calls.clear()
+        # The batch running alone when the actor went: the one that may be charged.
+        alone = lost[0] if len(lost) == 1 else None
+        if alone is not None and alone.group is not None and alone.group.count == 1 and (
+                id(alone) in running_ids):
+            self.hits[alone.group.first] += 1
+        self.restarts += 1
+        self._spawn(slot)
+        concurrent = self.max_concurrency > 1
+        for position, call in enumerate(lost):
+            self.core.lost(call, position == 0 or concurrent, len(lost) == 1, loss)
+
+    def _next_event_time(self, wait: float) -> float:
+        return min(self.events[0][0] if self.events else float("inf"), self.now + wait)
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        assert self.core is not None
+        if kind == "ready":
+            slot, generation = payload
+            if slot.generation == generation and slot.state is SlotState.STARTING:
+                slot.state = SlotState.READY
+                self.actors[slot.index] = _Actor(slot)
+        elif kind == "return":
+            slot, generation, call = payload
+            actor = self.actors.get(slot.index)
+            if slot.generation != generation or actor is None:
+                return
+            actor.running = [r for r in actor.running if r.call is not call]
+            if call in slot.calls:
+                slot.calls.remove(call)
+            self.core.returned(call, self.reports.pop(id(call)))
+            self._begin(actor)
+        elif kind == "die":
+            slot, generation, _ = payload
+            loss = Loss(LossKind.DIED, "a batch killed it", f"Sim#{slot.index}")
+            self.lose(slot, generation, loss)
+        elif kind == "external_kill":
+            busy = [s for s in self.slots if s.state is SlotState.READY and s.calls]
+            if busy:
+                victim = self.rng.choice(busy)
+                self.lose(victim, victim.generation,
+                          Loss(LossKind.DIED, "SIGKILL", f"Sim#{victim.index}"))
+
+    # ----------------------------------------------------------------- the loop
+
+    def run(
+        self,
+        core: RunCore,
+        source: BatchSource,
+        config: BatchConfig,
+        *,
+        ordered: bool,
+        stop_after: int | None,
+        max_steps: int,
+    ) -> Outcome:
+        out = Outcome()
+        stream = self._chunks(core, out, max_steps)
+        try:
+            for chunk in stream:
+                for index, value in chunk:
+                    if index in out.results:
+                        raise Violation(f"batch {index} handed out twice")
+                    if ordered and index != len(out.order):
+                        raise Violation(f"batch {index} handed out at position {len(out.order)}")
+                    out.results[index] = value
+                    out.order.append(index)
+                    self._check_value(index, value, config)
+                if stop_after is not None and len(out.results) >= stop_after:
+                    break
+        except BatchError as error:
+            out.raised = error
+            self._check_raised(error, out, config, ordered)
+        finally:
+            stream.close()
+        everything = out.raised is None and stop_after is None
+        if everything and sorted(out.results) != list(range(source.num_batches or 0)):
+            raise Violation("a batch was never handed out")
+        out.restarts = self.restarts
+        out.virtual_seconds = self.now
+        return out
+
+    def _chunks(
+        self, core: RunCore, out: Outcome, max_steps: int
+    ) -> Generator[list[Any], None, None]:
+        completed = False
+        try:
+            while True:
+                out.steps += 1
+                if out.steps > max_steps:
+                    raise Violation(f"no end after {max_steps} steps")
+                core.start_clocks(self.slots, self.now)
+                for expire in core.expired(self.now):
+                    self.lose(expire.call.slot, expire.call.generation, expire.loss)
+                self._fill(core, out)
+                self._check_bounds()
+                while core.deliverable():
+                    yield core.pop_ready()
+                if core.finished():
+                    break
+                core.check_stall()
+                waiting = core.calls_in_flight() or any(
+                    s.state is SlotState.STARTING for s in self.slots)
+                if not waiting:
+                    raise Violation("the run waits for nothing: it would hang")
+                wait = core.wait_timeout(self.now, self.slots)
+                self.now = self._next_event_time(wait)
+                if self.now == float("inf"):
+                    raise Violation("the run waits for an event that never comes")
+                while self.events and self.events[0][0] <= self.now:
+                    _, _, kind, payload = heapq.heappop(self.events)
+                    self._handle(kind, payload)
+            core.check_complete()
+            completed = True
+        finally:
+            if not completed:
+                for call in core.close():
+                    # Let a stopped run's calls finish (the adapter's grace period).
+                    if call in call.slot.calls:
+                        call.slot.calls.remove(call)
+                core.clear()
+                for slot in self.slots:
+                    if any(id(c) in core.calls for c in slot.calls):
+                        raise Violation("a stopped run left a call behind")
+
+    def _fill(self, core: RunCore, out: Outcome) -> None:
+        while True:
+            out.decisions += 1
+            command = core.next_send(self.slots, self.now)
+            if command is None or command is GROW:
+                return
+            assert isinstance(command, Send)
+            slot, group = command.slot, command.group
+            if slot.state is not SlotState.READY:
+                raise Violation(f"a call was sent to slot {slot.index} while {slot.state.value}")
+            if group.suspect and slot.calls:
+                raise Violation(f"suspect batch {group.first} queued behind another call")
+            call = Call(None, slot, slot.generation, _NoOwner(), group=group,
+                        started=command.started, expected=command.expected)
+            slot.calls.append(call)
+            core.sent(call)
+            out.calls += 1
+            actor = self.actors[slot.index]
+            self._begin(actor)
+
+    def _check_bounds(self) -> None:
+        for slot in self.slots:
+            if len(slot.calls) > max(2, self.max_concurrency):
+                raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
+
+    def _check_value(self, index: int, value: Any, config: BatchConfig) -> None:
+        if isinstance(value, BatchError):
+            self._check_blame(value, config)
+            if value.index != index:
+                raise Violation(f"batch {index}'s error names batch {value.index}")
+        elif value != _value(index):
+            raise Violation(f"batch {index} gave {value!r}")
+
+    def _check_blame(self, error: BatchError, config: BatchConfig) -> None:
+        index = error.index
+        if error.attempts > config.max_retries + 1:
+            raise Violation(f"batch {index} tried {error.attempts} times")
+        if type(error) is BatchError:
+            if self.raise_at.get(index, 0) < 1:
+                raise Violation(f"batch {index} blamed for raising; it never raised")
+            return
+        if self.hits[index] < error.attempts:
+            raise Violation(f"batch {index} charged {error.attempts} tries, "
+                            f"was running alone at {self.hits[index]} losses")
+
+    def _check_raised(self, error: BatchError, out: Outcome, config: BatchConfig,
+                      ordered: bool) -> None:
+        self._check_value(error.index, error, config)
+        if ordered and sorted(out.results) != list(range(error.index)):
+            raise Violation(f"batch {error.index} raised before every earlier batch was out")
+
+
+class _NoOwner:
+    """Simulated calls are reported to the core directly."""
+
+    def call_done(self, call: Call, value: Any) -> None:  # pragma: no cover
+        raise AssertionError("unused")
+
+    def call_lost(  # pragma: no cover
+        self, call: Call, running: bool, alone: bool, loss: Loss
+    ) -> None:
+        raise AssertionError("unused")

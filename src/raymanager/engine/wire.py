@@ -1,0 +1,52 @@
+"""What travels between the driver and an actor's host for one call.
+
+Plain dataclasses, no Ray: the engine reads a :class:`Report` as a call's
+per-batch outcomes, and the simulator makes them without any actor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CallSpec", "Failure", "Report"]
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """What one remote ``run`` call works on: ``count`` consecutive batches.
+
+    ``row_start:row_stop`` are rows of the shared array when ``shared``, else
+    the call's inline rows start at 0. ``stop_on_error`` ends the call at the
+    first failing batch (the run is going to stop there anyway).
+    """
+
+    first: int
+    count: int
+    row_start: int
+    row_stop: int
+    shared: bool
+    batch_size: int
+    chunk_size: int
+    stop_on_error: bool
+
+
+@dataclass
+class Failure:
+    """An exception from the user's code, carried back in place of a result.
+
+    ``exception`` is None when the exception itself cannot travel (it does not
+    pickle); ``traceback`` always can.
+    """
+
+    exception: BaseException | None
+    traceback: str
+    type_name: str
+
+
+@dataclass
+class Report:
+    """What one ``run`` call returns: one result or Failure per batch, in order."""
+
+    results: list[Any]
+    seconds: float
