@@ -363,11 +363,14 @@ class RunCore:
             return
         group = call.group
         assert group is not None
-        attributable = running and (alone or loss.kind is LossKind.TIMED_OUT)
+        timed_out = loss.kind is LossKind.TIMED_OUT
+        if timed_out and loss.culprit is not None:
+            running = running and loss.culprit is call
+        attributable = running and (alone or timed_out)
         if loss.kind is LossKind.PREEMPTED:
             self._requeue(group)  # preemption is not failure: no try used
-        elif not running and loss.kind is LossKind.TIMED_OUT:
-            self._requeue(group)  # only queued behind a hang: not charged
+        elif not running and timed_out:
+            self._requeue(group)  # queued behind a hang, or ran beside it: not charged
         elif not attributable or group.count > 1:
             self._requeue_split(group)
         else:
@@ -552,6 +555,7 @@ class RunCore:
                 LossKind.TIMED_OUT,
                 f"{batches} ran past timeout_s={self.config.timeout_s:g}",
                 call.slot.label(self.actor_name),
+                culprit=call,
             )
             due.append(Expire(call, loss))
         return due

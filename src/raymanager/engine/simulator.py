@@ -252,11 +252,13 @@ class _Sim:
         running_ids = {id(r.call) for r in actor.running} if actor else set()
         lost = list(slot.calls)
         slot.calls.clear()
-        # The batch running alone when the actor went: the one that may be charged.
-        alone = lost[0] if len(lost) == 1 else None
-        if alone is not None and alone.group is not None and alone.group.count == 1 and (
-                id(alone) in running_ids):
-            self.hits[alone.group.first] += 1
+        # The one batch that may be charged: the call that timed out, or the
+        # call running alone when its actor died.
+        blamed = loss.culprit if loss.kind is LossKind.TIMED_OUT else (
+            lost[0] if len(lost) == 1 else None)
+        if blamed is not None and blamed.group is not None and blamed.group.count == 1 and (
+                id(blamed) in running_ids):
+            self.hits[blamed.group.first] += 1
         self.restarts += 1
         self._spawn(slot)
         concurrent = self.max_concurrency > 1
@@ -346,8 +348,10 @@ class _Sim:
                     self.lose(expire.call.slot, expire.call.generation, expire.loss)
                 self._fill(core, out)
                 self._check_bounds()
-                while core.deliverable():
-                    yield core.pop_ready()
+                if core.deliverable():
+                    while core.deliverable():
+                        yield core.pop_ready()
+                    continue  # as the adapter does: fill again before waiting
                 if core.finished():
                     break
                 core.check_stall()

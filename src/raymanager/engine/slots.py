@@ -50,6 +50,9 @@ class Loss:
     kind: LossKind
     reason: str
     actor: str  # the lost actor's label, e.g. "Square#1 (pid 4242)"
+    #: The call that ran past its timeout (TIMED_OUT): the one call charged,
+    #: not the others an actor with max_concurrency > 1 ran beside it.
+    culprit: Call | None = None
 
 
 class CallOwner(Protocol):

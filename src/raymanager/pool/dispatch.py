@@ -111,8 +111,10 @@ class Run:
                     for expire in core.expired(now):
                         self.pool.lose(expire.call.slot, expire.call.generation, expire.loss)
                     self._fill()
-                while core.deliverable():
-                    yield self._pop_ready()  # no reference kept once handed over
+                if core.deliverable():
+                    while core.deliverable():
+                        yield self._pop_ready()  # no reference kept once handed over
+                    continue  # what was handed out may let more be read: fill first
                 with lock:
                     if core.finished():
                         break

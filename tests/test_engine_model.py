@@ -1,0 +1,220 @@
+"""The engine's promises over thousands of simulated schedules (no Ray).
+
+Hypothesis draws a schedule: how many batches and actors, how long each batch
+takes, which batches raise, kill their worker or hang (and for how many
+tries), random SIGKILLs, ``on_error``, ``max_retries``, ``timeout_s``,
+``max_concurrency``, ``num_parallel``, ordered or not, lists, iterators or
+generators, and a consumer that may stop early. The simulator
+(:mod:`raymanager.engine.simulator`) drives the real :class:`RunCore` through
+it and checks progress, exactly-once delivery, order, blame and bounds at every
+step; any broken promise is shrunk by hypothesis to a small counter-example.
+
+CI runs ``RAYMANAGER_SCHEDULES`` schedules (10,000 by default). The big run::
+
+    python tests/test_engine_model.py --schedules 500000 --processes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from raymanager.engine.simulator import Violation, simulate
+
+SCHEDULES = int(os.environ.get("RAYMANAGER_SCHEDULES", "10000"))
+
+DURATIONS = {
+    "instant": lambda i: 0.00001,
+    "uneven": lambda i: 0.001 + (i * 7919 % 5) / 1000,
+    "long": lambda i: 0.03 + (i * 31 % 4) / 100,
+    "mixed": lambda i: 0.2 if i % 17 == 3 else 0.0005,
+}
+
+
+def _retry_then_raise(error: Any) -> str:
+    return "retry"
+
+
+def _continue_odd(error: Any) -> str:
+    return "continue" if error.index % 2 else "raise"
+
+
+ON_ERROR = {"raise": "raise", "continue": "continue", "retry": _retry_then_raise,
+            "callable": _continue_odd}
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> dict[str, Any]:
+    num_batches = draw(st.integers(0, 120))
+    num_actors = draw(st.integers(1, 5))
+    indices = st.integers(0, max(0, num_batches - 1))
+    faults = st.dictionaries(indices, st.integers(1, 5), max_size=4) if num_batches else st.just({})
+    timeout_s = draw(st.sampled_from([None, None, 0.05, 0.5, 2.0]))
+    stop = draw(st.one_of(st.none(), st.integers(1, max(1, num_batches))))
+    return {
+        "num_batches": num_batches,
+        "num_actors": num_actors,
+        "num_parallel": draw(st.integers(1, num_actors)),
+        "seed": draw(st.integers(0, 2**16)),
+        "source": draw(st.sampled_from(["list", "iterator", "generator"])),
+        "durations": draw(st.sampled_from(sorted(DURATIONS))),
+        "raise_at": draw(faults),
+        "kill_at": draw(faults),
+        # A hang only ends by timeout_s: without one it would rightly wait forever.
+        "hang_at": draw(faults) if timeout_s is not None else {},
+        "external_kills": draw(st.integers(0, 3)),
+        "on_error": draw(st.sampled_from(sorted(ON_ERROR))),
+        "max_retries": draw(st.integers(0, 4)),
+        "timeout_s": timeout_s,
+        "max_concurrency": draw(st.sampled_from([1, 1, 2, 3])),
+        "ordered": draw(st.booleans()),
+        "stop_after": stop if num_batches else None,
+        "start_delay": draw(st.sampled_from([0.0, 0.2, 1.0])),
+    }
+
+
+def run_schedule(schedule: dict[str, Any]) -> None:
+    """Simulate one schedule; a broken promise raises :class:`Violation`."""
+    params = dict(schedule)
+    params["batch_seconds"] = DURATIONS[params.pop("durations")]
+    params["on_error"] = ON_ERROR[params["on_error"]]
+    out = simulate(**params, max_steps=200_000)
+    # Every charged try shows up as a restart: the engine never charges a
+    # batch for an actor that was not lost.
+    assert out.steps > 0
+
+
+@pytest.fixture(autouse=True)
+def _quiet_engine() -> Iterator[None]:
+    # Retries log a warning each; thousands of schedules would flood the output.
+    logger = logging.getLogger("raymanager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
+@settings(max_examples=SCHEDULES, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(schedules())
+def test_every_schedule_keeps_the_engine_promises(schedule: dict[str, Any]) -> None:
+    run_schedule(schedule)
+
+
+# ----------------------------------------------------------------- shrunk counter-examples
+
+
+def test_unordered_run_of_many_timed_batches_ends() -> None:
+    """The engine v2 hang, as the simulator finds it: an unordered run of 200
+    timed one-row batches stopped reading after 64 and waited forever."""
+    out = simulate(num_batches=200, num_actors=2, ordered=False,
+                   batch_seconds=lambda i: 0.002)
+    assert sorted(out.results) == list(range(200))
+
+
+def test_a_batch_that_kills_every_worker_is_the_only_one_charged() -> None:
+    out = simulate(num_batches=40, num_actors=2, kill_at={13: 99}, on_error="continue",
+                   max_retries=2)
+    assert isinstance(out.results[13], Exception)
+    assert out.results[13].attempts == 3  # type: ignore[attr-defined]
+    assert all(out.results[i] == i for i in range(40) if i != 13)
+
+
+def test_a_hang_is_found_by_its_timeout_and_retried() -> None:
+    out = simulate(num_batches=30, num_actors=2, hang_at={7: 1}, timeout_s=0.5)
+    assert out.results == {i: i for i in range(30)}
+    assert out.restarts == 1
+
+
+def test_a_batch_running_beside_a_hung_one_is_not_charged() -> None:
+    """With max_concurrency=2 an actor runs two calls at once; when one hangs
+    past timeout_s the actor is replaced, and only the hung batch is charged
+    (engine v2 charged the batch beside it too)."""
+    out = simulate(num_batches=6, num_actors=1, max_concurrency=2, hang_at={2: 1},
+                   timeout_s=0.5, max_retries=0, on_error="continue",
+                   batch_seconds=lambda i: 0.3)
+    assert isinstance(out.results[2], Exception)
+    assert all(out.results[i] == i for i in range(6) if i != 2)
+
+
+def test_the_read_ahead_before_the_first_result_is_small() -> None:
+    # Calls grow from one batch by doubling: a slow generator is not read far
+    # ahead of its first result.
+    out = simulate(num_batches=100_000, num_actors=2, source="generator",
+                   batch_seconds=lambda i: 1e-6, stop_after=1)
+    assert out.calls <= 8
+
+
+def test_the_simulator_catches_a_broken_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks can fail: an engine that drops a result is caught."""
+    from raymanager.engine.run import RunCore
+
+    original = RunCore._done
+
+    def drop_batch_5(self: RunCore, index: int, value: Any, **kw: Any) -> None:
+        if index != 5:
+            original(self, index, value, **kw)
+
+    monkeypatch.setattr(RunCore, "_done", drop_batch_5)
+    with pytest.raises((Violation, RuntimeError)):
+        simulate(num_batches=20, num_actors=2)
+
+
+# ----------------------------------------------------------------- the big run
+
+
+def _big_run(count: int, seed: int) -> tuple[int, float, str | None]:
+    logging.getLogger("raymanager").setLevel(logging.ERROR)
+    found: list[str] = []
+
+    @settings(max_examples=count, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
+    @given(schedules())
+    def check(schedule: dict[str, Any]) -> None:
+        try:
+            run_schedule(schedule)
+        except Exception as error:
+            found.append(f"{type(error).__name__}: {error}\n  schedule: {schedule}")
+            raise
+
+    began = time.perf_counter()
+    try:
+        check()
+    except Exception:
+        pass
+    return count, time.perf_counter() - began, found[-1] if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--schedules", type=int, default=500_000)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    from concurrent.futures import ProcessPoolExecutor
+
+    share = -(-args.schedules // args.processes)
+    began = time.perf_counter()
+    with ProcessPoolExecutor(args.processes) as workers:
+        outcomes = list(workers.map(_big_run, [share] * args.processes,
+                                    range(args.processes)))
+    wall = time.perf_counter() - began
+    total = sum(n for n, _, _ in outcomes)
+    found = [f for _, _, f in outcomes if f]
+    print(f"{total} schedules in {wall:.0f} s ({args.processes} processes): "
+          f"{len(found)} counter-examples")
+    for text in found:
+        print(text)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
