@@ -17,6 +17,7 @@ from raymanager import (
     BatchConfig,
     BatchError,
     BatchTimeoutError,
+    ManagerShutdownError,
     PoolState,
     RayManager,
     RemoteTraceback,
@@ -166,8 +167,10 @@ def test_broadcast_state_is_replayed_into_replacements(manager: RayManager) -> N
     assert pool.restarts == 1
 
 
-def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Path) -> None:
-    """SIGINT to a real driver process mid-run: work cancelled, actors and Ray gone."""
+def test_ctrl_c_during_processing_stops_the_run_keeps_the_pool_and_leaves_no_ray(
+        tmp_path: Path) -> None:
+    """SIGINT to a real driver process mid-run: the run stops, the pool stays
+    usable; after the driver's shutdown, actors and Ray are gone."""
     import subprocess
     import sys
 
@@ -187,6 +190,8 @@ def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Pat
         "            print('MIDRUN', flush=True)\n"
         "except KeyboardInterrupt:\n"
         "    print('STATE', pool.state.value, flush=True)\n"
+        "    again = manager.process_in_parallel(pool, [3], BatchConfig(batch_size=1))\n"
+        "    print('AGAIN', again, flush=True)\n"
         "    manager.shutdown()\n"
         "    print('CLEAN', flush=True)\n"
     )
@@ -200,8 +205,38 @@ def test_ctrl_c_during_processing_kills_the_pool_and_leaves_no_ray(tmp_path: Pat
     assert process.stdout.readline().startswith("MIDRUN")  # a result is out: mid-run
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
-    assert "STATE shut down" in out and "CLEAN" in out, err[-3000:]
+    assert "STATE running" in out and "AGAIN [[9]]" in out and "CLEAN" in out, err[-3000:]
     assert process.returncode == 0
     _, alive = psutil.wait_procs(children, timeout=30)
     assert [p.pid for p in alive] == []
     assert not any(psutil.pid_exists(pid) for pid in actor_pids)
+
+
+def test_ctrl_c_in_the_loop_body_stops_the_run_and_keeps_the_pool(manager: RayManager) -> None:
+    """The same outcome as Ctrl-C inside next(): the run ends, the pool runs on."""
+    pool = manager.create_actor_pool(Square, {"sleep_s": 0.01}, num_actors=2)
+    with pytest.raises(KeyboardInterrupt):
+        for i, _ in enumerate(manager.imap(pool, range(1000), BatchConfig(batch_size=1))):
+            if i == 5:
+                raise KeyboardInterrupt
+    assert pool.state.value == "running"
+    assert all(pid is not None for pid in pool.pids())
+    assert manager.process_in_parallel(pool, [4], BatchConfig(batch_size=1)) == [[16]]
+
+
+def test_a_worker_death_says_how_the_process_ended(manager: RayManager) -> None:
+    # Ray reports an exit type and detail, not the code of os._exit (it sees
+    # only a broken connection): the error carries what Ray knows.
+    pool = manager.create_actor_pool(Square, {"exit_always_on": [2]}, num_actors=1)
+    with pytest.raises(WorkerDiedError) as caught:
+        manager.process_in_parallel(pool, [1, 2, 3], BatchConfig(batch_size=1, max_retries=0))
+    assert "its worker process died (SYSTEM_ERROR" in str(caught.value)
+
+
+def test_errors_say_what_to_do_next(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Square, {}, num_actors=1)
+    with pytest.raises(ValueError, match=r"got 0$"):
+        pool.resize(0)
+    manager.shutdown()
+    with pytest.raises(ManagerShutdownError, match="create a new RayManager"):
+        pool.submit([1])

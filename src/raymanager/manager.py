@@ -207,7 +207,7 @@ class RayManager:
                 return
             self._shut_down = True
         for pool in self._pools:
-            pool.shutdown()
+            pool.shutdown(by_manager=True)
         # A run or broadcast in another thread may be inside ray.wait: let it
         # see the shutdown and leave Ray before Ray is torn down under it.
         for pool in self._pools:

@@ -51,6 +51,7 @@ from raymanager.pool.observe import ACTOR_NAME_PREFIX, Throughput, pool_stats
 from raymanager.pool.ray_errors import (
     FailureKind,
     classify,
+    death_detail,
     is_node_death,
     is_out_of_memory,
     is_preempted,
@@ -135,6 +136,7 @@ class ActorPool:
         self._remote_class = ray.remote(host_class(actor_class))
         self._start_timeout_s = start_timeout_s
         self._state = PoolState.RUNNING
+        self._manager_shut_down = False
         self._lock = threading.RLock()
         self._ray_calls_done = threading.Condition(self._lock)
         self._ray_calls = 0  # threads inside a blocking Ray call on our behalf
@@ -335,6 +337,11 @@ class ActorPool:
     def check_usable(self) -> None:
         """Raise if the pool was shut down or is broken."""
         if self._state is PoolState.SHUT_DOWN:
+            if self._manager_shut_down:
+                raise ManagerShutdownError(
+                    f"the RayManager of this pool of {self.actor_name} was shut down; "
+                    "create a new RayManager, then a new pool"
+                )
             raise ManagerShutdownError(
                 f"this pool of {self.actor_name} was shut down; create a new pool"
             )
@@ -344,16 +351,18 @@ class ActorPool:
                 "create a new pool"
             )
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, by_manager: bool = False) -> None:
         """Kill every actor of the pool. Safe to call twice, from any thread.
 
         A run or broadcast in progress ends with ManagerShutdownError at its
-        next step; no actor is started afterwards.
+        next step; no actor is started afterwards. ``by_manager``: its
+        manager is shutting down (errors then say so).
         """
         with self._lock:
             if self._state is PoolState.SHUT_DOWN:
                 return
             self._state = PoolState.SHUT_DOWN
+            self._manager_shut_down = by_manager
             for slot in self._slots:
                 self._retire_handle(slot)
                 slot.state = SlotState.RETIRED
@@ -671,7 +680,7 @@ class ActorPool:
         reason = (
             "its node was drained (preempted)" if preempted
             else "its worker was killed for using too much memory" if oom
-            else f"its worker process died ({first_line(exc)})"
+            else f"its worker process died ({death_detail(exc)})"
         )
         self.lose(slot, call.generation, Loss(kind, reason, slot.label(self.actor_name)),
                   node_died=is_node_death(exc))

@@ -141,9 +141,10 @@ class Run:
             core.check_complete()
             completed = True
         except KeyboardInterrupt:
-            # The user wants out now: no grace period, no replacements.
-            logger.warning("interrupted: killing the %d actors of this pool", self.pool.num_actors)
-            self.pool.shutdown()
+            # The user wants this run stopped now, wherever Ctrl-C lands: no
+            # grace period; the actors busy with it are replaced, and the pool
+            # stays usable (a notebook keeps its pool; the CLI stops Ray itself).
+            self._abort(grace_s=0.0, reason="its run was interrupted (Ctrl-C)")
             completed = True
             raise
         finally:
@@ -261,7 +262,8 @@ class Run:
 
     # ----------------------------------------------------------------- stopping
 
-    def _abort(self) -> None:
+    def _abort(self, grace_s: float = policy.CANCEL_GRACE_SECONDS,
+               reason: str = "it was still busy when its run was stopped") -> None:
         """Stop early (error, caller stopped iterating): leave every actor idle.
 
         No ray.cancel: cancelling an actor call that has not reached the actor
@@ -277,15 +279,14 @@ class Run:
             try:
                 with self.pool.ray_call():
                     _, stuck = ray.wait(list(calls), num_returns=len(calls),
-                                        timeout=policy.CANCEL_GRACE_SECONDS)
+                                        timeout=grace_s)
             except Exception:  # shut down meanwhile: the actors are gone already
                 stuck = []
             with lock:
                 for ref in stuck:
                     call = calls[ref]
                     label = call.slot.label(self.pool.actor_name)
-                    loss = Loss(LossKind.STOPPED, "it was still busy when its run was stopped",
-                                label)
+                    loss = Loss(LossKind.STOPPED, reason, label)
                     self.pool.lose(call.slot, call.generation, loss)
         with lock:
             for call in calls.values():

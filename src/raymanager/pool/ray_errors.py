@@ -16,6 +16,7 @@ Nothing else of the pool inspects Ray's exception types.
 from __future__ import annotations
 
 import enum
+import re
 
 from ray.exceptions import (
     ActorUnschedulableError,
@@ -100,3 +101,30 @@ def is_node_death(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "node" in text and ("died" in text or "dead" in text) and "worker" not in text
+
+
+_EXIT = re.compile(r"Worker exit type: (\w+)(?: Worker exit detail: ([^.]*))?")
+_EXIT_CODE = re.compile(r"exit code (-?\d+)|exit_code[=:] ?(-?\d+)")
+
+
+def death_detail(exc: BaseException) -> str:
+    """What Ray says of how a worker process ended, in one line.
+
+    Ray reports an exit type and detail (and an exit code where it knows
+    one); a process that ended with ``os._exit(n)`` or a signal reaches Ray
+    only as a broken connection, so its code is not known to the driver.
+
+    >>> death_detail(Exception("... Worker exit type: SYSTEM_ERROR Worker exit detail: "
+    ...                        "Worker unexpectedly exits with a connection error code 2. End"))
+    'SYSTEM_ERROR: Worker unexpectedly exits with a connection error code 2'
+    """
+    text = str(exc)
+    found = _EXIT.search(text)
+    if found is None:
+        lines = text.strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    kind, detail = found.group(1), (found.group(2) or "").strip()
+    code = _EXIT_CODE.search(text)
+    if code is not None and "exit code" not in detail:
+        detail = f"{detail}, exit code {code.group(1) or code.group(2)}".lstrip(", ")
+    return f"{kind}: {detail}" if detail else kind

@@ -39,9 +39,10 @@ def check_size(low: int, high: int) -> None:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ValueError(f"num_actors {name} must be an int >= 0, got {value!r}")
     if high < 1 or low > high:
+        got = repr(low) if low == high else f"({low!r}, {high!r})"
         raise ValueError(
             f"num_actors must be an int >= 1 or a (min, max) pair with 0 <= min <= max "
-            f"and max >= 1, got ({low!r}, {high!r})"
+            f"and max >= 1, got {got}"
         )
 
 
