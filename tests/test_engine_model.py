@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from raymanager import WorkerDiedError
 from raymanager.engine.simulator import Violation, simulate
 
 SCHEDULES = int(os.environ.get("RAYMANAGER_SCHEDULES", "10000"))
@@ -134,6 +135,17 @@ def test_a_hang_is_found_by_its_timeout_and_retried() -> None:
     out = simulate(num_batches=30, num_actors=2, hang_at={7: 1}, timeout_s=0.5)
     assert out.results == {i: i for i in range(30)}
     assert out.restarts == 1
+
+
+def test_tries_used_by_retried_raises_and_by_a_loss_add_up() -> None:
+    """Found by the big run (a shrunk counter-example of the simulator's own
+    blame check): two raises retried by the callback and one SIGKILL use the
+    batch's three tries between them."""
+    out = simulate(num_batches=2, num_actors=2, num_parallel=1, raise_at={0: 2},
+                   external_kills=1, on_error=_retry_then_raise, max_retries=2,
+                   batch_seconds=DURATIONS["long"], start_delay=0.0, ordered=False)
+    assert isinstance(out.raised, WorkerDiedError)
+    assert (out.raised.index, out.raised.attempts) == (0, 3)
 
 
 def test_a_batch_running_beside_a_hung_one_is_not_charged() -> None:

@@ -420,9 +420,11 @@ class _Sim:
             if self.raise_at.get(index, 0) < 1:
                 raise Violation(f"batch {index} blamed for raising; it never raised")
             return
-        if self.hits[index] < error.attempts:
-            raise Violation(f"batch {index} charged {error.attempts} tries, "
-                            f"was running alone at {self.hits[index]} losses")
+        # Tries are shared: a callback's "retry" after a raise uses one too.
+        raised = min(self.raise_at.get(index, 0), self.tries[index])
+        if self.hits[index] < 1 or self.hits[index] + raised < error.attempts:
+            raise Violation(f"batch {index} charged {error.attempts} tries, was running "
+                            f"alone at {self.hits[index]} losses and raised {raised} times")
 
     def _check_raised(self, error: BatchError, out: Outcome, config: BatchConfig,
                       ordered: bool) -> None:
