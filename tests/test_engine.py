@@ -34,7 +34,6 @@ from raymanager import (
     BroadcastError,
     ManagerShutdownError,
     PoolBrokenError,
-    PoolBusyError,
     RayManager,
     RayManagerError,
     WorkerDiedError,
@@ -341,10 +340,11 @@ def test_imap_checks_its_arguments_when_called(manager: RayManager) -> None:
     with pytest.raises(TypeError):
         manager.imap_unordered(pool, "text")
     first = manager.imap(pool, range(4), BatchConfig(batch_size=1))
-    with pytest.raises(PoolBusyError):
-        manager.imap(pool, np.zeros((100_000, 8)))  # refused before the array is put
+    assert manager.process_in_parallel(pool, [3], BatchConfig()) == [[6]]  # shared
     first.close()
-    assert manager.process_in_parallel(pool, [3], BatchConfig()) == [[6]]
+    pool.shutdown()
+    with pytest.raises(ManagerShutdownError):
+        manager.imap(pool, np.zeros((100_000, 8)))  # refused before the array is put
 
 
 # ----------------------------------------------------------------- starts

@@ -16,7 +16,6 @@ from raymanager import (
     ActorStartError,
     BatchConfig,
     ManagerShutdownError,
-    PoolBusyError,
     RayConfig,
     RayManager,
     ResourceUnavailableError,
@@ -151,13 +150,30 @@ def test_results_that_arrived_together_are_handed_out_one_by_one(manager: RayMan
     assert manager.process_in_parallel(pool, [5], BatchConfig(batch_size=1)) == [[25]]
 
 
-def test_one_run_at_a_time_per_pool(manager: RayManager) -> None:
-    pool = manager.create_actor_pool(Square, {}, num_actors=1)
+def test_a_second_run_starts_while_the_first_is_suspended(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Square, {"sleep_s": 0.01}, num_actors=1)
     stream = manager.imap(pool, np.arange(100), BatchConfig(batch_size=10))
-    next(stream)
-    with pytest.raises(PoolBusyError):
-        manager.process_in_parallel(pool, np.arange(10))
-    stream.close()
+    assert next(stream) == [v * v for v in range(10)]
+    # As with multiprocessing.Pool: the suspended iterator does not lock the pool.
+    assert manager.process_in_parallel(pool, [2, 3], BatchConfig(batch_size=1)) == [[4], [9]]
+    rest = list(stream)
+    assert rest == [[v * v for v in range(i, i + 10)] for i in range(10, 100, 10)]
+
+
+def test_two_imaps_interleaved_by_the_consumer_both_complete(manager: RayManager) -> None:
+    pool = manager.create_actor_pool(Square, {"sleep_s": 0.005}, num_actors=2)
+    first = manager.imap(pool, range(0, 300), BatchConfig(batch_size=3))
+    second = manager.imap_unordered(pool, range(1000, 1300), BatchConfig(batch_size=3))
+    got_first, got_second = [], {}
+    for a, (index, b) in zip(first, second, strict=True):
+        got_first.append(a)
+        got_second[index] = b
+    got_first.extend(first)
+    got_second.update(second)
+    assert got_first == [[v * v for v in range(i, i + 3)] for i in range(0, 300, 3)]
+    assert got_second == {k: [v * v for v in range(1000 + 3 * k, 1003 + 3 * k)]
+                          for k in range(100)}
+    assert pool.stats()["queued_batches"] == 0
 
 
 def test_broadcast_puts_arguments_once_and_answers_per_actor(manager: RayManager) -> None:

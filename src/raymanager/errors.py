@@ -9,7 +9,7 @@ catches them all; the subclasses carry the data a caller needs to act::
     ├── PoolBrokenError           no actor of the pool can be kept alive
     │   ├── ActorStartError       an actor constructor raised
     │   └── ResourceUnavailableError  asked-for resources do not exist / never came
-    ├── PoolBusyError             a second call on a pool that is already working
+    ├── PoolBusyError             (never raised now: runs share a pool; kept for old code)
     ├── BroadcastError            a broadcast method raised in an actor (cause = its error)
     └── BatchError                one batch failed (index, actor; cause = remote error)
         ├── BatchTimeoutError     it ran past timeout_s on every try (also a TimeoutError)
@@ -83,7 +83,12 @@ class ResourceUnavailableError(PoolBrokenError):
 
 
 class PoolBusyError(RayManagerError):
-    """A pool runs one ``process_in_parallel`` at a time; it was already running one."""
+    """Deprecated, never raised: several runs now share one pool's actors.
+
+    Up to 0.1 a pool ran one ``imap`` / ``process_in_parallel`` at a time and
+    raised this for a second one. It stays importable so that code which
+    catches it keeps working.
+    """
 
 
 class BroadcastError(RayManagerError):

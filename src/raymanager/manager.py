@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import inspect
 import logging
 import numbers
 import os
@@ -472,23 +471,19 @@ class RayManager:
         if journal is not None:
             log = Journal.open(journal, fingerprint(data, config.batch_size, source.num_rows))
         self._warn_idle_actors(actor_pool, config)
-        actor_pool.claim()  # PoolBusyError before anything is put in the store
-        try:
-            empty = source.is_empty()
-            shared_ref: Any = None
-            if not empty and source.mapped is not None:
-                shared_ref = source.mapped  # workers map the file by path: nothing is put
-            elif not empty and stored_ref is not None:
-                shared_ref = stored_ref  # the user's object: never put again
-            elif not empty and source.shared is not None:
-                shared_ref = ray.put(source.shared)
-        except BaseException:
-            actor_pool.release()
-            raise
+        actor_pool.check_usable()  # before anything is put in the store
+        empty = source.is_empty()
+        shared_ref: Any = None
+        if not empty and source.mapped is not None:
+            shared_ref = source.mapped  # workers map the file by path: nothing is put
+        elif not empty and stored_ref is not None:
+            shared_ref = stored_ref  # the user's object: never put again
+        elif not empty and source.shared is not None:
+            shared_ref = ray.put(source.shared)
         deadline = Deadline()
         generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
                                   empty=empty, deadline=deadline, journal=log)
-        return ResultStream(generator, release=actor_pool.release, results_only=results_only,
+        return ResultStream(generator, results_only=results_only,
                              deadline=deadline, check_usable=actor_pool.check_usable)
 
     def _results(
@@ -525,7 +520,6 @@ class RayManager:
         finally:
             # Drop our reference so the object store can free the shared data.
             del shared_ref
-            actor_pool.release()
             self._warn_if_store_full()
 
     def _warn_idle_actors(self, actor_pool: ActorPool, config: BatchConfig) -> None:
@@ -637,13 +631,11 @@ class ResultStream(Iterator[Any]):
         self,
         generator: Generator[Any, None, None],
         *,
-        release: Callable[[], None],
         results_only: bool,
         deadline: Deadline,
         check_usable: Callable[[], None],
     ) -> None:
         self._generator = generator
-        self._release: Callable[[], None] | None = release
         self._results_only = results_only
         self._deadline = deadline
         self._check_usable = check_usable
@@ -694,12 +686,8 @@ class ResultStream(Iterator[Any]):
 
     def close(self) -> None:
         """Stop the run: work in flight finishes or its actors are replaced."""
-        never_started = inspect.getgeneratorstate(self._generator) == inspect.GEN_CREATED
         self._ready.clear()
         self._generator.close()
-        if never_started and self._release is not None:
-            self._release()
-        self._release = None
 
     def __enter__(self) -> ResultStream:
         return self

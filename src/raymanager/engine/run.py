@@ -213,23 +213,27 @@ class RunCore:
         slots: Iterable[Slot],
         now: float,
         batches_left: Callable[[Slot], int | None] = lambda slot: None,
+        share: int | None = None,
     ) -> Send | _Grow | None:
         """The next call to make: a :class:`Send`, :data:`GROW`, or None for now.
 
-        Retries come first, then new groups from the source. The caller makes
-        the call and reports it with :meth:`sent` before asking again.
+        Retries come first, then new groups from the source. ``share`` caps
+        the actors this run keeps busy when other runs share the pool (its
+        ``num_parallel`` caps them always). The caller makes the call and
+        reports it with :meth:`sent` before asking again.
         """
         slots = list(slots)
+        width = self.width if share is None else min(self.width, share)
         depth = self._depth()
-        slot = self._free_slot(slots, depth, now, batches_left)
+        slot = self._free_slot(slots, depth, now, batches_left, width)
         if slot is None:
             in_use = sum(1 for n in self.calls_per_slot.values() if n)
-            if in_use < self.width and self._work_waiting():
+            if in_use < width and self._work_waiting():
                 return GROW  # an elastic pool below its max
             return None
         if slot.calls and self.retry and self.retry[0][2].suspect:
             # A suspect runs alone: look for an idle actor instead.
-            idle = self._free_slot(slots, 1, now, batches_left)
+            idle = self._free_slot(slots, 1, now, batches_left, width)
             if idle is None:
                 return None
             slot = idle
@@ -257,8 +261,9 @@ class RunCore:
         depth: int,
         now: float,
         batches_left: Callable[[Slot], int | None],
+        width: int,
     ) -> Slot | None:
-        """The ready actor with the fewest calls, within ``num_parallel`` actors."""
+        """The ready actor with the fewest calls, within ``width`` actors."""
         best: Slot | None = None
         in_use = sum(1 for n in self.calls_per_slot.values() if n)
         for slot in slots:
@@ -269,7 +274,7 @@ class RunCore:
             if slot.calls and not policy.may_queue_behind(
                     slot.calls, max_concurrency=self.max_concurrency, now=now):
                 continue
-            if not self.calls_per_slot[slot.index] and in_use >= self.width:
+            if not self.calls_per_slot[slot.index] and in_use >= width:
                 continue
             if best is None or len(slot.calls) < len(best.calls):
                 best = slot

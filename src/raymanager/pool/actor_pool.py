@@ -29,9 +29,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -42,7 +42,6 @@ from raymanager.engine.wire import Failure
 from raymanager.errors import (
     ManagerShutdownError,
     PoolBrokenError,
-    PoolBusyError,
 )
 from raymanager.pool import placement as placing
 from raymanager.pool.broadcast import Broadcast
@@ -77,6 +76,18 @@ NODE_CHECK_AFTER_S = 5.0
 DRAIN_CHECK_S = 1.0
 #: Seconds between two looks at the cluster's free resources when growing.
 GROW_CHECK_S = 0.5
+
+
+class ActiveRun(Protocol):
+    """What the pool needs of a run iterating over it (``dispatch.Run``)."""
+
+    def queued_batches(self) -> int: ...
+
+    def busy(self) -> bool: ...
+
+    def calls_in_flight(self) -> list[Call]: ...
+
+    def collect(self, call: Call) -> None: ...
 
 
 class PoolState(enum.Enum):
@@ -140,7 +151,8 @@ class ActorPool:
         self._lock = threading.RLock()
         self._ray_calls_done = threading.Condition(self._lock)
         self._ray_calls = 0  # threads inside a blocking Ray call on our behalf
-        self._run_claimed = False
+        #: Runs iterating over this pool now, oldest first: they share its actors.
+        self._runs: list[ActiveRun] = []
         self._broadcasts: dict[str, Any] = {}  # method -> payload ref, replayed
         self._suspects = placing.SuspectNodes()
         self._next_node_check = 0.0
@@ -155,7 +167,6 @@ class ActorPool:
         self.retries = 0  # batch tries charged after a worker died or timed out
         self.created = time.monotonic()
         self._throughput = Throughput()
-        self.queued_batches: Callable[[], int] = lambda: 0  # set by the active run
         self._slots: list[Slot] = []
         self._submissions = Submissions(self)
         try:
@@ -397,21 +408,34 @@ class ActorPool:
                 self._ray_calls -= 1
                 self._ray_calls_done.notify_all()
 
-    def claim(self) -> None:
-        """Reserve the pool for one run; PoolBusyError if another holds it."""
+    def add_run(self, run: ActiveRun) -> None:
+        """A run starts on this pool; it shares the actors with the others."""
         with self._lock:
             self.check_usable()
-            if self._run_claimed:
-                raise PoolBusyError(
-                    f"this pool of {self.actor_name} is already processing data; "
-                    "finish or close that iterator first, or use a second pool"
-                )
-            self._run_claimed = True
+            self._runs.append(run)
 
-    def release(self) -> None:
+    def remove_run(self, run: ActiveRun) -> None:
         with self._lock:
-            self._run_claimed = False
-            self.queued_batches = lambda: 0
+            if run in self._runs:
+                self._runs.remove(run)
+
+    def queued_batches(self) -> int:
+        """Batches the runs on this pool have waiting for an actor."""
+        with self._lock:
+            return sum(run.queued_batches() for run in self._runs)
+
+    def fair_share(self, run: ActiveRun) -> int:
+        """Actors ``run`` may keep busy: all of them while no other run has
+        calls in flight, else an equal share of the pool with those that have
+        (a run left suspended in a variable soon has none, and takes no share)."""
+        others = sum(1 for other in self._runs if other is not run and other.busy())
+        return max(1, -(-len(self._slots) // (others + 1)))
+
+    def other_runs_calls(self, run: ActiveRun) -> list[Call]:
+        """The calls in flight of the other runs: ``run`` collects them too
+        while it waits, so a suspended run never keeps actors from it."""
+        return [call for other in self._runs if other is not run
+                for call in other.calls_in_flight()]
 
     def break_pool(self) -> None:
         """Mark the pool broken: no actor can be kept alive."""

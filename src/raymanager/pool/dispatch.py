@@ -85,7 +85,22 @@ class Run:
             on_progress=on_progress,
             on_charge=pool.count_retry,
         )
-        pool.queued_batches = self.core.queued_batches
+
+    # ------------------------------------------------- what the pool asks of a run
+
+    def queued_batches(self) -> int:
+        return self.core.queued_batches()
+
+    def busy(self) -> bool:
+        return bool(self.core.calls)
+
+    def calls_in_flight(self) -> list[Call]:
+        return self.core.calls_in_flight()
+
+    def collect(self, call: Call) -> None:
+        """Another run found this call of ours finished (lock held): take it."""
+        if self.core.owns(call):
+            self._collect(call)
 
     # ----------------------------------------------------------------- the loop
 
@@ -101,6 +116,7 @@ class Run:
         core = self.core
         completed = False
         lock = self.pool.locked()
+        self.pool.add_run(self)
         try:
             while True:
                 with lock:
@@ -123,7 +139,10 @@ class Run:
                     continue
                 with lock:
                     core.check_stall()
+                    # Other runs' calls too: one left suspended by its consumer
+                    # must not keep the actors it used from this one.
                     calls = {call.ref: call for call in core.calls_in_flight()}
+                    calls.update((call.ref, call) for call in self.pool.other_runs_calls(self))
                     refs = list(calls) + [
                         s.ready_ref for s in self.pool.slots
                         if s.state is SlotState.STARTING and s.ready_ref is not None
@@ -135,9 +154,10 @@ class Run:
                     self.pool.check_usable()
                     for ref in ready_refs:
                         call = calls.get(ref)
-                        # Skipped if taken meanwhile: salvaged by a loss we just reported.
-                        if call is not None and self.core.owns(call):
-                            self._collect(call)
+                        if call is not None and isinstance(call.owner, Run):
+                            # Skipped by its run if taken meanwhile (salvaged by
+                            # a loss just reported).
+                            call.owner.collect(call)
             core.check_complete()
             completed = True
         except KeyboardInterrupt:
@@ -151,6 +171,7 @@ class Run:
             if not completed:
                 self._abort()
             core.closed = True
+            self.pool.remove_run(self)
 
     def _pop_ready(self) -> list[tuple[int, Any]]:
         with self.pool.locked():
@@ -192,7 +213,7 @@ class Run:
         """Make the calls the engine decides on (lock held)."""
         while True:
             command = self.core.next_send(self.pool.slots, time.monotonic(),
-                                          self.pool.batches_left)
+                                          self.pool.batches_left, self.pool.fair_share(self))
             if command is GROW:
                 self.pool.grow()  # an elastic pool below its max
                 return
