@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from raymanager.engine.run import RunCore
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "engine_scale.py"
 
 
-def _load() -> ModuleType:
+def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location("engine_scale", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "engine_scale", module)  # for its dataclass
     spec.loader.exec_module(module)
     return module
 
 
-def test_quick_run_writes_its_figures(tmp_path: Path) -> None:
+def test_quick_run_writes_its_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "engine_scale.json"
     originals = {name: RunCore.__dict__[name] for name in ("next_send", "returned", "pop_ready")}
-    _load().main(["--quick", "--out", str(out)])
+    _load(monkeypatch).main(["--quick", "--out", str(out)])
     # The core's methods are unwrapped again afterwards.
     assert all(RunCore.__dict__[name] is method for name, method in originals.items())
 
