@@ -10,16 +10,14 @@ call's fate here (``call_done`` / ``call_lost``), as it does for runs.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 
 from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
+from raymanager.pool.calls import CallBook
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
-
-if TYPE_CHECKING:
-    from raymanager.pool.actor_pool import ActorPool
 
 __all__ = ["Broadcast"]
 
@@ -27,7 +25,7 @@ __all__ = ["Broadcast"]
 class Broadcast:
     """One broadcast in flight: a call per slot, retried on a replacement."""
 
-    def __init__(self, pool: ActorPool, method: str, payload_ref: Any, max_retries: int) -> None:
+    def __init__(self, pool: CallBook, method: str, payload_ref: Any, max_retries: int) -> None:
         self.pool = pool
         self.method = method
         self.payload_ref = payload_ref

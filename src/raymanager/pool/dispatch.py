@@ -31,7 +31,7 @@ from raymanager.engine import policy
 from raymanager.engine.run import GROW, Journal, RunCore, Send
 from raymanager.engine.slots import Call, Loss, LossKind, SlotState
 from raymanager.engine.wire import CallSpec, Report
-from raymanager.pool.actor_pool import ActorPool
+from raymanager.pool.calls import CallBook
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
 
 __all__ = ["TIMED_OUT", "Deadline", "ProgressCallback", "Run"]
@@ -58,7 +58,7 @@ class Run:
 
     def __init__(
         self,
-        pool: ActorPool,
+        pool: CallBook,
         source: BatchSource,
         config: BatchConfig,
         *,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ray
 
-if TYPE_CHECKING:
-    from raymanager.pool.actor_pool import ActorPool
+from raymanager.engine.slots import Slot
 
 __all__ = ["ACTOR_NAME_PREFIX", "THROUGHPUT_WINDOW_S", "Throughput", "list_pools", "pool_stats"]
 
@@ -22,6 +21,20 @@ __all__ = ["ACTOR_NAME_PREFIX", "THROUGHPUT_WINDOW_S", "Throughput", "list_pools
 ACTOR_NAME_PREFIX = "raymanager/"
 #: Seconds of finished batches that stats()["batches_per_s"] averages over.
 THROUGHPUT_WINDOW_S = 60.0
+
+
+class Counted(Protocol):
+    """What :func:`pool_stats` reads of a pool."""
+
+    created: float
+    restarts: int
+    recycled: int
+    retries: int
+
+    @property
+    def slots(self) -> list[Slot]: ...
+
+    def queued_batches(self) -> int: ...
 
 
 class Throughput:
@@ -42,14 +55,14 @@ class Throughput:
         return recent / max(min(THROUGHPUT_WINDOW_S, age), 1e-9)
 
 
-def pool_stats(pool: ActorPool, throughput: Throughput) -> dict[str, Any]:
+def pool_stats(pool: Counted, throughput: Throughput) -> dict[str, Any]:
     """``pool.stats()`` (lock held).
 
     ``actors``: one dict per slot (``pid``, ``node_id``, ``state``, ``batches``
     finished, ``busy_fraction`` of the pool's lifetime spent in
     ``process_batch``, ``restarts``). Pool-wide: ``restarts``, ``recycled``,
     ``retries`` (tries charged to batches), ``in_flight_calls``,
-    ``queued_batches`` (waiting for an actor in the current run),
+    ``queued_batches`` (waiting for an actor, in all runs on the pool),
     ``batches_per_s`` over the last minute.
     """
     age = max(time.monotonic() - pool.created, 1e-9)

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 
@@ -29,10 +29,8 @@ from raymanager.errors import (
     RemoteTraceback,
     WorkerDiedError,
 )
+from raymanager.pool.calls import CallBook
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
-
-if TYPE_CHECKING:
-    from raymanager.pool.actor_pool import ActorPool
 
 __all__ = ["Submissions"]
 
@@ -55,7 +53,7 @@ class _Item:
 class Submissions:
     """The submitted items of one pool, and the thread that runs them."""
 
-    def __init__(self, pool: ActorPool) -> None:
+    def __init__(self, pool: CallBook) -> None:
         self.pool = pool
         self.waiting: collections.deque[_Item] = collections.deque()
         self.calls: dict[Any, tuple[Call, _Item]] = {}

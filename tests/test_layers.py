@@ -1,0 +1,101 @@
+"""The package's layering, read from its source: imports point down only.
+
+- the engine (``raymanager.engine``) imports no Ray, no clock and nothing of
+  the pool: it is checked by the simulator, without Ray;
+- no module imports another in a cycle;
+- inside the pool, no module but the facade ``pool/actor_pool.py`` knows
+  the public ``ActorPool``;
+- no module of ``pool/`` is much longer than one job needs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "src" / "raymanager"
+MAX_POOL_MODULE_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules ``path`` imports when it runs (``if TYPE_CHECKING:`` blocks excluded)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for field in ("body", "orelse", "handlers", "finalbody"):
+                visit(getattr(node, field, []) or [])
+
+    visit(tree.body)
+    return found
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+GRAPH = {
+    name: {m for m in _runtime_imports(path) if m in MODULES and m != name}
+    for name, path in MODULES.items()
+}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("raymanager.engine")))
+def test_the_engine_imports_no_ray_no_clock_and_no_pool(name: str) -> None:
+    imports = _runtime_imports(MODULES[name])
+    assert not {m for m in imports if m == "ray" or m.startswith("ray.")}
+    assert not {m for m in imports if m.startswith("raymanager.pool")}
+    assert "time" not in imports and "threading" not in imports
+
+
+def test_no_module_imports_another_in_a_cycle() -> None:
+    # Package __init__ files re-export lazily or from below: leave them out.
+    graph = {n: {m for m in deps if MODULES[m].name != "__init__.py"}
+             for n, deps in GRAPH.items() if MODULES[n].name != "__init__.py"}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycle = [*path[path.index(dep):], dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                walk(dep)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node)
+
+
+def test_inside_the_pool_only_the_facade_knows_the_public_pool() -> None:
+    # Runs, broadcasts, submissions and stats take the internal CallBook;
+    # the public class is for users (the manager, the training loop).
+    public = {"raymanager.ActorPool", "raymanager.pool.ActorPool",
+              "raymanager.pool.actor_pool", "raymanager.pool.actor_pool.ActorPool"}
+    inside = {name for name in MODULES
+              if name.startswith(("raymanager.pool.", "raymanager.engine"))}
+    importers = {name for name in inside if _runtime_imports(MODULES[name]) & public}
+    assert importers == set(), importers
+    assert _runtime_imports(MODULES["raymanager.manager"]) & public  # the check sees imports
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "pool").glob("*.py")), ids=lambda p: p.name)
+def test_pool_modules_stay_small(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= MAX_POOL_MODULE_LINES
