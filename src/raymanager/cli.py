@@ -4,6 +4,7 @@
     raymanager train --config run.yaml --num-actors 4 --address auto
     raymanager train --resume runs/CartPole-v1-seed0-20261126-101500
     raymanager evaluate runs/CartPole-v1-seed0-20261126-101500 --episodes 100
+    raymanager evaluate runs/CartPole-v1-seed0-20261126-101500 --video policy.gif
     raymanager info
 
 Options of ``train`` come from :class:`raymanager.training.TrainConfig`:
@@ -31,6 +32,9 @@ from rich.table import Table
 from raymanager.errors import RayManagerError
 from raymanager.progress import LiveDisplay
 from raymanager.training import (
+    CURVE_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
     TrainConfig,
     TrainSummary,
     evaluate_checkpoint,
@@ -38,6 +42,7 @@ from raymanager.training import (
     resume_config,
     train,
 )
+from raymanager.video import VideoError
 
 __all__ = ["main"]
 
@@ -154,7 +159,14 @@ def _report(summary: TrainSummary) -> None:
     state = "interrupted" if summary.interrupted else (
         "solved" if summary.solved else "budget ended before the target")
     table.add_row("status", f"{state} (target {summary.target_return:g})")
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    run_dir = summary.run_dir
+    # Where to look next, as lines a user can copy.
+    out.print(f"learning curve: {run_dir / CURVE_FILE}\n"
+              f"metrics:        {run_dir / METRICS_FILE}\n"
+              f"TensorBoard:    tensorboard --logdir {run_dir / TENSORBOARD_DIR}"
+              f"  (pip install tensorboard)", highlight=False, soft_wrap=True)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -183,6 +195,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        return _record_video(args)
     result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes,
                                  num_actors=args.num_actors, address=args.address)
     table = Table(title=f"evaluation of {args.checkpoint}")
@@ -193,6 +207,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                   f"{result['return_std']:.2f}", f"{result['return_min']:.1f}",
                   f"{result['return_max']:.1f}", f"{result['length_mean']:.1f}")
     Console().print(table)
+    return 0
+
+
+def _record_video(args: argparse.Namespace) -> int:
+    from raymanager.video import record_video  # gymnasium loads only for a video
+
+    result = record_video(args.checkpoint, args.video, episodes=args.video_episodes)
+    returns = ", ".join(f"{value:.1f}" for value in result.returns)
+    Console().print(f"video: {result.path} ({result.frames} frames, "
+                    f"{len(result.returns)} episode(s), returns {returns})",
+                    highlight=False, soft_wrap=True)
     return 0
 
 
@@ -257,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-actors", type=int, default=2, help="evaluation actors")
     evaluate.add_argument("--address", default=None,
                           help="Ray cluster to join (none: a private local Ray)")
+    evaluate.add_argument("--video", metavar="FILE", default=None,
+                          help="instead of evaluating, record episodes into FILE (.gif or "
+                               ".mp4) in this process")
+    evaluate.add_argument("--video-episodes", type=int, default=1,
+                          help="episodes to record with --video")
     evaluate.set_defaults(run=_cmd_evaluate)
     info = commands.add_parser("info", help="show the Ray resources raymanager sees",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -266,8 +296,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ConsoleHandler(logging.Handler):
+    """Log lines printed through the console the live progress line is drawn on.
+
+    rich then ends the live line first and redraws it below the message, so a
+    WARNING never lands on the end of the progress line.
+    """
+
+    def __init__(self, target: Console) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.target.print(self.format(record), markup=False, highlight=False,
+                              soft_wrap=True)
+        except Exception:  # logging must never raise into the program
+            self.handleError(record)
+
+
 #: What a user's mistake or the machine's state can raise: one line, exit status 2.
-USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError)
+USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError, VideoError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,10 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = _ConsoleHandler(console)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        handlers=[handler], force=True)
     terminated: list[int] = []
 
     def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
