@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageSequence
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from raymanager import RayManager
+from raymanager import RayActor, RayManager
 from raymanager.agents import make_agent
 from raymanager.cli import main
 from raymanager.training import Checkpoint, TrainConfig, save_checkpoint, tensorboard_scalars
@@ -110,3 +110,55 @@ def test_mujoco_video_renders_or_says_what_to_install(tmp_path: Path) -> None:
         assert result.frames == 6
         with Image.open(result.path) as gif:
             assert gif.size == (480, 480)
+
+
+def test_log_lines_never_land_on_the_live_progress_line() -> None:
+    import io
+    import logging
+    import re
+
+    from rich.console import Console
+
+    from raymanager.cli import _ConsoleHandler
+    from raymanager.progress import LiveDisplay
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80)
+    display = LiveDisplay(TrainConfig().resolved(), console)
+    handler = _ConsoleHandler(console)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("raymanager.test_live_line")
+    log.addHandler(handler)
+    log.propagate = False
+    display.start()
+    try:
+        display({"round": 1, "max_rounds": 1000, "training_seconds": 1.0,
+                 "training_env_steps": 100, "seconds": 1.0, "target": 475.0,
+                 "eval_return_mean": 20.0, "max_seconds": 600.0})
+        log.warning("replacing actor Echo#0")
+    finally:
+        display.stop()
+        log.removeHandler(handler)
+    # rich returns to the start of the live line and clears it before the message.
+    out = buffer.getvalue()
+    assert re.search(r"[\r\n](\x1b\[[0-9;?]*[A-Za-z])*WARNING raymanager.test_live_line: "
+                     r"replacing actor Echo#0\n", out), repr(out)
+
+
+
+class Echo(RayActor):
+    def process_batch(self, batch: object) -> object:
+        return batch
+
+
+def test_info_shows_which_node_each_pools_actors_are_on(manager: RayManager) -> None:
+    import ray
+
+    from raymanager.cli import pools_by_node
+
+    pool = manager.create_actor_pool(Echo, {}, num_actors=2)
+    nodes = pools_by_node()
+    assert set(nodes) == {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    on_nodes = {key: count for node in nodes.values() for key, count in node["pools"].items()}
+    assert on_nodes.get(f"{pool.pool_id}/Echo") == 2
+    assert all(node["address"] == "127.0.0.1" for node in nodes.values())

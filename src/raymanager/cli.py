@@ -249,6 +249,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
             for pool in pools:
                 table.add_row(f"pool {pool['pool']}",
                               f"{pool['actors']} x {pool['actor_class']} alive")
+            for node_id, node in sorted(pools_by_node().items(),
+                                        key=lambda item: item[1]["address"]):
+                on_node = ", ".join(f"pool {key}: {count}"
+                                    for key, count in sorted(node["pools"].items()))
+                table.add_row(f"node {node['address']} ({node_id[:8]})",
+                              on_node or "no raymanager actors")
         elif args.address:
             table.add_row("pools", "none: no raymanager pool has live actors on this cluster")
         else:
@@ -256,6 +262,44 @@ def _cmd_info(args: argparse.Namespace) -> int:
             table.add_row("pools", "none in this private Ray; use --address to see a cluster's")
         Console().print(table)
     return 0
+
+
+def pools_by_node() -> dict[str, dict[str, Any]]:
+    """Per live node of the connected Ray: its address and our actors on it, by pool.
+
+    ``{node_id: {"address": "10.0.0.5", "pools": {"<pool>/<class>": actors}}}``.
+    Read from Ray's actor table (``ray._private.state``: the public state API
+    needs the dashboard, which raymanager leaves off); where that is not
+    available, nodes are listed without pools.
+
+    >>> pools_by_node()   # doctest: +SKIP
+    {'11e06672...': {'address': '127.0.0.1', 'pools': {'92554b9e/TrainingActor': 2}}}
+    """
+    import ray
+
+    from raymanager.pool.observe import ACTOR_NAME_PREFIX
+
+    nodes: dict[str, dict[str, Any]] = {
+        str(node["NodeID"]): {"address": str(node.get("NodeManagerAddress", "?")), "pools": {}}
+        for node in ray.nodes()  # type: ignore[no-untyped-call]
+        if node.get("Alive")
+    }
+    try:
+        from ray._private import state
+
+        actors = list(state.actors().values())
+    except Exception:  # a Ray without this private table: nodes only
+        return nodes
+    for actor in actors:
+        name = str(actor.get("Name") or "")
+        if actor.get("State") != "ALIVE" or not name.startswith(ACTOR_NAME_PREFIX):
+            continue
+        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
+        node_id = str((actor.get("Address") or {}).get("NodeID", ""))
+        if node_id in nodes:
+            key = f"{pool_id}/{class_name}"
+            nodes[node_id]["pools"][key] = nodes[node_id]["pools"].get(key, 0) + 1
+    return nodes
 
 
 def _gib(value: float) -> str:
