@@ -73,6 +73,23 @@ def _make_render_env(config: dict[str, Any]) -> Any:
             f"pip install -e \".[video]\"") from None
 
 
+def _follow_the_agent(env: Any) -> None:
+    """Make a MuJoCo env's free camera track the agent's body.
+
+    Left free, gymnasium's default camera stays where the episode started, and
+    a running HalfCheetah leaves the picture within seconds. An env that names
+    a camera of its own keeps it.
+    """
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    if renderer is None or renderer.camera_id != -1:
+        return
+    import mujoco
+
+    renderer.camera_id = None  # -1 would reset the camera to "free" on every frame
+    renderer.default_cam_config = {"trackbodyid": 1, **(renderer.default_cam_config or {}),
+                                   "type": mujoco.mjtCamera.mjCAMERA_TRACKING}
+
+
 def _first_frame(env: Any, env_id: str, seed: int) -> Any:
     """Reset and render once, turning a missing GL or SDL into a VideoError."""
     try:
@@ -142,7 +159,9 @@ def record_video(
     agent = make_agent(agent_config)
     agent.set_weights(checkpoint.weights)
     base_seed = EVAL_SEED_OFFSET + (config.seed if seed is None else seed)
-    env = RenderCollection(_make_render_env(agent_config), pop_frames=False, reset_clean=False)
+    base_env = _make_render_env(agent_config)
+    _follow_the_agent(base_env)
+    env = RenderCollection(base_env, pop_frames=False, reset_clean=False)
     result = VideoResult(path=path, frames=0)
     try:
         for episode in range(episodes):
