@@ -6,8 +6,9 @@
 
 The page is generated, never typed: every figure on it comes from a JSON file,
 shown with the date, machine and command that produced it. Files are read in
-name order; each must be a report of ``benchmarks/run.py`` (a new kind of
-report needs its own renderer here, so nothing is shown half-understood).
+name order; each must be a report of ``benchmarks/run.py`` or a training run
+recorded by ``benchmarks/training_result.py`` (a new kind of report needs its
+own renderer here, so nothing is shown half-understood).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ What the workloads are and why raymanager behaves as it does is on the
 figure with the machine it was measured on, and compare variants within one run, where
 they ran interleaved on the same machine at the same time.
 
-To add a run: `python benchmarks/run.py --out docs/results/NAME.json`, then
-`python benchmarks/results_page.py`.
+To add a benchmark run: `python benchmarks/run.py --out docs/results/NAME.json`; a
+training run: `python benchmarks/training_result.py RUN_DIR --command "..." --out
+docs/results/NAME.json`; then `python benchmarks/results_page.py`.
 """
 
 
@@ -164,8 +166,54 @@ def _other_rows(report: dict[str, Any]) -> list[str]:
     return _table(["what", "value", "note"], rows) if rows else []
 
 
+def render_training(name: str, result: dict[str, Any]) -> str:
+    """One section of the page: a run of ``raymanager train`` (benchmarks/training_result.py)."""
+    m, config, rows = result["machine"], result["config"], result["rows"]
+    evaluations = [row for row in rows if row.get("eval_return_mean") is not None]
+    target = config.get("target_return")
+    last = rows[-1]
+    lines = [
+        f"## {name}",
+        "",
+        f"- **date**: {result['date']}",
+        f"- **command**: `{result['command']}`",
+        f"- **machine**: {m.get('cpu_model')}, {m.get('cpu_count')} CPUs; {m.get('platform')}",
+        f"- **software**: Python {m.get('python')}, Ray {m.get('ray')}, numpy "
+        f"{m.get('numpy')}, gymnasium {m.get('gymnasium')}, mujoco {m.get('mujoco')}",
+    ]
+    if result.get("note"):
+        lines.append(f"- **note**: {result['note']}")
+    table = [
+        ["environment, agent, seed", f"{config['env']}, {config['agent']}, {config['seed']}"],
+        ["training actors, evaluation actors",
+         f"{config['num_actors']}, {config['num_eval_actors']}"],
+        ["rounds", f"{last['round']}"],
+        ["env steps (training)", f"{last['env_steps']:,}"],
+        ["training episodes", f"{last['episodes']:,}" if last.get("episodes") else "-"],
+        ["wall time (Ray start-up included)", f"{last['seconds']:.0f} s"],
+    ]
+    if evaluations:
+        final, best = evaluations[-1], max(evaluations, key=lambda r: r["eval_return_mean"])
+        table += [
+            ["last evaluation: mean ± std over episodes",
+             f"{final['eval_return_mean']:.1f} ± {final['eval_return_std']:.1f} over "
+             f"{final['eval_episodes']} (round {final['round']})"],
+            ["best evaluation mean", f"{best['eval_return_mean']:.1f} (round {best['round']}, "
+                                     f"{best['seconds']:.0f} s)"],
+        ]
+        if target is not None:
+            reached = next((r for r in evaluations if r["eval_return_mean"] >= target), None)
+            table.append([f"target {target:g} reached",
+                          "no" if reached is None else
+                          f"round {reached['round']}, {reached['seconds']:.0f} s"])
+    lines += ["", *_table(["what", "value"], table)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def render_report(name: str, report: dict[str, Any]) -> str:
     """One section of the page: a ``benchmarks/run.py`` report."""
+    if report.get("kind") == "training":
+        return render_training(name, report)
     if "workloads" not in report or "machine" not in report:
         raise ValueError(f"{name}: not a benchmarks/run.py report (no 'workloads'/'machine'); "
                          f"add a renderer for it in benchmarks/results_page.py")

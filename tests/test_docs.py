@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,19 +144,42 @@ def test_no_page_points_outside_the_project() -> None:
         assert "../shared" not in page.read_text(encoding="utf-8"), _name(page)
 
 
-def test_the_results_page_is_generated_from_the_json() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "results_page", ROOT / "benchmarks" / "results_page.py")
+def _benchmark_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    expected = module.render_page(DOCS / "results")
+    return module
+
+
+def test_the_results_page_is_generated_from_the_json() -> None:
+    expected = _benchmark_module("results_page").render_page(DOCS / "results")
     assert (DOCS / "results.md").read_text(encoding="utf-8") == expected, (
         "docs/results.md is out of date: run python benchmarks/results_page.py")
     for path in (DOCS / "results").glob("*.json"):
         text = path.read_text(encoding="utf-8")
         for key in ('"date"', '"command"', '"machine"', '"platform"', '"cpu_count"'):
             assert key in text, f"{path.name} lacks {key}"
+
+
+def test_a_training_run_becomes_a_results_section(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(
+        "env: CartPole-v1\nagent: es\nseed: 3\nnum_actors: 2\nnum_eval_actors: 2\n"
+        "target_return: 475.0\n")
+    (run_dir / "metrics.csv").write_text(
+        "round,seconds,env_steps,episodes,eval_return_mean,eval_return_std,eval_episodes\n"
+        "1,5.5,1000,128,,,\n2,7.25,2000,256,480.5,3.5,100\n")
+    result = _benchmark_module("training_result").training_result(
+        run_dir, "raymanager train --seed 3", note="a test")
+    assert result["command"] == "raymanager train --seed 3"
+    assert result["machine"]["cpu_count"] == os.cpu_count() and result["date"].endswith("Z")
+    section = _benchmark_module("results_page").render_report("train-test", result)
+    assert "| rounds | 2 |" in section
+    assert "| last evaluation: mean ± std over episodes | 480.5 ± 3.5 over 100 (round 2) |" \
+        in section
+    assert "| target 475 reached | round 2, 7 s |" in section
 
 
 @pytest.mark.slow
