@@ -34,7 +34,8 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# Each directive says :members: itself (a default of True would override a list).
+autodoc_default_options = {"show-inheritance": True}
 
 html_theme = "furo"
 html_title = "raymanager"
