@@ -44,6 +44,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
+import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
@@ -997,6 +998,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
 
     report: dict[str, Any] = {
+        # What docs/results.md cites: when, on what, and how to run it again.
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]]),
         "machine": machine_info(),
         "settings": {"quick": args.quick, "repeats": repeats, "w3_repeats": w3_repeats,
                      "workers": WORKERS},

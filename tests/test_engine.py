@@ -1,7 +1,7 @@
 """The engine's promises where two things happen at once, and per-batch accounting.
 
 Each test pins one defect found by porting peer pools' test suites and known
-failure modes to raymanager (see the failure model in the README).
+failure modes to raymanager (see docs/failure-model.md).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: Names imported on first use: their modules bring in gymnasium, rich and
 #: Ray's driver-side machinery, which a Ray worker running an actor never
-#: needs (~0.1 s less per worker start; a replacement actor joins sooner).
+#: needs: a worker starts faster, so a replacement actor joins sooner.
 __getattr__, __dir__ = lazy_attributes(__name__, {
     "EvaluationActor": "raymanager.actors.evaluation",
     "TrainingActor": "raymanager.actors.training",

@@ -48,7 +48,7 @@ __all__ = [
 
 #: Arrays at least this big go to the object store once instead of inline.
 #: Below it, pickling a group's rows into the call is cheaper than resolving
-#: an object reference in the worker (measured in benchmarks/).
+#: an object reference in the worker (chosen with benchmarks/run.py, W2 and W3).
 SHARE_MIN_BYTES = 512 * 1024
 
 

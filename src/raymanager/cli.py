@@ -4,6 +4,7 @@
     raymanager train --config run.yaml --num-actors 4 --address auto
     raymanager train --resume runs/CartPole-v1-seed0-20261126-101500
     raymanager evaluate runs/CartPole-v1-seed0-20261126-101500 --episodes 100
+    raymanager evaluate runs/CartPole-v1-seed0-20261126-101500 --video policy.gif
     raymanager info
 
 Options of ``train`` come from :class:`raymanager.training.TrainConfig`:
@@ -31,6 +32,9 @@ from rich.table import Table
 from raymanager.errors import RayManagerError
 from raymanager.progress import LiveDisplay
 from raymanager.training import (
+    CURVE_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
     TrainConfig,
     TrainSummary,
     evaluate_checkpoint,
@@ -38,6 +42,7 @@ from raymanager.training import (
     resume_config,
     train,
 )
+from raymanager.video import VideoError
 
 __all__ = ["main"]
 
@@ -154,7 +159,14 @@ def _report(summary: TrainSummary) -> None:
     state = "interrupted" if summary.interrupted else (
         "solved" if summary.solved else "budget ended before the target")
     table.add_row("status", f"{state} (target {summary.target_return:g})")
-    Console().print(table)
+    out = Console()
+    out.print(table)
+    run_dir = summary.run_dir
+    # Where to look next, as lines a user can copy.
+    out.print(f"learning curve: {run_dir / CURVE_FILE}\n"
+              f"metrics:        {run_dir / METRICS_FILE}\n"
+              f"TensorBoard:    tensorboard --logdir {run_dir / TENSORBOARD_DIR}"
+              f"  (pip install tensorboard)", highlight=False, soft_wrap=True)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -183,6 +195,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        return _record_video(args)
     result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes,
                                  num_actors=args.num_actors, address=args.address)
     table = Table(title=f"evaluation of {args.checkpoint}")
@@ -193,6 +207,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                   f"{result['return_std']:.2f}", f"{result['return_min']:.1f}",
                   f"{result['return_max']:.1f}", f"{result['length_mean']:.1f}")
     Console().print(table)
+    return 0
+
+
+def _record_video(args: argparse.Namespace) -> int:
+    from raymanager.video import record_video  # gymnasium loads only for a video
+
+    result = record_video(args.checkpoint, args.video, episodes=args.video_episodes)
+    returns = ", ".join(f"{value:.1f}" for value in result.returns)
+    Console().print(f"video: {result.path} ({result.frames} frames, "
+                    f"{len(result.returns)} episode(s), returns {returns})",
+                    highlight=False, soft_wrap=True)
     return 0
 
 
@@ -224,6 +249,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
             for pool in pools:
                 table.add_row(f"pool {pool['pool']}",
                               f"{pool['actors']} x {pool['actor_class']} alive")
+            for node_id, node in sorted(pools_by_node().items(),
+                                        key=lambda item: item[1]["address"]):
+                on_node = ", ".join(f"pool {key}: {count}"
+                                    for key, count in sorted(node["pools"].items()))
+                table.add_row(f"node {node['address']} ({node_id[:8]})",
+                              on_node or "no raymanager actors")
         elif args.address:
             table.add_row("pools", "none: no raymanager pool has live actors on this cluster")
         else:
@@ -231,6 +262,44 @@ def _cmd_info(args: argparse.Namespace) -> int:
             table.add_row("pools", "none in this private Ray; use --address to see a cluster's")
         Console().print(table)
     return 0
+
+
+def pools_by_node() -> dict[str, dict[str, Any]]:
+    """Per live node of the connected Ray: its address and our actors on it, by pool.
+
+    ``{node_id: {"address": "10.0.0.5", "pools": {"<pool>/<class>": actors}}}``.
+    Read from Ray's actor table (``ray._private.state``: the public state API
+    needs the dashboard, which raymanager leaves off); where that is not
+    available, nodes are listed without pools.
+
+    >>> pools_by_node()   # doctest: +SKIP
+    {'11e06672...': {'address': '127.0.0.1', 'pools': {'92554b9e/TrainingActor': 2}}}
+    """
+    import ray
+
+    from raymanager.pool.observe import ACTOR_NAME_PREFIX
+
+    nodes: dict[str, dict[str, Any]] = {
+        str(node["NodeID"]): {"address": str(node.get("NodeManagerAddress", "?")), "pools": {}}
+        for node in ray.nodes()  # type: ignore[no-untyped-call]
+        if node.get("Alive")
+    }
+    try:
+        from ray._private import state
+
+        actors = list(state.actors().values())
+    except Exception:  # a Ray without this private table: nodes only
+        return nodes
+    for actor in actors:
+        name = str(actor.get("Name") or "")
+        if actor.get("State") != "ALIVE" or not name.startswith(ACTOR_NAME_PREFIX):
+            continue
+        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
+        node_id = str((actor.get("Address") or {}).get("NodeID", ""))
+        if node_id in nodes:
+            key = f"{pool_id}/{class_name}"
+            nodes[node_id]["pools"][key] = nodes[node_id]["pools"].get(key, 0) + 1
+    return nodes
 
 
 def _gib(value: float) -> str:
@@ -257,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-actors", type=int, default=2, help="evaluation actors")
     evaluate.add_argument("--address", default=None,
                           help="Ray cluster to join (none: a private local Ray)")
+    evaluate.add_argument("--video", metavar="FILE", default=None,
+                          help="instead of evaluating, record episodes into FILE (.gif or "
+                               ".mp4) in this process")
+    evaluate.add_argument("--video-episodes", type=int, default=1,
+                          help="episodes to record with --video")
     evaluate.set_defaults(run=_cmd_evaluate)
     info = commands.add_parser("info", help="show the Ray resources raymanager sees",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -266,8 +340,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ConsoleHandler(logging.Handler):
+    """Log lines printed through the console the live progress line is drawn on.
+
+    rich then ends the live line first and redraws it below the message, so a
+    WARNING never lands on the end of the progress line.
+    """
+
+    def __init__(self, target: Console) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.target.print(self.format(record), markup=False, highlight=False,
+                              soft_wrap=True)
+        except Exception:  # logging must never raise into the program
+            self.handleError(record)
+
+
 #: What a user's mistake or the machine's state can raise: one line, exit status 2.
-USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError)
+USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError, VideoError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,10 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = _ConsoleHandler(console)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        handlers=[handler], force=True)
     terminated: list[int] = []
 
     def on_sigterm(signum: int, frame: types.FrameType | None) -> None:

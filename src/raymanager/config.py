@@ -9,7 +9,7 @@ Ray worker::
     ...
     ValueError: BatchConfig.batch_size must be >= 1, got 0
 
-This module imports nothing of ours (see the README, "Development": layers).
+This module imports nothing of ours (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ OnError = Literal["raise", "continue"] | Callable[[Any], str]
 #: than the machine has (it only schedules by them), so os.cpu_count() is no
 #: bound; but a count no machine or cluster has (2**20 is 16x the largest
 #: supercomputer node count times cores per node we know of) is a typo, and
-#: Ray would only fail 35 s later with "node timed out during startup".
+#: Ray would only fail much later, at start-up, with "node timed out during startup".
 MAX_DEVICES = 2**20
 #: Upper bound of a byte count: 2**60 bytes (an exbibyte). Larger is a typo.
 MAX_BYTES = 2**60

@@ -8,7 +8,7 @@ and ETA::
 
 ``LiveDisplay``, the line of ``raymanager train``, fits 80 columns::
 
-    round 12/300 ━━━━━━━━━━ 0:00:14  53.2k steps/s  eval 212.3/475  ≤9m46s left
+    round 12/1000 ━━━━━━━━━━ 0:00:14  53.2k steps/s  eval 212.3/475  ≤9m46s left
 """
 
 from __future__ import annotations

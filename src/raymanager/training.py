@@ -17,13 +17,14 @@ Options left at None take the defaults of the environment and agent
 the paper's V2-t settings on the MuJoCo tasks (10 evaluation episodes).
 
 The run directory holds ``config.yaml`` (resolved options), ``metrics.csv``,
-``checkpoint/`` (``weights.npz`` + ``state.json``: loading never executes code)
-and ``learning_curve.png``.
+``tensorboard/`` (the same metrics as TensorBoard events, ``train/...`` and
+``eval/...``), ``checkpoint/`` (``weights.npz`` + ``state.json``: loading never
+executes code) and ``learning_curve.png``.
 
     >>> from raymanager.training import TrainConfig, train        # doctest: +SKIP
     >>> summary = train(TrainConfig(max_rounds=5, output_dir="runs"))  # doctest: +SKIP
 
-Only the public API of raymanager is used here (see the README, "Development": layers).
+Only the public API of raymanager is used here (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "config.yaml"
 CURVE_FILE = "learning_curve.png"
+TENSORBOARD_DIR = "tensorboard"
 #: Evaluation episodes use seeds from a range training seeds never reach.
 EVAL_SEED_OFFSET = 1_000_000_000
 
@@ -126,7 +128,8 @@ class TrainConfig:
     target_return: float | None = field(
         default=None, metadata=_help("stop at this mean eval return (None: env threshold)")
     )
-    # MuJoCo runs are bounded by time (Hopper: ~100-500 short rounds in 15 min).
+    # MuJoCo runs are bounded by time rather than rounds: their rounds vary in
+    # length (a Hopper that falls early makes a short round).
     max_rounds: int = field(default=1000, metadata=_help("round budget"))
     max_seconds: float | None = field(default=600.0, metadata=_help("wall-clock budget"))
     output_dir: str = field(default="runs", metadata=_help("where run directories go"))
@@ -240,8 +243,9 @@ def round_defaults(env: str, agent: str) -> dict[str, int]:
         return {"seeds_per_round": directions, "batch_size": batch, "chunk_size": batch,
                 "eval_every": max(1, min(10, math.ceil(64 / directions))),
                 "eval_episodes": 10}
-    # Tuned on this 2-core machine: one batch per actor per round, and wide
-    # vector envs (128 envs step ~3x faster per env than 32).
+    # One batch per training actor per round (2 by default), each rolled out
+    # as one wide vector env, which costs less per env step than narrow ones;
+    # chosen with benchmarks/es_single_process.py --batch-size/--chunk-size.
     return {"seeds_per_round": 128, "batch_size": 64, "chunk_size": 64, "eval_every": 1,
             "eval_episodes": 100}
 
@@ -416,7 +420,27 @@ RESUMABLE_OPTIONS = ("max_rounds", "max_seconds", "target_return", "progress", "
                      "num_cpus", "num_actors", "num_eval_actors")
 
 #: The files of a run directory that ``overwrite`` replaces.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE, TENSORBOARD_DIR)
+
+
+def tensorboard_scalars(row: Mapping[str, Any]) -> dict[str, float]:
+    """A metrics row as TensorBoard scalars: ``eval_*`` under ``eval/``, the rest ``train/``.
+
+    The round is the step, so it is not a scalar itself; empty cells are left out.
+
+    >>> tensorboard_scalars({"round": 3, "loss": 0.5, "eval_return_mean": 200.0,
+    ...                      "eval_episodes": None})
+    {'train/loss': 0.5, 'eval/return_mean': 200.0}
+    """
+    scalars: dict[str, float] = {}
+    for key, value in row.items():
+        if key == "round" or value is None or value == "":
+            continue
+        if key.startswith("eval_"):
+            scalars[f"eval/{key[len('eval_'):]}"] = float(value)
+        else:
+            scalars[f"train/{key}"] = float(value)
+    return scalars
 
 
 def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
@@ -516,7 +540,7 @@ def _remove_run_files(run_dir: Path, *, remove_dir: bool = True) -> None:
 
 
 class _RunFiles:
-    """The run directory: config, metrics rows, checkpoint and curve.
+    """The run directory: config, metrics rows (CSV and TensorBoard), checkpoint and curve.
 
     ``metrics.csv`` and the checkpoint always agree: a row is written before
     the checkpoint of its round, and rows past the checkpoint's round (a run
@@ -532,6 +556,13 @@ class _RunFiles:
             self._rewrite([])
         else:
             self.keep_rounds_up_to(resumed_round)
+        from tensorboardX import SummaryWriter
+
+        # On resume, purge_step tells TensorBoard to drop the earlier file's events
+        # past the checkpoint's round, as keep_rounds_up_to drops those CSV rows.
+        self.events = SummaryWriter(
+            str(run_dir / TENSORBOARD_DIR),
+            purge_step=None if resumed_round is None else resumed_round + 1)
 
     def _rewrite(self, rows: list[list[str]]) -> None:
         def write(handle: Any) -> None:
@@ -560,6 +591,14 @@ class _RunFiles:
         csv.writer(line).writerow([_cell(row.get(column)) for column in METRIC_COLUMNS])
         with open(self.metrics_path, "a", newline="", encoding="utf-8") as handle:
             handle.write(line.getvalue())  # one write: Ctrl-C never leaves half a row
+        step = int(row["round"])
+        for tag, value in tensorboard_scalars(
+                {column: row.get(column) for column in METRIC_COLUMNS}).items():
+            self.events.add_scalar(tag, value, step)
+        self.events.flush()
+
+    def close(self) -> None:
+        self.events.close()
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(self.run_dir / CHECKPOINT_DIR, checkpoint)
@@ -753,6 +792,7 @@ def train(
         save()
         files.keep_rounds_up_to(round_index)
     finally:
+        files.close()
         manager.shutdown()
     try:
         files.plot(target)

@@ -12,7 +12,7 @@ over several batches exactly.
     >>> result["episodes"], len(result["returns"])
     (4, 4)
 
-This module knows nothing of Ray (see "Development" in the README: layers).
+This module knows nothing of Ray (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations

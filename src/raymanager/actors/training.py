@@ -20,7 +20,7 @@ return their updated ``weights``, which the driver averages.
     >>> result["rows"], result["plus_returns"].shape, "weights" in result
     (16.0, (16,), False)
 
-This module knows nothing of Ray (see "Development" in the README: layers).
+This module knows nothing of Ray (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ key                      meaning
     >>> result["plus_returns"].shape, result["obs_count"]
     ((4,), 160.0)
 
-This module knows nothing of Ray (see "Development" in the README: layers).
+This module knows nothing of Ray (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations

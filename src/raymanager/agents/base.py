@@ -21,7 +21,7 @@ input you do not control.
     >>> sorted(agent.get_weights())[:2]
     ['W', 'adam.m.W']
 
-This module knows nothing of Ray (see "Development" in the README: layers).
+This module knows nothing of Ray (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ config seeds 0-19: 110 000 to 375 000 training env steps, median about 250 000
     >>> metrics["episodes"], metrics["rows"]
     (16.0, 8.0)
 
-This module knows nothing of Ray (see "Development" in the README: layers).
+This module knows nothing of Ray (see docs/development.md, "Layers").
 """
 
 from __future__ import annotations

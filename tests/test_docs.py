@@ -1,0 +1,195 @@
+"""The README and the docs site are right: the site builds with no warning, every
+``python`` block on every page runs, every ``raymanager`` command line parses, every
+relative link resolves, and the results page is what its JSON files say.
+
+Each python block runs in a fresh interpreter in an empty folder (with ``examples/``
+beside it), as a new user would run it: a block that starts Ray starts its own private
+Ray and shuts it down before it ends. A block that cannot run in a test starts with
+``# not run: <why>``; there are few, and each must say why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raymanager.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+NOT_RUN = "# not run:"
+#: The two commands of the README's Quickstart, byte for byte.
+QUICKSTART = (
+    "python3 -m venv .venv && . .venv/bin/activate && python -m pip install -e . "
+    "&& raymanager train",
+    'python3 -m venv .venv && . .venv/bin/activate && python -m pip install -e ".[test]" '
+    "&& python -m pytest",
+)
+
+
+def _name(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+def blocks(page: Path, language: str) -> list[str]:
+    return [code for lang, code in BLOCK.findall(page.read_text(encoding="utf-8"))
+            if lang == language]
+
+
+def python_blocks() -> list[tuple[str, int, str]]:
+    return [(_name(page), index, code) for page in PAGES
+            for index, code in enumerate(blocks(page, "python"))]
+
+
+def runnable_blocks() -> list[tuple[str, int, str]]:
+    return [block for block in python_blocks() if not block[2].startswith(NOT_RUN)]
+
+
+def test_the_readme_has_the_blocks_this_file_runs() -> None:
+    assert len(blocks(README, "python")) >= 2
+    assert any("class Normalize" in code for code in blocks(README, "python"))
+    assert any("manager.create_actor_pool(" in code and "process_in_parallel" in code
+               for code in blocks(README, "python"))
+
+
+def test_the_readme_is_short_and_keeps_the_quickstart() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    quickstart = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    for command in QUICKSTART:
+        assert f"```bash\n{command}\n```" in quickstart
+
+
+def test_every_page_has_runnable_code_or_none_and_few_blocks_are_skipped() -> None:
+    skipped = [block for block in python_blocks() if block[2].startswith(NOT_RUN)]
+    for page, index, code in skipped:
+        reason = code.splitlines()[0][len(NOT_RUN):].strip()
+        assert reason, f"{page} python block {index}: '# not run:' must say why"
+    assert len(skipped) <= 3, [f"{page}#{index}" for page, index, _ in skipped]
+    assert len(runnable_blocks()) >= 15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("page", "index", "code"), runnable_blocks(),
+                         ids=[f"{page}-{index}" for page, index, _ in runnable_blocks()])
+def test_python_block_runs(page: str, index: int, code: str, tmp_path: Path) -> None:
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, env=env)
+    assert done.returncode == 0, f"{page} python block {index}:\n{code}\n{done.stderr[-3000:]}"
+    assert "Traceback" not in done.stderr
+
+
+def _command_lines() -> list[list[str]]:
+    commands = []
+    for page in PAGES:
+        for code in blocks(page, "bash"):
+            for line in code.splitlines():
+                line = line.split("  #")[0].strip()
+                for part in line.split("&&"):
+                    words = shlex.split(part)
+                    if words and words[0] == "raymanager":
+                        commands.append(words[1:])
+    return commands
+
+
+def test_every_raymanager_command_in_the_docs_parses() -> None:
+    commands = _command_lines()
+    assert {c[0] for c in commands} >= {"train", "evaluate", "info"}
+    parser = build_parser()
+    for words in commands:
+        parser.parse_args(words)  # exits (fails the test) on an unknown flag
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(page: Path) -> set[str]:
+    """Heading anchors as GitHub and MyST make them."""
+    anchors = set()
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            title = re.sub(r"[^\w\- ]", "", title)
+            anchors.add(title.replace(" ", "-"))
+    return anchors
+
+
+def test_every_relative_link_resolves() -> None:
+    for page in PAGES:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"^[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path) if path else page
+            assert resolved.exists(), f"{_name(page)}: link to {target}: no such file"
+            if anchor and resolved.suffix == ".md":
+                assert anchor in _anchors(resolved), f"{_name(page)}: link to {target}"
+
+
+def test_no_page_points_outside_the_project() -> None:
+    for page in PAGES:
+        assert "../shared" not in page.read_text(encoding="utf-8"), _name(page)
+
+
+def _benchmark_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_results_page_is_generated_from_the_json() -> None:
+    expected = _benchmark_module("results_page").render_page(DOCS / "results")
+    assert (DOCS / "results.md").read_text(encoding="utf-8") == expected, (
+        "docs/results.md is out of date: run python benchmarks/results_page.py")
+    for path in (DOCS / "results").glob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        for key in ('"date"', '"command"', '"machine"', '"platform"', '"cpu_count"'):
+            assert key in text, f"{path.name} lacks {key}"
+
+
+def test_a_training_run_becomes_a_results_section(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(
+        "env: CartPole-v1\nagent: es\nseed: 3\nnum_actors: 2\nnum_eval_actors: 2\n"
+        "target_return: 475.0\n")
+    (run_dir / "metrics.csv").write_text(
+        "round,seconds,env_steps,episodes,eval_return_mean,eval_return_std,eval_episodes\n"
+        "1,5.5,1000,128,,,\n2,7.25,2000,256,480.5,3.5,100\n")
+    result = _benchmark_module("training_result").training_result(
+        run_dir, "raymanager train --seed 3", note="a test")
+    assert result["command"] == "raymanager train --seed 3"
+    assert result["machine"]["cpu_count"] == os.cpu_count() and result["date"].endswith("Z")
+    section = _benchmark_module("results_page").render_report("train-test", result)
+    assert "| rounds | 2 |" in section
+    assert "| last evaluation: mean ± std over episodes | 480.5 ± 3.5 over 100 (round 2) |" \
+        in section
+    assert "| target 475 reached | round 2, 7 s |" in section
+
+
+@pytest.mark.slow
+def test_the_docs_site_builds_with_no_warning(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         str(DOCS), str(tmp_path / "html")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    for page in ("index", "api-guide", "journal", "reference", "results"):
+        assert (tmp_path / "html" / f"{page}.html").exists()
+    assert "process_in_parallel" in (tmp_path / "html" / "reference.html").read_text()
