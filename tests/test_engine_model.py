@@ -4,7 +4,8 @@ Hypothesis draws a schedule: how many batches and actors, how long each batch
 takes, which batches raise, kill their worker or hang (and for how many
 tries), random SIGKILLs, ``on_error``, ``max_retries``, ``timeout_s``,
 ``max_concurrency``, ``num_parallel``, ordered or not, lists, iterators or
-generators, and a consumer that may stop early. The simulator
+generators, a consumer that may stop early, and a second run sharing the
+actors (the consumer pulls from both in a random interleaving). The simulator
 (:mod:`raymanager.engine.simulator`) drives the real :class:`RunCore` through
 it and checks progress, exactly-once delivery, order, blame and bounds at every
 step; any broken promise is shrunk by hypothesis to a small counter-example.
@@ -81,6 +82,7 @@ def schedules(draw: st.DrawFn) -> dict[str, Any]:
         "ordered": draw(st.booleans()),
         "stop_after": stop if num_batches else None,
         "start_delay": draw(st.sampled_from([0.0, 0.2, 1.0])),
+        "runs": draw(st.sampled_from([1, 1, 2])),
     }
 
 
@@ -157,6 +159,24 @@ def test_a_batch_running_beside_a_hung_one_is_not_charged() -> None:
                    batch_seconds=lambda i: 0.3)
     assert isinstance(out.results[2], Exception)
     assert all(out.results[i] == i for i in range(6) if i != 2)
+
+
+def test_a_stopped_run_leaves_the_shared_actors_to_the_other() -> None:
+    """Found by the simulator with two runs: the first stops after one result
+    while its calls still fill the one actor; the other must get the actor
+    once those calls end (the adapter waits for them, then frees the slot)."""
+    out = simulate(num_batches=5, num_actors=1, max_concurrency=2, ordered=False,
+                   stop_after=1, runs=2, start_delay=0.0, batch_seconds=lambda i: 1e-5)
+    assert len(out.results) >= 1 and len(out.others[0].results) >= 1
+
+
+def test_a_hung_call_of_a_suspended_run_times_out_for_the_other() -> None:
+    """Each waiting run keeps every run's clocks: a hang in one run's call is
+    found by its timeout even while only the other run is being pulled."""
+    out = simulate(num_batches=20, num_actors=1, hang_at={3: 1}, timeout_s=0.5, runs=2,
+                   ordered=False)
+    assert out.results == {i: i for i in range(20)}
+    assert out.others[0].results == {i: i for i in range(20)}
 
 
 def test_the_read_ahead_before_the_first_result_is_small() -> None:

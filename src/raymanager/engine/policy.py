@@ -20,6 +20,7 @@ __all__ = [
     "POLL_SECONDS",
     "SCAN_ALL_FROM",
     "call_deadline",
+    "fair_share",
     "group_size",
     "may_queue_behind",
     "queue_depth",
@@ -204,3 +205,16 @@ def call_deadline(call: Call, *, timeout_s: float, seconds_per_batch: float | No
     assert call.started is not None and call.group is not None
     others = (call.group.count - 1) * 2 * (seconds_per_batch or 0.0)
     return call.started + timeout_s + others
+
+
+def fair_share(num_slots: int, other_busy_runs: int) -> int:
+    """Actors one run may keep busy while ``other_busy_runs`` runs have calls in flight.
+
+    All of them alone, else an equal share (rounded up: an odd actor goes to
+    whoever asks first). A run left suspended soon has no call in flight and
+    takes no share.
+
+    >>> fair_share(5, 1)
+    3
+    """
+    return max(1, -(-num_slots // (other_busy_runs + 1)))

@@ -372,8 +372,10 @@ class RunCore:
         if timed_out and loss.culprit is not None:
             running = running and loss.culprit is call
         attributable = running and (alone or timed_out)
-        if loss.kind is LossKind.PREEMPTED:
-            self._requeue(group)  # preemption is not failure: no try used
+        if loss.kind in (LossKind.PREEMPTED, LossKind.STOPPED):
+            # Not the work's fault: its node was drained, or another run that
+            # stopped had its actor replaced. No try used.
+            self._requeue(group)
         elif not running and timed_out:
             self._requeue(group)  # queued behind a hang, or ran beside it: not charged
         elif not attributable or group.count > 1:

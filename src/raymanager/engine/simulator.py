@@ -19,6 +19,11 @@ at every step (:class:`Violation` names the first one broken):
   suspect batch is sent only to an idle actor;
 - **stopping**: a run stopped early leaves no call of its own behind.
 
+With ``runs=2`` two runs share the actors, as two ``imap`` streams of one
+pool do; the consumer pulls from them in a random interleaving, and each run
+while it waits lets the other's calls finish and time out (as the adapter
+does), so a suspended run never stalls the other.
+
 It is also the engine's scale model: ``benchmarks/engine_scale.py`` drives
 thousands of simulated actors to measure the driver's own cost per decision.
 
@@ -41,6 +46,7 @@ from typing import Any
 
 from raymanager.batching import BatchSource, make_source
 from raymanager.config import BatchConfig
+from raymanager.engine import policy
 from raymanager.engine.run import GROW, RunCore, Send
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report
@@ -65,6 +71,8 @@ class Outcome:
     decisions: int = 0
     steps: int = 0
     virtual_seconds: float = 0.0
+    #: The outcomes of the other runs that shared the pool (``runs > 1``).
+    others: list[Outcome] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +115,7 @@ def simulate(
     num_parallel: int | None = None,
     ordered: bool = True,
     stop_after: int | None = None,
+    runs: int = 1,
     max_steps: int = 1_000_000,
 ) -> Outcome:
     """Run ``num_batches`` one-row batches (row ``i`` gives result ``i``) on simulated actors.
@@ -114,7 +123,8 @@ def simulate(
     ``raise_at``/``kill_at``/``hang_at`` map a batch index to how many of its
     tries raise, kill their worker, or hang; ``external_kills`` SIGKILLs random
     busy actors at random times; ``stop_after`` makes the consumer stop
-    after that many results. Raises :class:`Violation` on a broken promise.
+    after that many results; ``runs`` runs of the same kind share the actors.
+    Raises :class:`Violation` on a broken promise.
     """
     rng = random.Random(seed)
     durations = batch_seconds or (lambda i: 0.001 + (i * 7919 % 5) / 1000)
@@ -129,24 +139,57 @@ def simulate(
         max_concurrency=max_concurrency,
         stop_on_error=on_error == "raise",
     )
-    rows: Any = list(range(num_batches))
-    if source == "iterator":
-        rows = iter(rows)
-    elif source == "generator":
-        rows = (i for i in range(num_batches))
-    batch_source = make_source(rows, 1)
     config = BatchConfig(batch_size=1, num_parallel=num_parallel or num_actors,
                          max_retries=max_retries, timeout_s=timeout_s, on_error=on_error)
-    core = RunCore(batch_source, config, width=min(config.num_parallel, num_actors),
-                   max_concurrency=max_concurrency, actor_name="Sim", ordered=ordered,
-                   on_charge=sim.count_charge)
-    sim.core = core
+    for number in range(runs):
+        rows: Any = list(range(num_batches))
+        if source == "iterator":
+            rows = iter(rows)
+        elif source == "generator":
+            rows = (i for i in range(num_batches))
+        batch_source = make_source(rows, 1)
+        core = RunCore(batch_source, config, width=min(config.num_parallel, num_actors),
+                       max_concurrency=max_concurrency, actor_name="Sim", ordered=ordered,
+                       on_charge=sim.count_charge)
+        sim.runs.append(_SimRun(number, core, batch_source, config, ordered, stop_after))
     horizon = 0.0
     for _ in range(external_kills):
         horizon += rng.expovariate(1.0 / max(0.01, 4 * durations(0) * num_batches / num_actors))
         sim.schedule(horizon, "external_kill", None)
-    return sim.run(core, batch_source, config, ordered=ordered, stop_after=stop_after,
-                   max_steps=max_steps)
+    outcomes = sim.run(max_steps)
+    outcomes[0].others = outcomes[1:]
+    return outcomes[0]
+
+
+class _SimRun:
+    """One run of the simulation: its core, its consumer's state, its outcome."""
+
+    def __init__(self, number: int, core: RunCore, source: BatchSource, config: BatchConfig,
+                 ordered: bool, stop_after: int | None) -> None:
+        self.number = number
+        self.core = core
+        self.source = source
+        self.config = config
+        self.ordered = ordered
+        self.stop_after = stop_after
+        self.out = Outcome()
+        self.stream: Generator[list[Any], None, None] | None = None
+        self.over = False
+
+    # Calls name their run as their owner; the simulator reports to its core.
+    def call_done(self, call: Call, value: Any) -> None:  # pragma: no cover
+        raise AssertionError("unused")
+
+    def call_lost(  # pragma: no cover
+        self, call: Call, running: bool, alone: bool, loss: Loss
+    ) -> None:
+        raise AssertionError("unused")
+
+
+def _run_of(call: Call) -> _SimRun:
+    owner = call.owner
+    assert isinstance(owner, _SimRun)
+    return owner
 
 
 class _Sim:
@@ -176,13 +219,14 @@ class _Sim:
         self.max_concurrency = max_concurrency
         self.events: list[tuple[float, int, str, Any]] = []
         self.seq = itertools.count()
-        self.tries: Counter[int] = Counter()  # batch -> times it began running
-        self.hits: Counter[int] = Counter()  # batch -> losses it was running alone at
+        # (run, batch) -> times it began running / losses it was the one charged at
+        self.tries: Counter[tuple[int, int]] = Counter()
+        self.hits: Counter[tuple[int, int]] = Counter()
         self.charges = 0
         self.slots = [Slot(index=i) for i in range(num_actors)]
         self.actors: dict[int, _Actor] = {}
         self.restarts = 0
-        self.core: RunCore | None = None
+        self.runs: list[_SimRun] = []
         for slot in self.slots:
             self._spawn(slot)
 
@@ -212,21 +256,23 @@ class _Sim:
             if id(call) in running:
                 continue
             assert call.group is not None
+            number = _run_of(call).number
             at = self.now
             ends = at
             dies: float | None = None
             results: list[Any] = []
             for k in range(call.group.count):
                 index = call.group.first + k
-                self.tries[index] += 1
-                if self.hang_at.get(index, 0) >= self.tries[index]:
+                self.tries[number, index] += 1
+                tries = self.tries[number, index]
+                if self.hang_at.get(index, 0) >= tries:
                     ends = float("inf")
                     break
-                if self.kill_at.get(index, 0) >= self.tries[index]:
+                if self.kill_at.get(index, 0) >= tries:
                     dies = ends + self.durations(index) / 2
                     break
                 ends += self.durations(index)
-                if self.raise_at.get(index, 0) >= self.tries[index]:
+                if self.raise_at.get(index, 0) >= tries:
                     results.append(Failure(ValueError(f"bad {index}"), "Traceback: bad",
                                            "ValueError"))
                     if self.stop_on_error:
@@ -247,7 +293,6 @@ class _Sim:
         """What ``ActorPool.lose`` does: replace the actor, tell each call's owner."""
         if slot.generation != generation or slot.state is SlotState.RETIRED:
             return
-        assert self.core is not None
         actor = self.actors.get(slot.index)
         running_ids = {id(r.call) for r in actor.running} if actor else set()
         lost = list(slot.calls)
@@ -258,18 +303,17 @@ class _Sim:
             lost[0] if len(lost) == 1 else None)
         if blamed is not None and blamed.group is not None and blamed.group.count == 1 and (
                 id(blamed) in running_ids):
-            self.hits[blamed.group.first] += 1
+            self.hits[_run_of(blamed).number, blamed.group.first] += 1
         self.restarts += 1
         self._spawn(slot)
         concurrent = self.max_concurrency > 1
         for position, call in enumerate(lost):
-            self.core.lost(call, position == 0 or concurrent, len(lost) == 1, loss)
+            _run_of(call).core.lost(call, position == 0 or concurrent, len(lost) == 1, loss)
 
     def _next_event_time(self, wait: float) -> float:
         return min(self.events[0][0] if self.events else float("inf"), self.now + wait)
 
     def _handle(self, kind: str, payload: Any) -> None:
-        assert self.core is not None
         if kind == "ready":
             slot, generation = payload
             if slot.generation == generation and slot.state is SlotState.STARTING:
@@ -283,7 +327,7 @@ class _Sim:
             actor.running = [r for r in actor.running if r.call is not call]
             if call in slot.calls:
                 slot.calls.remove(call)
-            self.core.returned(call, self.reports.pop(id(call)))
+            _run_of(call).core.returned(call, self.reports.pop(id(call)))
             self._begin(actor)
         elif kind == "die":
             slot, generation, _ = payload
@@ -298,55 +342,66 @@ class _Sim:
 
     # ----------------------------------------------------------------- the loop
 
-    def run(
-        self,
-        core: RunCore,
-        source: BatchSource,
-        config: BatchConfig,
-        *,
-        ordered: bool,
-        stop_after: int | None,
-        max_steps: int,
-    ) -> Outcome:
-        out = Outcome()
-        stream = self._chunks(core, out, max_steps)
+    def run(self, max_steps: int) -> list[Outcome]:
+        """The consumer: pulls from the runs in a random interleaving until each ends."""
+        for run in self.runs:
+            run.stream = self._chunks(run, max_steps)
+        live = list(self.runs)
+        while live:
+            run = self.rng.choice(live)
+            if not self._pull(run):
+                live.remove(run)
+        for run in self.runs:
+            everything = run.out.raised is None and run.stop_after is None
+            if everything and sorted(run.out.results) != list(range(run.source.num_batches or 0)):
+                raise Violation(f"run {run.number}: a batch was never handed out")
+            run.out.restarts = self.restarts
+            run.out.virtual_seconds = self.now
+        return [run.out for run in self.runs]
+
+    def _pull(self, run: _SimRun) -> bool:
+        """One ``next()`` on ``run``'s stream; False once the run is over."""
+        assert run.stream is not None
+        out = run.out
         try:
-            for chunk in stream:
-                for index, value in chunk:
-                    if index in out.results:
-                        raise Violation(f"batch {index} handed out twice")
-                    if ordered and index != len(out.order):
-                        raise Violation(f"batch {index} handed out at position {len(out.order)}")
-                    out.results[index] = value
-                    out.order.append(index)
-                    self._check_value(index, value, config)
-                if stop_after is not None and len(out.results) >= stop_after:
-                    break
+            chunk = next(run.stream)
+        except StopIteration:
+            return False
         except BatchError as error:
             out.raised = error
-            self._check_raised(error, out, config, ordered)
-        finally:
-            stream.close()
-        everything = out.raised is None and stop_after is None
-        if everything and sorted(out.results) != list(range(source.num_batches or 0)):
-            raise Violation("a batch was never handed out")
-        out.restarts = self.restarts
-        out.virtual_seconds = self.now
-        return out
+            self._check_raised(error, run)
+            run.stream.close()
+            return False
+        for index, value in chunk:
+            if index in out.results:
+                raise Violation(f"run {run.number}: batch {index} handed out twice")
+            if run.ordered and index != len(out.order):
+                raise Violation(f"run {run.number}: batch {index} handed out at position "
+                                f"{len(out.order)}")
+            out.results[index] = value
+            out.order.append(index)
+            self._check_value(index, value, run)
+        if run.stop_after is not None and len(out.results) >= run.stop_after:
+            run.stream.close()
+            return False
+        return True
 
-    def _chunks(
-        self, core: RunCore, out: Outcome, max_steps: int
-    ) -> Generator[list[Any], None, None]:
+    def _chunks(self, run: _SimRun, max_steps: int) -> Generator[list[Any], None, None]:
+        """The adapter's loop (``pool/dispatch.py``), on simulated actors."""
+        core, out = run.core, run.out
         completed = False
         try:
             while True:
                 out.steps += 1
                 if out.steps > max_steps:
                     raise Violation(f"no end after {max_steps} steps")
-                core.start_clocks(self.slots, self.now)
-                for expire in core.expired(self.now):
-                    self.lose(expire.call.slot, expire.call.generation, expire.loss)
-                self._fill(core, out)
+                sharing = [r.core for r in self.runs if not r.core.closed]
+                for each in sharing:
+                    each.start_clocks(self.slots, self.now)
+                for each in sharing:
+                    for expire in each.expired(self.now):
+                        self.lose(expire.call.slot, expire.call.generation, expire.loss)
+                self._fill(run)
                 self._check_bounds()
                 if core.deliverable():
                     while core.deliverable():
@@ -355,11 +410,11 @@ class _Sim:
                 if core.finished():
                     break
                 core.check_stall()
-                waiting = core.calls_in_flight() or any(
+                waiting = any(each.calls for each in sharing) or any(
                     s.state is SlotState.STARTING for s in self.slots)
                 if not waiting:
                     raise Violation("the run waits for nothing: it would hang")
-                wait = core.wait_timeout(self.now, self.slots)
+                wait = min(each.wait_timeout(self.now, self.slots) for each in sharing)
                 self.now = self._next_event_time(wait)
                 if self.now == float("inf"):
                     raise Violation("the run waits for an event that never comes")
@@ -369,20 +424,38 @@ class _Sim:
             core.check_complete()
             completed = True
         finally:
+            core.closed = True
             if not completed:
-                for call in core.close():
-                    # Let a stopped run's calls finish (the adapter's grace period).
-                    if call in call.slot.calls:
-                        call.slot.calls.remove(call)
-                core.clear()
+                self._abort(core)
                 for slot in self.slots:
                     if any(id(c) in core.calls for c in slot.calls):
                         raise Violation("a stopped run left a call behind")
 
-    def _fill(self, core: RunCore, out: Outcome) -> None:
+    def _abort(self, core: RunCore) -> None:
+        """What the adapter does for a stopped run: it waits up to the grace
+        period for the run's calls (the actors go on meanwhile, for every
+        run), then kills and replaces the actors of those still busy."""
+        pending = core.close()
+        grace_ends = self.now + policy.CANCEL_GRACE_SECONDS
+        while (self.events and self.events[0][0] <= grace_ends
+               and any(call in call.slot.calls for call in pending)):
+            at, _, kind, payload = heapq.heappop(self.events)
+            self.now = max(self.now, at)
+            self._handle(kind, payload)
+        for call in pending:
+            if call in call.slot.calls:
+                loss = Loss(LossKind.STOPPED, "still busy when its run stopped",
+                            f"Sim#{call.slot.index}")
+                self.lose(call.slot, call.generation, loss)
+        core.clear()
+
+    def _fill(self, run: _SimRun) -> None:
+        core, out = run.core, run.out
+        busy_others = sum(1 for r in self.runs if r is not run and r.core.calls)
+        share = policy.fair_share(len(self.slots), busy_others)
         while True:
             out.decisions += 1
-            command = core.next_send(self.slots, self.now)
+            command = core.next_send(self.slots, self.now, share=share)
             if command is None or command is GROW:
                 return
             assert isinstance(command, Send)
@@ -391,55 +464,44 @@ class _Sim:
                 raise Violation(f"a call was sent to slot {slot.index} while {slot.state.value}")
             if group.suspect and slot.calls:
                 raise Violation(f"suspect batch {group.first} queued behind another call")
-            call = Call(None, slot, slot.generation, _NoOwner(), group=group,
+            in_use = sum(1 for n in core.calls_per_slot.values() if n)
+            if not core.calls_per_slot[slot.index] and in_use >= share:
+                raise Violation(f"run {run.number} took an actor past its share of {share}")
+            call = Call(None, slot, slot.generation, run, group=group,
                         started=command.started, expected=command.expected)
             slot.calls.append(call)
             core.sent(call)
             out.calls += 1
-            actor = self.actors[slot.index]
-            self._begin(actor)
+            self._begin(self.actors[slot.index])
 
     def _check_bounds(self) -> None:
         for slot in self.slots:
             if len(slot.calls) > max(2, self.max_concurrency):
                 raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
 
-    def _check_value(self, index: int, value: Any, config: BatchConfig) -> None:
+    def _check_value(self, index: int, value: Any, run: _SimRun) -> None:
         if isinstance(value, BatchError):
-            self._check_blame(value, config)
+            self._check_blame(value, run)
             if value.index != index:
                 raise Violation(f"batch {index}'s error names batch {value.index}")
         elif value != _value(index):
             raise Violation(f"batch {index} gave {value!r}")
 
-    def _check_blame(self, error: BatchError, config: BatchConfig) -> None:
-        index = error.index
-        if error.attempts > config.max_retries + 1:
+    def _check_blame(self, error: BatchError, run: _SimRun) -> None:
+        index, key = error.index, (run.number, error.index)
+        if error.attempts > run.config.max_retries + 1:
             raise Violation(f"batch {index} tried {error.attempts} times")
         if type(error) is BatchError:
             if self.raise_at.get(index, 0) < 1:
                 raise Violation(f"batch {index} blamed for raising; it never raised")
             return
         # Tries are shared: a callback's "retry" after a raise uses one too.
-        raised = min(self.raise_at.get(index, 0), self.tries[index])
-        if self.hits[index] < 1 or self.hits[index] + raised < error.attempts:
+        raised = min(self.raise_at.get(index, 0), self.tries[key])
+        if self.hits[key] < 1 or self.hits[key] + raised < error.attempts:
             raise Violation(f"batch {index} charged {error.attempts} tries, was running "
-                            f"alone at {self.hits[index]} losses and raised {raised} times")
+                            f"alone at {self.hits[key]} losses and raised {raised} times")
 
-    def _check_raised(self, error: BatchError, out: Outcome, config: BatchConfig,
-                      ordered: bool) -> None:
-        self._check_value(error.index, error, config)
-        if ordered and sorted(out.results) != list(range(error.index)):
+    def _check_raised(self, error: BatchError, run: _SimRun) -> None:
+        self._check_value(error.index, error, run)
+        if run.ordered and sorted(run.out.results) != list(range(error.index)):
             raise Violation(f"batch {error.index} raised before every earlier batch was out")
-
-
-class _NoOwner:
-    """Simulated calls are reported to the core directly."""
-
-    def call_done(self, call: Call, value: Any) -> None:  # pragma: no cover
-        raise AssertionError("unused")
-
-    def call_lost(  # pragma: no cover
-        self, call: Call, running: bool, alone: bool, loss: Loss
-    ) -> None:
-        raise AssertionError("unused")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from raymanager.actors.base import RayActor
+from raymanager.engine.run import RunCore
 from raymanager.engine.slots import Call, Slot
 from raymanager.errors import ManagerShutdownError, PoolBrokenError
 from raymanager.pool import placement as placing
@@ -31,11 +32,7 @@ logger = logging.getLogger("raymanager")
 class ActiveRun(Protocol):
     """What the pool needs of a run iterating over it (``dispatch.Run``)."""
 
-    def queued_batches(self) -> int: ...
-
-    def busy(self) -> bool: ...
-
-    def calls_in_flight(self) -> list[Call]: ...
+    core: RunCore
 
     def collect(self, call: Call) -> None: ...
 

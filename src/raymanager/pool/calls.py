@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from raymanager.engine import policy
 from raymanager.engine.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool.base import ActiveRun, PoolState
 from raymanager.pool.lifecycle import ActorLifecycle
@@ -147,17 +148,13 @@ class CallBook(ActorLifecycle):
     def queued_batches(self) -> int:
         """Batches the runs on this pool have waiting for an actor."""
         with self._lock:
-            return sum(run.queued_batches() for run in self._runs)
+            return sum(run.core.queued_batches() for run in self._runs)
+
+    def runs(self) -> list[ActiveRun]:
+        """The runs sharing this pool now, oldest first (lock held)."""
+        return list(self._runs)
 
     def fair_share(self, run: ActiveRun) -> int:
-        """Actors ``run`` may keep busy: all of them while no other run has
-        calls in flight, else an equal share of the pool with those that have
-        (a run left suspended in a variable soon has none, and takes no share)."""
-        others = sum(1 for other in self._runs if other is not run and other.busy())
-        return max(1, -(-len(self._slots) // (others + 1)))
-
-    def other_runs_calls(self, run: ActiveRun) -> list[Call]:
-        """The calls in flight of the other runs: ``run`` collects them too
-        while it waits, so a suspended run never keeps actors from it."""
-        return [call for other in self._runs if other is not run
-                for call in other.calls_in_flight()]
+        """Actors ``run`` may keep busy (see :func:`raymanager.engine.policy.fair_share`)."""
+        others = sum(1 for other in self._runs if other is not run and other.core.calls)
+        return policy.fair_share(len(self._slots), others)

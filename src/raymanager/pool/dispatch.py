@@ -86,17 +86,6 @@ class Run:
             on_charge=pool.count_retry,
         )
 
-    # ------------------------------------------------- what the pool asks of a run
-
-    def queued_batches(self) -> int:
-        return self.core.queued_batches()
-
-    def busy(self) -> bool:
-        return bool(self.core.calls)
-
-    def calls_in_flight(self) -> list[Call]:
-        return self.core.calls_in_flight()
-
     def collect(self, call: Call) -> None:
         """Another run found this call of ours finished (lock held): take it."""
         if self.core.owns(call):
@@ -123,9 +112,15 @@ class Run:
                     self._check_pool()
                     self.pool.poll()
                     now = time.monotonic()
-                    core.start_clocks(self.pool.slots, now)
-                    for expire in core.expired(now):
-                        self.pool.lose(expire.call.slot, expire.call.generation, expire.loss)
+                    # Every run's clocks, not only ours: a call of a suspended
+                    # run that hangs must not stall this one.
+                    sharing = [run.core for run in self.pool.runs()]
+                    for each in sharing:
+                        each.start_clocks(self.pool.slots, now)
+                    for each in sharing:
+                        for expire in each.expired(now):
+                            self.pool.lose(expire.call.slot, expire.call.generation,
+                                           expire.loss)
                     self._fill()
                 if core.deliverable():
                     while core.deliverable():
@@ -141,8 +136,8 @@ class Run:
                     core.check_stall()
                     # Other runs' calls too: one left suspended by its consumer
                     # must not keep the actors it used from this one.
-                    calls = {call.ref: call for call in core.calls_in_flight()}
-                    calls.update((call.ref, call) for call in self.pool.other_runs_calls(self))
+                    calls = {call.ref: call for run in self.pool.runs()
+                             for call in run.core.calls_in_flight()}
                     refs = list(calls) + [
                         s.ready_ref for s in self.pool.slots
                         if s.state is SlotState.STARTING and s.ready_ref is not None
@@ -195,7 +190,7 @@ class Run:
 
     def _wait_timeout(self) -> float:
         now = time.monotonic()
-        wait = self.core.wait_timeout(now, self.pool.slots)
+        wait = min(run.core.wait_timeout(now, self.pool.slots) for run in self.pool.runs())
         if self.deadline.at is not None:
             wait = min(wait, max(0.0, self.deadline.at - now))
         return wait
