@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from raymanager.errors import RayManagerError
+from raymanager.errors import JournalError
 
 __all__ = ["Journal", "JournalError", "fingerprint"]
 
@@ -39,10 +39,6 @@ __all__ = ["Journal", "JournalError", "fingerprint"]
 #: their shape, dtype and first and last MiB.
 HASH_WHOLE_BYTES = 64 * 1024 * 1024
 _EDGE = 1024 * 1024
-
-
-class JournalError(RayManagerError):
-    """A journal cannot be used: made for other data, unreadable, or a result it cannot store."""
 
 
 def fingerprint(data: Any, batch_size: int, num_rows: int | None) -> dict[str, Any]:
