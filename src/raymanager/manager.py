@@ -37,10 +37,10 @@ import numpy as np
 import ray
 
 from raymanager.actors.base import RayActor
-from raymanager.batching import SHARE_MIN_BYTES, make_source
+from raymanager.batching import SHARE_MIN_BYTES, BatchSource, make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError, RayStartError
-from raymanager.journal import Journal, fingerprint
+from raymanager.journal import Journal, fingerprint, input_digest
 from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
@@ -468,11 +468,20 @@ class RayManager:
                              else store // 2)
         if stored_ref is not None and source.shared is None:
             raise TypeError("an ObjectRef passed as data must hold numpy arrays (not objects)")
-        log = None
-        if journal is not None:
-            log = Journal.open(journal, fingerprint(data, config.batch_size, source.num_rows))
+        log = _open_journal(journal, data, source, config)
         self._warn_idle_actors(actor_pool, config)
-        actor_pool.claim()  # PoolBusyError before anything is put in the store
+        try:
+            actor_pool.claim()  # PoolBusyError before anything is put in the store
+        except BaseException:
+            if log is not None:
+                log.close()
+            raise
+
+        def release() -> None:
+            actor_pool.release()
+            if log is not None:
+                log.close()  # commits the last results
+
         try:
             empty = source.is_empty()
             shared_ref: Any = None
@@ -483,12 +492,12 @@ class RayManager:
             elif not empty and source.shared is not None:
                 shared_ref = ray.put(source.shared)
         except BaseException:
-            actor_pool.release()
+            release()
             raise
         deadline = Deadline()
         generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
                                   empty=empty, deadline=deadline, journal=log)
-        return ResultStream(generator, release=actor_pool.release, results_only=results_only,
+        return ResultStream(generator, release=release, results_only=results_only,
                              deadline=deadline, check_usable=actor_pool.check_usable)
 
     def _results(
@@ -527,6 +536,8 @@ class RayManager:
             del shared_ref
             actor_pool.release()
             self._warn_if_store_full()
+            if journal is not None:
+                journal.close()  # commits the last results
 
     def _warn_idle_actors(self, actor_pool: ActorPool, config: BatchConfig) -> None:
         if actor_pool.max_actors > config.num_parallel and actor_pool not in self._warned_idle:
@@ -622,6 +633,20 @@ class RayManager:
                 100 * stats["used"] / stats["total"], stats["used"], stats["total"],
             )
 
+
+
+def _open_journal(
+    path: str | os.PathLike[str] | None, data: Any, source: BatchSource, config: BatchConfig
+) -> Journal | None:
+    """The run's journal (None without one). An input whose content the fingerprint
+    does not cover has each batch's rows hashed as they are taken."""
+    if path is None:
+        return None
+    expected = fingerprint(data, config.batch_size, source.num_rows)
+    if expected["content"] is None:
+        source.keep_digests(input_digest)
+        return Journal.open(path, expected, digest_of=source.pop_digest)
+    return Journal.open(path, expected)
 
 
 class ResultStream(Iterator[Any]):

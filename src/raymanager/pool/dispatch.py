@@ -41,7 +41,7 @@ from raymanager.errors import (
     RemoteTraceback,
     WorkerDiedError,
 )
-from raymanager.journal import Journal
+from raymanager.journal import NOT_RECORDED, Journal
 from raymanager.pool.actor_pool import ActorPool
 from raymanager.pool.host import CallSpec, Failure, Report
 from raymanager.pool.ray_errors import FailureKind, classify, user_cause
@@ -192,6 +192,8 @@ class Run:
                         if s.state is SlotState.STARTING and s.ready_ref is not None
                     ]
                     timeout = self._wait_timeout()
+                    if self.journal is not None and self.journal.replayed():
+                        timeout = 0.0  # results read back need no actor: go on at once
                 with self.pool.ray_call():
                     ready = self._wait(refs, timeout)
                 with lock:
@@ -422,13 +424,13 @@ class Run:
                 return None
             size = self._group_size()
             group = self.source.take(size if room is None else max(1, min(size, room)))
-            if group is None or self.journal is None or not self.journal.done:
+            if group is None or self.journal is None or not self.journal.resuming:
                 return group
             # A resumed run: batches in the journal are read back, not run again.
             for part in group.split(self.source.batch_size):
-                if part.first in self.journal.done:
-                    self._done(part.first, self.journal.read(part.first),
-                               rows=part.num_rows, recorded=True)
+                recorded = self.journal.replay(part.first)  # JournalError if its input changed
+                if recorded is not NOT_RECORDED:
+                    self._done(part.first, recorded, rows=part.num_rows, recorded=True)
                 else:
                     self._requeue(part)
 
