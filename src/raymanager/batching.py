@@ -271,6 +271,9 @@ class BatchSource:
         rows = group.rows
         if rows is None:  # shared: the rows are a range of the stored data
             rows = slice_rows(self.shared, group.row_start, group.row_stop)
+        if group.count == 1:
+            self._digests[group.first] = self._digest(rows)
+            return
         for k in range(group.count):
             lo = k * self.batch_size
             hi = min(lo + self.batch_size, group.num_rows)

@@ -192,10 +192,11 @@ class Run:
                         if s.state is SlotState.STARTING and s.ready_ref is not None
                     ]
                     timeout = self._wait_timeout()
-                    if self.journal is not None and self.journal.replayed():
-                        timeout = 0.0  # results read back need no actor: go on at once
+                    replayed = self.journal is not None and self.journal.replayed()
+                if replayed and not refs:
+                    continue  # results read back from a journal need no actor: go on at once
                 with self.pool.ray_call():
-                    ready = self._wait(refs, timeout)
+                    ready = self._wait(refs, 0.0 if replayed else timeout)
                 with lock:
                     self.pool.check_usable()
                     for ref in ready:
