@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -367,3 +368,16 @@ def test_sigkilled_drivers_lose_nothing_and_rerun_at_most_their_last_group(
     counts = sigkill_loop(ray.get_runtime_context().gcs_address, tmp_path, kills=20,
                           rows=2000, seed=19)
     assert counts["lost"] == counts["wrong"] == 0 and counts["commit_groups"] > 0
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/journal.md's resume example, in a fresh interpreter with its own Ray."""
+    page = (TESTS.parent / "docs" / "journal.md").read_text()
+    blocks = [code for lang, code in re.findall(r"^```(\w+)\n(.*?)^```", page, re.S | re.M)
+              if lang == "python" and "RayManager()" in code]
+    assert len(blocks) == 1
+    done = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batch 12's input rows differ" in done.stdout
