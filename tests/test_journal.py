@@ -356,6 +356,22 @@ def test_a_stopped_run_resumes_without_running_recorded_batches(
     assert marks_of(marks, "b") | kept == set(range(60))
 
 
+def test_a_stream_holds_its_journal_until_done_or_dropped(
+    manager: RayManager, tmp_path: Path
+) -> None:
+    from journal_actors import Total
+
+    pool = manager.create_actor_pool(Total, {}, num_actors=1)
+    other = manager.create_actor_pool(Total, {}, num_actors=1)
+    path, config = tmp_path / "run.journal", BatchConfig(batch_size=1)
+    stream = manager.imap(pool, [1, 2, 3], config, journal=path)
+    with pytest.raises(JournalError, match="in use by another run"):
+        manager.process_in_parallel(other, [1, 2, 3], config, journal=path)
+    del stream  # never started: dropping it frees the pool and the journal
+    assert manager.process_in_parallel(other, [1, 2, 3], config, journal=path) == [1, 2, 3]
+    assert manager.process_in_parallel(pool, [1, 2, 3], config, journal=path) == [1, 2, 3]
+
+
 # --------------------------------------------------------------------------- SIGKILL loop
 
 

@@ -634,7 +634,6 @@ class RayManager:
             )
 
 
-
 def _open_journal(
     path: str | os.PathLike[str] | None, data: Any, source: BatchSource, config: BatchConfig
 ) -> Journal | None:
