@@ -11,7 +11,9 @@ EXPECTED = [
     "BatchError",
     "BatchTimeoutError",
     "BroadcastError",
+    "CheckpointError",
     "EvaluationActor",
+    "JournalError",
     "ManagerShutdownError",
     "PoolBrokenError",
     "PoolBusyError",
@@ -23,6 +25,7 @@ EXPECTED = [
     "RayStartError",
     "RemoteTraceback",
     "ResourceUnavailableError",
+    "RunFileError",
     "TrainingActor",
     "WorkerDiedError",
 ]
@@ -45,6 +48,8 @@ def test_error_tree() -> None:
     assert issubclass(errors.WorkerDiedError, errors.BatchError)
     assert issubclass(errors.ActorStartError, errors.PoolBrokenError)
     assert issubclass(errors.ResourceUnavailableError, errors.PoolBrokenError)
+    assert issubclass(errors.CheckpointError, ValueError)  # as it was before the tree
+    assert issubclass(errors.RunFileError, OSError)  # errno and filename of the failure
     for name in errors.__all__:
         cls = getattr(errors, name)
         if name != "RemoteTraceback":

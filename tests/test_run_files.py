@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from raymanager import RayManager
+from raymanager import RayManager, RunFileError
 from raymanager.progress import LiveDisplay, format_duration
 from raymanager.training import (
     METRIC_COLUMNS,
@@ -65,10 +66,56 @@ def test_a_full_disk_leaves_no_temporary_file(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(RunFileError, match="No space left") as info:
         save_checkpoint(folder, Checkpoint({"W": np.zeros(3)}, 2, 20, 2.0, {}))
+    assert info.value.filename == str(folder / "weights.npz")  # the file, by name
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # old one whole
     assert load_checkpoint(folder).round == 1
+
+
+def full_disk(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_metrics_rows_are_fsynced_and_a_full_disk_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = TrainConfig(output_dir=str(tmp_path), run_name="r", target_return=10)
+    files = _RunFiles(new_run_dir(config), config, None)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    files.append({"round": 1, "seconds": 1.0})
+    # The row is on disk when append returns (TensorBoard's events may sync too).
+    assert synced.count(str(files.metrics_path)) == 1
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(RunFileError, match="No space left") as info:
+        files.append({"round": 2, "seconds": 2.0})
+    assert info.value.filename == str(files.metrics_path)
+
+
+def test_a_run_that_cannot_write_its_first_file_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Started on a full disk: one error line naming the file, and no empty run folder
+    (the next run would get a -2 suffix)."""
+    from raymanager.cli import main
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # config.yaml is the first file, before Ray
+    status = main(["train", "--max-rounds", "1", "--no-progress", "--output-dir",
+                   str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: No space left on device: "), err
+    assert lines[0].endswith("config.yaml") and str(tmp_path) in lines[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_full_disk_in_the_cli_is_an_error_line(
@@ -87,7 +134,33 @@ def test_full_disk_in_the_cli_is_an_error_line(
     assert status == 2
     err = capsys.readouterr().err
     assert "error:" in err and "No space left on device" in err and "Traceback" not in err
+    assert str(tmp_path / "full" / "checkpoint" / "weights.npz") in " ".join(err.split())
     assert [p.name for p in (tmp_path / "full" / "checkpoint").iterdir()] == []
+
+
+def test_a_curve_that_cannot_be_drawn_is_one_warning_and_exit_3(
+    ray_session: RayManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import matplotlib.figure
+
+    from raymanager.cli import INCOMPLETE, main
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    status = main(["train", "--seeds-per-round", "4", "--batch-size", "2", "--chunk-size", "2",
+                   "--eval-episodes", "2", "--max-rounds", "1", "--no-progress",
+                   "--output-dir", str(tmp_path), "--run-name", "curve"])
+    assert status == INCOMPLETE == 3
+    # The CLI prints log lines through its console (above the progress line).
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    warnings = [line for line in output.splitlines() if "WARNING" in line and "curve" in line]
+    assert len(warnings) == 1 and "Traceback" not in output  # one line, no traceback
+    assert "No space left on device" in warnings[0]
+    run_dir = tmp_path / "curve"
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoint", "config.yaml", "metrics.csv", "tensorboard"]  # no partial PNG
+    assert load_checkpoint(run_dir).round == 1
 
 
 def _rows(path: Path) -> list[str]:

@@ -17,6 +17,8 @@ from raymanager.errors import (
     BatchError,
     BatchTimeoutError,
     BroadcastError,
+    CheckpointError,
+    JournalError,
     ManagerShutdownError,
     PoolBrokenError,
     PoolBusyError,
@@ -24,6 +26,7 @@ from raymanager.errors import (
     RayStartError,
     RemoteTraceback,
     ResourceUnavailableError,
+    RunFileError,
     WorkerDiedError,
 )
 
@@ -51,7 +54,9 @@ __all__ = [
     "BatchError",
     "BatchTimeoutError",
     "BroadcastError",
+    "CheckpointError",
     "EvaluationActor",
+    "JournalError",
     "ManagerShutdownError",
     "PoolBrokenError",
     "PoolBusyError",
@@ -63,6 +68,7 @@ __all__ = [
     "RayStartError",
     "RemoteTraceback",
     "ResourceUnavailableError",
+    "RunFileError",
     "TrainingActor",
     "WorkerDiedError",
 ]

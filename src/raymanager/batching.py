@@ -29,7 +29,7 @@ import itertools
 import math
 import mmap
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,6 +242,42 @@ class BatchSource:
         self._next_batch = 0
         self._next_row = 0
         self._bytes_taken = 0
+        #: Hashes of the input rows of batches taken and not yet claimed by
+        #: :meth:`pop_digest` (kept only after :meth:`keep_digests`).
+        self._digests: dict[int, bytes] = {}
+        self._digest: Callable[[Any], bytes] | None = None
+
+    def keep_digests(self, digest: Callable[[Any], bytes]) -> None:
+        """Hash each batch's rows with ``digest`` as they are taken (for a journal).
+
+        Every batch is hashed when its group is taken, whether it is then run
+        or read back from a journal, so a lazy source's rows are hashed as
+        they are read and never kept.
+
+        >>> source = make_source([1, 2, 3], batch_size=2)
+        >>> source.keep_digests(lambda rows: repr(rows).encode())
+        >>> _ = source.take(2)
+        >>> source.pop_digest(1)
+        b'[3]'
+        """
+        self._digest = digest
+
+    def pop_digest(self, index: int) -> bytes | None:
+        """The hash of batch ``index``'s rows, once (None: not hashed, or already popped)."""
+        return self._digests.pop(index, None)
+
+    def _hash_batches(self, group: Group) -> None:
+        assert self._digest is not None
+        rows = group.rows
+        if rows is None:  # shared: the rows are a range of the stored data
+            rows = slice_rows(self.shared, group.row_start, group.row_stop)
+        if group.count == 1:
+            self._digests[group.first] = self._digest(rows)
+            return
+        for k in range(group.count):
+            lo = k * self.batch_size
+            hi = min(lo + self.batch_size, group.num_rows)
+            self._digests[group.first + k] = self._digest(slice_rows(rows, lo, hi))
 
     @property
     def batch_nbytes(self) -> int | None:
@@ -292,6 +328,8 @@ class BatchSource:
         stop = min(start + count * self.batch_size, self.num_rows)
         rows = None if self.shared is not None else slice_rows(self._inline, start, stop)
         group = Group(self._next_batch, count, start, stop, rows, _nbytes(rows))
+        if self._digest is not None:
+            self._hash_batches(group)
         self._bytes_taken += group.nbytes
         self._next_batch += count
         self._next_row = stop
@@ -306,6 +344,8 @@ class BatchSource:
         count = math.ceil(len(rows) / self.batch_size)
         start = self._next_row
         group = Group(self._next_batch, count, start, start + len(rows), rows, _nbytes(rows))
+        if self._digest is not None:
+            self._hash_batches(group)
         self._bytes_taken += group.nbytes
         self._next_batch += count
         self._next_row += len(rows)

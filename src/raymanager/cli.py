@@ -159,6 +159,8 @@ def _report(summary: TrainSummary) -> None:
     state = "interrupted" if summary.interrupted else (
         "solved" if summary.solved else "budget ended before the target")
     table.add_row("status", f"{state} (target {summary.target_return:g})")
+    if summary.incomplete:
+        table.add_row("not written", ", ".join(summary.incomplete))
     out = Console()
     out.print(table)
     run_dir = summary.run_dir
@@ -191,7 +193,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if display is not None:
             display.stop()
     _report(summary)
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        return 130
+    return INCOMPLETE if summary.incomplete else 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -310,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raymanager",
         description="Train and evaluate agents in parallel on pools of Ray actors.",
+        epilog="exit status: 0 done; 2 a mistake in the options or files, or a full or "
+               "unwritable disk (one 'error:' line); 3 a run that finished without all its "
+               "files (the learning curve could not be drawn); 130 Ctrl-C; 143 SIGTERM",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -361,6 +368,9 @@ class _ConsoleHandler(logging.Handler):
 
 #: What a user's mistake or the machine's state can raise: one line, exit status 2.
 USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError, VideoError)
+#: Exit status of a run that finished but could not write all its files (the
+#: learning curve on a full disk): its checkpoint and metrics.csv are whole.
+INCOMPLETE = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,8 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A mistake in the options or files (a bad value, a malformed YAML file, a
     missing or corrupt checkpoint, an unwritable or full disk, no Ray cluster
-    at ``--address``) prints one ``error: ...`` line and returns 2 (with
-    ``-v``, the traceback too). Ctrl-C returns 130, SIGTERM 143.
+    at ``--address``) prints one ``error: ...`` line, naming the file where
+    there is one, and returns 2 (with ``-v``, the traceback too). A run that
+    finished but could not write every file (the learning curve on a full
+    disk: one WARNING line) returns 3. Ctrl-C returns 130, SIGTERM 143.
 
     >>> main(["train", "--num-actors", "0"])                # doctest: +SKIP
     error: TrainConfig.num_actors must be an int >= 1, got 0

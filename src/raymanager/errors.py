@@ -11,9 +11,15 @@ catches them all; the subclasses carry the data a caller needs to act::
     │   └── ResourceUnavailableError  asked-for resources do not exist / never came
     ├── PoolBusyError             (never raised now: runs share a pool; kept for old code)
     ├── BroadcastError            a broadcast method raised in an actor (cause = its error)
-    └── BatchError                one batch failed (index, actor; cause = remote error)
-        ├── BatchTimeoutError     it ran past timeout_s on every try (also a TimeoutError)
-        └── WorkerDiedError       its worker process died on every try
+    ├── BatchError                one batch failed (index, actor; cause = remote error)
+    │   ├── BatchTimeoutError     it ran past timeout_s on every try (also a TimeoutError)
+    │   └── WorkerDiedError       its worker process died on every try
+    ├── JournalError              a journal= file cannot be used: made for other input, a
+    │                             batch whose input changed, unreadable or unwritable (its
+    │                             path), or a result it cannot store
+    ├── CheckpointError           a checkpoint cannot be read: corrupt (also a ValueError)
+    └── RunFileError              a file of a run cannot be written: full disk, no permission
+                                  (also an OSError: errno, filename)
 
 Configuration mistakes are plain ``ValueError`` / ``TypeError`` (see config.py).
 
@@ -31,6 +37,8 @@ __all__ = [
     "BatchError",
     "BatchTimeoutError",
     "BroadcastError",
+    "CheckpointError",
+    "JournalError",
     "ManagerShutdownError",
     "PoolBrokenError",
     "PoolBusyError",
@@ -38,6 +46,7 @@ __all__ = [
     "RayStartError",
     "RemoteTraceback",
     "ResourceUnavailableError",
+    "RunFileError",
     "WorkerDiedError",
 ]
 
@@ -172,4 +181,31 @@ class RayStartError(RayManagerError):
     """Ray could not be started, or no cluster answers at ``RayConfig.address``.
 
     The message says what to check; Ray's own exception, if any, is ``__cause__``.
+    """
+
+
+class JournalError(RayManagerError):
+    """A journal (``journal=PATH``) cannot be used; the message names its path and says why.
+
+    It was made for other input or another batch config, a recorded batch's
+    input rows differ from the ones given now (its result would be stale),
+    it is in an older format, in use by another run, unreadable, or cannot
+    be written (a full disk); or a result cannot be stored without pickle.
+    """
+
+
+class CheckpointError(RayManagerError, ValueError):
+    """A checkpoint that cannot be read: truncated, garbage, or not raymanager's.
+
+    Also a :class:`ValueError`, as it was before it joined this tree.
+    """
+
+
+class RunFileError(RayManagerError, OSError):
+    """A file of a training run (checkpoint, ``config.yaml``, ``metrics.csv``, learning
+    curve) could not be written: a full disk, no permission, a read-only file system.
+
+    Also an :class:`OSError` with the ``errno`` of the failure and ``filename``
+    the file that could not be written, e.g.
+    ``[Errno 28] No space left on device: 'runs/x/metrics.csv'``.
     """

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import logging
 import numbers
 import os
@@ -36,10 +37,10 @@ import numpy as np
 import ray
 
 from raymanager.actors.base import RayActor
-from raymanager.batching import SHARE_MIN_BYTES, make_source
+from raymanager.batching import SHARE_MIN_BYTES, BatchSource, make_source
 from raymanager.config import BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError, RayStartError
-from raymanager.journal import Journal, fingerprint
+from raymanager.journal import Journal, fingerprint, input_digest
 from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
 from raymanager.progress import BatchProgress
 from raymanager.security import ensure_private_token, quiet_auth_banner
@@ -467,23 +468,31 @@ class RayManager:
                              else store // 2)
         if stored_ref is not None and source.shared is None:
             raise TypeError("an ObjectRef passed as data must hold numpy arrays (not objects)")
-        log = None
-        if journal is not None:
-            log = Journal.open(journal, fingerprint(data, config.batch_size, source.num_rows))
+        log = _open_journal(journal, data, source, config)
         self._warn_idle_actors(actor_pool, config)
-        actor_pool.check_usable()  # before anything is put in the store
-        empty = source.is_empty()
-        shared_ref: Any = None
-        if not empty and source.mapped is not None:
-            shared_ref = source.mapped  # workers map the file by path: nothing is put
-        elif not empty and stored_ref is not None:
-            shared_ref = stored_ref  # the user's object: never put again
-        elif not empty and source.shared is not None:
-            shared_ref = ray.put(source.shared)
+        try:
+            actor_pool.check_usable()  # before anything is put in the store
+            empty = source.is_empty()
+            shared_ref: Any = None
+            if not empty and source.mapped is not None:
+                shared_ref = source.mapped  # workers map the file by path: nothing is put
+            elif not empty and stored_ref is not None:
+                shared_ref = stored_ref  # the user's object: never put again
+            elif not empty and source.shared is not None:
+                shared_ref = ray.put(source.shared)
+        except BaseException:
+            if log is not None:
+                log.close()
+            raise
+
+        def release() -> None:
+            if log is not None:
+                log.close()  # commits the last results
+
         deadline = Deadline()
         generator = self._results(actor_pool, source, config, shared_ref, progress, ordered,
                                   empty=empty, deadline=deadline, journal=log)
-        return ResultStream(generator, results_only=results_only,
+        return ResultStream(generator, release=release, results_only=results_only,
                              deadline=deadline, check_usable=actor_pool.check_usable)
 
     def _results(
@@ -521,6 +530,8 @@ class RayManager:
             # Drop our reference so the object store can free the shared data.
             del shared_ref
             self._warn_if_store_full()
+            if journal is not None:
+                journal.close()  # commits the last results
 
     def _warn_idle_actors(self, actor_pool: ActorPool, config: BatchConfig) -> None:
         if actor_pool.max_actors > config.num_parallel and actor_pool not in self._warned_idle:
@@ -617,12 +628,25 @@ class RayManager:
             )
 
 
+def _open_journal(
+    path: str | os.PathLike[str] | None, data: Any, source: BatchSource, config: BatchConfig
+) -> Journal | None:
+    """The run's journal (None without one). An input whose content the fingerprint
+    does not cover has each batch's rows hashed as they are taken."""
+    if path is None:
+        return None
+    expected = fingerprint(data, config.batch_size, source.num_rows)
+    if expected["content"] is None:
+        source.keep_digests(input_digest)
+        return Journal.open(path, expected, digest_of=source.pop_digest)
+    return Journal.open(path, expected)
+
 
 class ResultStream(Iterator[Any]):
     """The iterator ``imap`` / ``imap_unordered`` return.
 
-    Holds the pool reserved from its creation until it is exhausted, closed
-    or dropped, also when it was never started (a generator that never
+    Holds its journal (if any) from its creation until it is exhausted,
+    closed or dropped, also when it was never started (a generator that never
     started would not run its clean-up). With ``results_only`` it hands on
     the result of each ``(index, result)`` pair and keeps neither.
     """
@@ -631,11 +655,15 @@ class ResultStream(Iterator[Any]):
         self,
         generator: Generator[Any, None, None],
         *,
+        release: Callable[[], None],
         results_only: bool,
         deadline: Deadline,
         check_usable: Callable[[], None],
     ) -> None:
         self._generator = generator
+        #: Run once, for a stream closed before it started (its generator's
+        #: clean-up never runs then).
+        self._release: Callable[[], None] | None = release
         self._results_only = results_only
         self._deadline = deadline
         self._check_usable = check_usable
@@ -686,8 +714,12 @@ class ResultStream(Iterator[Any]):
 
     def close(self) -> None:
         """Stop the run: work in flight finishes or its actors are replaced."""
+        never_started = inspect.getgeneratorstate(self._generator) == inspect.GEN_CREATED
         self._ready.clear()
         self._generator.close()
+        if never_started and self._release is not None:
+            self._release()
+        self._release = None
 
     def __enter__(self) -> ResultStream:
         return self

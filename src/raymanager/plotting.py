@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from raymanager.durable import write_atomically
+
 __all__ = ["plot_learning_curve"]
 
 
@@ -50,8 +52,11 @@ def plot_learning_curve(
     figure.suptitle(Path(metrics_csv).parent.name)
     figure.tight_layout()
     out = Path(out_png)
-    figure.savefig(out)
-    plt.close(figure)
+    try:
+        # Atomic: a full disk leaves no half-written picture behind.
+        write_atomically(out, lambda handle: figure.savefig(handle, format="png"))
+    finally:
+        plt.close(figure)
     return out
 
 

@@ -39,7 +39,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
@@ -55,7 +54,9 @@ from raymanager.actors.training import TrainingActor
 from raymanager.agents.ars import ars_preset
 from raymanager.agents.base import make_agent, round_seeds
 from raymanager.config import BatchConfig, RayConfig
+from raymanager.durable import append_durably, write_atomically
 from raymanager.envs import env_settings, make_env, validate_env_config
+from raymanager.errors import CheckpointError, RunFileError
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
 from raymanager.rounds import run_round
@@ -63,6 +64,7 @@ from raymanager.rounds import run_round
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "RunFileError",
     "TrainConfig",
     "TrainSummary",
     "evaluate_checkpoint",
@@ -264,39 +266,32 @@ class Checkpoint:
     episodes: int = 0
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read: truncated, garbage, or not raymanager's."""
+def _cannot_write(error: OSError, path: Path) -> RunFileError:
+    """``error`` as our own, naming the file (a failed write may name none)."""
+    return RunFileError(error.errno, error.strerror or str(error) or type(error).__name__,
+                        os.fspath(error.filename or path))
 
 
-def _write_atomically(target: Path, write: Callable[[Any], None], *, binary: bool) -> None:
-    """Write ``target`` through a temporary file in its folder, then rename it.
-
-    A crash mid-write leaves the old file whole; a failed write (a full disk)
-    leaves no temporary file behind.
-    """
-    mode = "wb" if binary else "w"
-    encoding = None if binary else "utf-8"
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below
-        mode, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False,
-        encoding=encoding,
-    )
+def _write_file(target: Path, content: Any, *, binary: bool = True) -> None:
+    """Replace ``target`` durably (see :mod:`raymanager.durable`); RunFileError if it fails."""
     try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
+        write_atomically(target, content, binary=binary)
+    except OSError as error:
+        raise _cannot_write(error, target) from error
 
 
 def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
-    """Write a checkpoint atomically (a crash mid-write leaves the old one whole).
+    """Write a checkpoint atomically and durably: a crash or a power loss mid-write leaves
+    the old one whole. A full disk or an unwritable folder raises :class:`RunFileError`
+    naming the file.
 
     >>> save_checkpoint("run/checkpoint", ckpt)                     # doctest: +SKIP
     """
     target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cannot_write(error, target) from error
     state = {
         "format": 1,
         "round": checkpoint.round,
@@ -306,11 +301,9 @@ def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -
         "config": checkpoint.config,
         "last_eval": checkpoint.last_eval,
     }
-    _write_atomically(target / "weights.npz",
-                      lambda handle: np.savez(handle, **checkpoint.weights),  # type: ignore[arg-type]
-                      binary=True)
-    _write_atomically(target / "state.json",
-                      lambda handle: json.dump(state, handle, indent=2), binary=False)
+    _write_file(target / "weights.npz",
+                lambda handle: np.savez(handle, **checkpoint.weights))  # type: ignore[arg-type]
+    _write_file(target / "state.json", json.dumps(state, indent=2))
     return target
 
 
@@ -385,6 +378,9 @@ class TrainSummary:
     target_return: float
     last_eval: dict[str, Any] | None
     interrupted: bool = False
+    #: Files of the run that could not be written although the run itself
+    #: finished (the learning curve on a full disk): the run's files are incomplete.
+    incomplete: tuple[str, ...] = ()
 
 
 def target_return_of(config: TrainConfig) -> float:
@@ -550,7 +546,7 @@ class _RunFiles:
     def __init__(self, run_dir: Path, config: TrainConfig, resumed_round: int | None) -> None:
         self.run_dir = run_dir
         text = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
-        _write_atomically(run_dir / CONFIG_FILE, lambda handle: handle.write(text), binary=False)
+        _write_file(run_dir / CONFIG_FILE, text)
         self.metrics_path = run_dir / METRICS_FILE
         if resumed_round is None or not self.metrics_path.exists():
             self._rewrite([])
@@ -570,7 +566,7 @@ class _RunFiles:
             writer.writerow(METRIC_COLUMNS)
             writer.writerows(rows)
 
-        _write_atomically(self.metrics_path, write, binary=False)
+        _write_file(self.metrics_path, write, binary=False)
 
     def keep_rounds_up_to(self, last_round: int) -> None:
         """Drop the rows of rounds after ``last_round`` (the checkpoint's round)."""
@@ -589,8 +585,11 @@ class _RunFiles:
     def append(self, row: Mapping[str, Any]) -> None:
         line = io.StringIO()
         csv.writer(line).writerow([_cell(row.get(column)) for column in METRIC_COLUMNS])
-        with open(self.metrics_path, "a", newline="", encoding="utf-8") as handle:
-            handle.write(line.getvalue())  # one write: Ctrl-C never leaves half a row
+        try:
+            # One write (Ctrl-C never leaves half a row), fsynced: a row survives a reboot.
+            append_durably(self.metrics_path, line.getvalue())
+        except OSError as error:
+            raise _cannot_write(error, self.metrics_path) from error
         step = int(row["round"])
         for tag, value in tensorboard_scalars(
                 {column: row.get(column) for column in METRIC_COLUMNS}).items():
@@ -692,7 +691,12 @@ def train(
     target = float(config.target_return)  # type: ignore[arg-type]
     if resume is None:
         run_dir = new_run_dir(config, overwrite=overwrite)
-    files = _RunFiles(run_dir, config, checkpoint.round if checkpoint else None)
+    try:
+        files = _RunFiles(run_dir, config, checkpoint.round if checkpoint else None)
+    except BaseException:
+        if resume is None:  # a run that could not write its first files leaves no folder
+            _remove_run_files(run_dir)
+        raise
     agent_config = config.agent_config()
     batch = BatchConfig(batch_size=config.batch_size, num_parallel=config.num_actors,
                         chunk_size=config.chunk_size)
@@ -794,12 +798,21 @@ def train(
     finally:
         files.close()
         manager.shutdown()
+    incomplete: tuple[str, ...] = ()
     try:
         files.plot(target)
-    except Exception:  # a missing plot must not lose a finished run
-        logger.warning("could not draw the learning curve", exc_info=True)
+    except Exception as error:  # a missing plot must not lose a finished run
+        curve = run_dir / CURVE_FILE
+        reason = (f"{error.strerror}: {error.filename}"
+                  if isinstance(error, OSError) and error.strerror and error.filename
+                  else (str(error).splitlines() or [type(error).__name__])[0])
+        # One line; the traceback only with -v (INFO), for a bug report.
+        logger.warning("could not draw the learning curve %s (%s); the run's other files "
+                       "are complete", curve, reason,
+                       exc_info=logger.isEnabledFor(logging.INFO))
+        incomplete = (str(curve),)
     return TrainSummary(run_dir, round_index, env_steps, elapsed(), solved, target,
-                        _slim(last_eval), interrupted)
+                        _slim(last_eval), interrupted, incomplete)
 
 
 def _slim(evaluation: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -45,21 +45,36 @@ from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report
 from raymanager.errors import BatchError, BatchTimeoutError, RemoteTraceback, WorkerDiedError
 
-__all__ = ["GROW", "Expire", "Journal", "RunCore", "Send"]
+__all__ = ["GROW", "NOT_RECORDED", "Expire", "Journal", "RunCore", "Send"]
 
 logger = logging.getLogger("raymanager")
 
 ProgressCallback = Callable[[int, int], None]
 
 
+class _NotRecorded:
+    def __repr__(self) -> str:
+        return "NOT_RECORDED"
+
+
+#: What :meth:`Journal.replay` returns for a batch it does not hold.
+NOT_RECORDED: Any = _NotRecorded()
+
+
 class Journal(Protocol):
-    """What a run needs of a journal: the batches recorded, and read/write."""
+    """What a run needs of a journal (``raymanager.journal.Journal``)."""
 
-    done: Any  # supports ``index in done`` and truth
+    @property
+    def resuming(self) -> bool:
+        """Whether recorded batches may lie ahead of those replayed so far."""
 
-    def read(self, index: int) -> Any: ...
+    def replay(self, index: int) -> Any:
+        """Batch ``index``'s recorded result, or :data:`NOT_RECORDED`."""
 
     def write(self, index: int, value: Any) -> None: ...
+
+    def replayed(self) -> bool:
+        """Whether a batch was replayed since the last call."""
 
 
 @dataclass(frozen=True)
@@ -298,13 +313,13 @@ class RunCore:
                 return None
             size = self.group_size()
             group = self.source.take(size if room is None else max(1, min(size, room)))
-            if group is None or self.journal is None or not self.journal.done:
+            if group is None or self.journal is None or not self.journal.resuming:
                 return group
             # A resumed run: batches in the journal are read back, not run again.
             for part in group.split(self.source.batch_size):
-                if part.first in self.journal.done:
-                    self._done(part.first, self.journal.read(part.first),
-                               rows=part.num_rows, recorded=True)
+                recorded = self.journal.replay(part.first)  # JournalError if its input changed
+                if recorded is not NOT_RECORDED:
+                    self._done(part.first, recorded, rows=part.num_rows, recorded=True)
                 else:
                     self._requeue(part)
 

@@ -73,6 +73,7 @@ class Run:
         self.source = source
         self.config = config
         self.shared_ref = shared_ref
+        self.journal = journal
         #: Slots whose worker cannot map the source's file: they get rows inline.
         self.no_file: set[int] = set()
         self.core = RunCore(
@@ -143,8 +144,11 @@ class Run:
                         if s.state is SlotState.STARTING and s.ready_ref is not None
                     ]
                     timeout = self._wait_timeout()
+                    replayed = self.journal is not None and self.journal.replayed()
+                if replayed and not refs:
+                    continue  # results read back from a journal need no actor: go on at once
                 with self.pool.ray_call():
-                    ready_refs = self._wait(refs, timeout)
+                    ready_refs = self._wait(refs, 0.0 if replayed else timeout)
                 with lock:
                     self.pool.check_usable()
                     for ref in ready_refs:
