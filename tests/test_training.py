@@ -194,3 +194,14 @@ def test_ctrl_c_saves_checkpoint_and_leaves_no_ray(tmp_path: Path) -> None:
     assert checkpoint.round >= 2
     _, alive = psutil.wait_procs(children, timeout=30)
     assert [p.pid for p in alive if p.is_running() and p.status() != "zombie"] == []
+
+
+def test_episode_length_is_capped_from_env_kwargs(ray_session: RayManager, tmp_path: Path) -> None:
+    """`env_kwargs: {max_episode_steps: N}` caps every episode (gymnasium.make's own
+    keyword; it failed with 'multiple values for keyword argument' before)."""
+    status = main(["train", *TINY, "--max-rounds", "1", "--output-dir", str(tmp_path),
+                   "--run-name", "short", "--env-kwargs", "{max_episode_steps: 10}"])
+    assert status == 0
+    [row] = rows(tmp_path / "short")
+    assert 0 < float(row["eval_return_mean"]) <= 10.0  # CartPole: 1 per step, 10 steps at most
+    assert float(row["fitness_max"]) <= 10.0

@@ -89,6 +89,8 @@ def env_settings(config: Mapping[str, Any]) -> EnvSettings:
 
     >>> env_settings({}).env_id
     'CartPole-v1'
+    >>> env_settings({"env_kwargs": {"max_episode_steps": 10}}).max_episode_steps
+    10
     >>> env_settings({"max_episode_steps": 0})
     Traceback (most recent call last):
     ...
@@ -106,10 +108,21 @@ def env_settings(config: Mapping[str, Any]) -> EnvSettings:
         raise TypeError(
             f"config['env_kwargs'] must be a mapping of str keys to values, got {env_kwargs!r}"
         )
+    env_kwargs = dict(env_kwargs)
     limit = config.get("max_episode_steps")
+    if "max_episode_steps" in env_kwargs:
+        # gymnasium.make takes it as a keyword, so users put it in env_kwargs
+        # (the CLI's only way to set it): it is the same episode cap.
+        inner = env_kwargs.pop("max_episode_steps")
+        if limit is not None and inner != limit:
+            raise ValueError(
+                f"max_episode_steps is {limit!r} in the config and {inner!r} in its env_kwargs: "
+                "give it once"
+            )
+        limit = inner
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"config['max_episode_steps'] must be an int >= 1 or None, got {limit!r}")
-    return EnvSettings(env_id=env_id, env_kwargs=dict(env_kwargs), max_episode_steps=limit)
+    return EnvSettings(env_id=env_id, env_kwargs=env_kwargs, max_episode_steps=limit)
 
 
 def make_env(config: Mapping[str, Any]) -> gymnasium.Env[Any, Any]:
