@@ -51,6 +51,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -300,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": shlex.join(["python", "benchmarks/engine_scale.py", *args_list]),
         "machine": machine,
         "python": sys.version.split()[0],
+        "engine": _engine_version(),
         "settings": {"actors": actors, "batch_ms": args.batch_ms,
                      "batches_per_actor": per_actor, "max_batches": args.max_batches,
                      "quick": args.quick,
@@ -322,6 +324,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"core us/batch x{g['core_us_per_batch_x']}")
     print(f"wrote {args.out}")
     return result
+
+
+def _engine_version() -> dict[str, Any]:
+    """The commit measured, and whether the engine's files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "engine_modified": bool(git("status", "--porcelain", "--", "src/raymanager/engine"))}
 
 
 def _loadavg() -> list[float] | None:

@@ -32,7 +32,7 @@ def test_quick_run_writes_its_figures(tmp_path: Path, monkeypatch: pytest.Monkey
     assert all(RunCore.__dict__[name] is method for name, method in originals.items())
 
     data = json.loads(out.read_text())
-    for key in ("date", "command", "machine", "python", "settings", "rows", "growth",
+    for key in ("date", "command", "machine", "python", "engine", "settings", "rows", "growth",
                 "wrapper_us_per_call"):
         assert key in data, key
     assert data["machine"]["cpu_count"] and data["machine"]["platform"]
