@@ -42,8 +42,8 @@ from raymanager.batching import BatchSource, Group
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
-from raymanager.engine.wire import Failure, Report
-from raymanager.errors import BatchError, BatchTimeoutError, RemoteTraceback, WorkerDiedError
+from raymanager.engine.wire import Failure, Report, raised_error
+from raymanager.errors import BatchError, BatchTimeoutError, WorkerDiedError
 
 __all__ = ["GROW", "NOT_RECORDED", "Expire", "Journal", "RunCore", "Send"]
 
@@ -446,16 +446,8 @@ class RunCore:
 
     def _batch_raised(self, index: int, failure: Failure, call: Call, attempts: int) -> None:
         actor = call.slot.label(self.actor_name)
-        error = BatchError(
-            f"batch {index} raised {failure.type_name} in {actor}",
-            index=index, actor=actor, attempts=attempts,
-        )
-        cause = failure.exception if failure.exception is not None else RemoteTraceback(
-            failure.traceback
-        )
-        if failure.exception is not None:
-            cause.__cause__ = RemoteTraceback(failure.traceback)
-        error.__cause__ = cause
+        error = raised_error(failure, f"batch {index} raised {failure.type_name} in {actor}",
+                             index=index, actor=actor, attempts=attempts)
         assert call.group is not None
         part = call.group.split(self.source.batch_size)[index - call.group.first]
         part.attempts = attempts

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CallSpec", "Failure", "Report"]
+from raymanager.errors import BatchError, RemoteTraceback
+
+__all__ = ["CallSpec", "Failure", "Report", "raised_error"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,25 @@ class Report:
 
     results: list[Any]
     seconds: float
+
+
+def raised_error(failure: Failure, message: str, *, index: int, actor: str,
+                 attempts: int) -> BatchError:
+    """The :class:`BatchError` for user code that raised ``failure`` in ``actor``.
+
+    Its ``__cause__`` is the user's exception (whose own ``__cause__`` is the
+    remote traceback), or the remote traceback alone when the exception
+    could not travel.
+
+    >>> error = raised_error(Failure(ValueError("bad"), "Traceback ...", "ValueError"),
+    ...                      "batch 3 raised ValueError", index=3, actor="A#0", attempts=1)
+    >>> type(error.__cause__).__name__, type(error.__cause__.__cause__).__name__
+    ('ValueError', 'RemoteTraceback')
+    """
+    error = BatchError(message, index=index, actor=actor, attempts=attempts)
+    cause = failure.exception if failure.exception is not None else RemoteTraceback(
+        failure.traceback)
+    if failure.exception is not None:
+        cause.__cause__ = RemoteTraceback(failure.traceback)
+    error.__cause__ = cause
+    return error

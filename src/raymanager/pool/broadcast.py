@@ -16,8 +16,7 @@ import ray
 
 from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
-from raymanager.pool.calls import CallBook
-from raymanager.pool.ray_errors import FailureKind, classify, user_cause
+from raymanager.pool.calls import LOST, CallBook
 
 __all__ = ["Broadcast"]
 
@@ -111,20 +110,15 @@ class Broadcast:
                 del self.waiting_replay[index]  # failed to start: answers None
 
     def _collect(self, call: Call) -> None:
-        try:
-            value = ray.get(call.ref)
-        except Exception as exc:
-            if classify(exc) is FailureKind.CALL_FAILED:
-                self.pool.finished(call)
-                self.calls.pop(call.ref, None)
-                actor = call.slot.label(self.pool.actor_name)
-                error = BroadcastError(
-                    f"broadcast of {self.method!r} raised {type(user_cause(exc)).__name__} "
-                    f"in {actor}",
-                    method=self.method, actor=actor,
-                )
-                raise error from user_cause(exc)
-            self.pool.lose_after_error(call, exc)
-            return
-        self.pool.finished(call)
+        value, cause = self.pool.fetch(call)
+        if value is LOST:
+            return  # the pool told call_lost: sent again to the replacement
+        if cause is not None:
+            self.calls.pop(call.ref, None)
+            actor = call.slot.label(self.pool.actor_name)
+            error = BroadcastError(
+                f"broadcast of {self.method!r} raised {type(cause).__name__} in {actor}",
+                method=self.method, actor=actor,
+            )
+            raise error from cause
         self.call_done(call, value)

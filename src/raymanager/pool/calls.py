@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+import ray
+
 from raymanager.engine import policy
 from raymanager.engine.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool.base import ActiveRun, PoolState
@@ -24,16 +26,49 @@ from raymanager.pool.ray_errors import (
     is_node_death,
     is_out_of_memory,
     is_preempted,
+    user_cause,
 )
 from raymanager.pool.retiring import salvage
 
-__all__ = ["CallBook"]
+__all__ = ["LOST", "CallBook"]
 
 logger = logging.getLogger("raymanager")
 
 
+#: What :meth:`CallBook.fetch` returns for a call whose actor was lost: the
+#: pool has told the call's owner (``call_lost``) already.
+LOST = object()
+
+
 class CallBook(ActorLifecycle):
     """Registers, settles and loses calls; counts them; shares actors between runs."""
+
+    def fetch(self, call: Call) -> tuple[Any, BaseException | None]:
+        """Take a finished call's outcome and settle the call (lock held).
+
+        ``(value, None)`` when it returned; ``(None, cause)`` when it ran but
+        its reply could not reach the driver (the user's exception: it does
+        not unpickle, say); ``(LOST, None)`` when its actor is gone, which the
+        pool replaces, telling every owner of a call on it.
+        """
+        try:
+            value = ray.get(call.ref)
+        except Exception as exc:
+            if classify(exc) is FailureKind.CALL_FAILED:
+                self.finished(call)
+                return None, user_cause(exc)
+            self.lose_after_error(call, exc)
+            return LOST, None
+        self.finished(call)
+        return value, None
+
+    def check_alive(self) -> None:
+        """Raise if the pool is unusable, breaking it first when no actor can be kept alive."""
+        self.check_usable()
+        if not self.alive_or_hopeful():
+            error = self.no_actor_error()
+            self.break_pool()
+            raise error
 
     def register_call(self, slot: Slot, owner: CallOwner, ref: Any, **fields: Any) -> Call:
         """Register a call just sent to ``slot`` (lock held)."""

@@ -30,9 +30,8 @@ from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.run import GROW, Journal, RunCore, Send
 from raymanager.engine.slots import Call, Loss, LossKind, SlotState
-from raymanager.engine.wire import CallSpec, Report
-from raymanager.pool.calls import CallBook
-from raymanager.pool.ray_errors import FailureKind, classify, user_cause
+from raymanager.engine.wire import CallSpec
+from raymanager.pool.calls import LOST, CallBook
 
 __all__ = ["TIMED_OUT", "Deadline", "ProgressCallback", "Run"]
 
@@ -110,7 +109,7 @@ class Run:
         try:
             while True:
                 with lock:
-                    self._check_pool()
+                    self.pool.check_alive()
                     self.pool.poll()
                     now = time.monotonic()
                     # Every run's clocks, not only ours: a call of a suspended
@@ -199,13 +198,6 @@ class Run:
             wait = min(wait, max(0.0, self.deadline.at - now))
         return wait
 
-    def _check_pool(self) -> None:
-        self.pool.check_usable()
-        if not self.pool.alive_or_hopeful():
-            error = self.pool.no_actor_error()
-            self.pool.break_pool()
-            raise error
-
     # ----------------------------------------------------------------- dispatch
 
     def _fill(self) -> None:
@@ -248,28 +240,19 @@ class Run:
 
     def _collect(self, call: Call) -> None:
         """One of our calls is ready (lock held): take its report or its failure."""
-        try:
-            report: Report = ray.get(call.ref)
-        except Exception as exc:
-            kind = classify(exc)
-            if isinstance(user_cause(exc), MappedFileUnavailable):
-                self.pool.finished(call)
-                logger.warning("%s cannot map the data's file (%s): its rows go inline",
-                               call.slot.label(self.pool.actor_name), user_cause(exc))
-                self.no_file.add(call.slot.index)
-                self.core.inline_instead(call)
-            elif kind is FailureKind.CALL_FAILED:
-                self.pool.finished(call)
-                self.core.undeliverable(call, user_cause(exc))
-            else:
-                # The pool replaces the actor and reports each of its calls
-                # (this one too) to their owners through call_lost.
-                self.pool.lose_after_error(call, exc)
-                # Not reported: its actor was replaced already, this call is old news.
-                self.core.orphaned(call)
-            return
-        self.pool.finished(call)
-        self.call_done(call, report)
+        value, cause = self.pool.fetch(call)
+        if value is LOST:
+            # Reported through call_lost, unless its actor was replaced already.
+            self.core.orphaned(call)
+        elif isinstance(cause, MappedFileUnavailable):
+            logger.warning("%s cannot map the data's file (%s): its rows go inline",
+                           call.slot.label(self.pool.actor_name), cause)
+            self.no_file.add(call.slot.index)
+            self.core.inline_instead(call)
+        elif cause is not None:
+            self.core.undeliverable(call, cause)
+        else:
+            self.call_done(call, value)
 
     def call_done(self, call: Call, value: Any) -> None:
         """The pool or :meth:`_collect` hands us a finished call's report."""

@@ -22,15 +22,13 @@ from typing import Any
 import ray
 
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
-from raymanager.engine.wire import Failure
+from raymanager.engine.wire import Failure, raised_error
 from raymanager.errors import (
     BatchError,
     RayManagerError,
-    RemoteTraceback,
     WorkerDiedError,
 )
-from raymanager.pool.calls import CallBook
-from raymanager.pool.ray_errors import FailureKind, classify, user_cause
+from raymanager.pool.calls import LOST, CallBook
 
 __all__ = ["Submissions"]
 
@@ -88,14 +86,9 @@ class Submissions:
         while True:
             with lock:
                 try:
-                    pool.check_usable()
+                    pool.check_alive()
                 except RayManagerError as error:
                     self.fail_all(error)
-                    return
-                if not pool.alive_or_hopeful():
-                    broken = pool.no_actor_error()
-                    pool.break_pool()
-                    self.fail_all(broken)
                     return
                 pool.poll()
                 self._send()
@@ -145,22 +138,18 @@ class Submissions:
         return min(ready, key=lambda s: len(s.calls), default=None)
 
     def _collect(self, call: Call, item: _Item) -> None:
-        try:
-            value = ray.get(call.ref)
-        except Exception as exc:
-            if classify(exc) is FailureKind.CALL_FAILED:
-                self.pool.finished(call)
-                del self.calls[call.ref]
-                label = call.slot.label(self.pool.actor_name)
-                error = BatchError(f"submitted item {item.index}'s result could not reach the "
-                                   f"driver from {label}", index=item.index, actor=label,
-                                   attempts=item.attempts + 1)
-                error.__cause__ = user_cause(exc)
-                item.future.set_exception(error)
-            else:
-                self.pool.lose_after_error(call, exc)
+        value, cause = self.pool.fetch(call)
+        if value is LOST:
+            return  # the pool told call_lost: sent again, or failed for good
+        if cause is not None:
+            del self.calls[call.ref]
+            label = call.slot.label(self.pool.actor_name)
+            error = BatchError(f"submitted item {item.index}'s result could not reach the "
+                               f"driver from {label}", index=item.index, actor=label,
+                               attempts=item.attempts + 1)
+            error.__cause__ = cause
+            item.future.set_exception(error)
             return
-        self.pool.finished(call)
         self.call_done(call, value)
 
     # ------------------------------------------------------------- CallOwner
@@ -173,14 +162,9 @@ class Submissions:
         self.pool.record(call, 1, 0.0)
         if isinstance(value, Failure):
             label = call.slot.label(self.pool.actor_name)
-            error = BatchError(f"submitted item {item.index} raised {value.type_name} in {label}",
-                               index=item.index, actor=label, attempts=item.attempts + 1)
-            cause = value.exception if value.exception is not None else RemoteTraceback(
-                value.traceback)
-            if value.exception is not None:
-                cause.__cause__ = RemoteTraceback(value.traceback)
-            error.__cause__ = cause
-            item.future.set_exception(error)
+            item.future.set_exception(raised_error(
+                value, f"submitted item {item.index} raised {value.type_name} in {label}",
+                index=item.index, actor=label, attempts=item.attempts + 1))
         else:
             item.future.set_result(value)
 
