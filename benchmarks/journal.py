@@ -28,7 +28,10 @@ Prints the figures and writes them as JSON to ``benchmarks/results/journal.json`
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -102,7 +105,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "journal.json"))
     args = parser.parse_args()
-    report: dict[str, Any] = {"python": sys.version.split()[0], "ray": ray.__version__}
+    report: dict[str, Any] = {
+        "kind": "journal",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_avg": list(os.getloadavg())},
+        "python": sys.version.split()[0], "ray": ray.__version__,
+    }
     with tempfile.TemporaryDirectory(prefix="journal-bench-") as tmp, \
             RayManager(RayConfig(num_cpus=2)) as manager:
         folder = Path(tmp)

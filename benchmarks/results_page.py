@@ -210,10 +210,95 @@ def render_training(name: str, result: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _header(name: str, report: dict[str, Any], what: str) -> list[str]:
+    m = report.get("machine", {})
+    return [
+        f"## {name}",
+        "",
+        what,
+        "",
+        f"- **date**: {report['date']}",
+        f"- **command**: `{report['command']}`",
+        f"- **machine**: {m.get('platform')}, {m.get('cpus', m.get('cpu_count'))} CPUs"
+        + (f"; load average {_load(m)}" if _load(m) else ""),
+    ]
+
+
+def _load(machine: dict[str, Any]) -> str:
+    load = machine.get("load_avg", machine.get("load_average_start"))
+    return "" if not load else " / ".join(f"{x:.1f}" for x in load)
+
+
+def render_engine_ab(name: str, report: dict[str, Any]) -> str:
+    """Two engines in turns (``benchmarks/engine_ab.py``): medians and per-turn ratios."""
+    summary = report["summary"]
+    names = list(summary)
+    reference = names[0]
+    rows = []
+    for metric, label, spec in (("w1_s", "W1 wall (s)", ".2f"),
+                                ("w2_us_per_batch", "W2 µs per batch", ".0f"),
+                                ("actors64_of_ideal", "64 actors, of ideal", ".3f")):
+        cells = [f"{summary[n][metric]:{spec}}" for n in names]
+        ratios = [f"{summary[n]['ratio_to_' + reference][metric]:.3f}" for n in names[1:]]
+        rows.append([label, *cells, *ratios])
+    header = ["measure", *[f"{n} (median)" for n in names],
+              *[f"{n} / {reference} (median of turns)" for n in names[1:]]]
+    what = (f"Engines side by side, {len(report['turns'][reference])} turns, each in a fresh "
+            "process; lower is better for times, higher for the share of ideal.")
+    lines = [*_header(name, report, what), "", *_table(header, rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_engine_scale(name: str, report: dict[str, Any]) -> str:
+    """The engine driven by the simulator at scale (``benchmarks/engine_scale.py``)."""
+    rows = [[f"{r['actors']:,}", f"{r['batch_ms']:g}", f"{r['batches']:,}",
+             _fmt(r.get("core_us_per_decision"), ".0f"), _fmt(r.get("core_us_per_batch"), ".0f"),
+             _fmt(r.get("max_batches_per_s_core"), ",.0f"),
+             _fmt(r.get("ideal_batches_per_s"), ",.0f"),
+             _fmt(r.get("core_over_ideal"), ".3g")]
+            for r in report["rows"]]
+    what = ("The pure engine steering simulated actors (no Ray): CPU of the engine itself "
+            "per decision and per batch, and the most batches per second one driver could "
+            "steer against what the simulated cluster could do.")
+    header = ["actors", "batch ms", "batches", "engine µs / decision", "engine µs / batch",
+              "max batches/s (engine CPU)", "ideal batches/s", "ratio"]
+    lines = [*_header(name, report, what), "", *_table(header, rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_journal(name: str, report: dict[str, Any]) -> str:
+    """The journal's cost and its SIGKILL loop (``benchmarks/journal.py``)."""
+    what = "`journal=PATH`: cost per batch on write, time to resume, and drivers SIGKILLed."
+    rows = []
+    for kind, result in report.items():
+        if isinstance(result, dict) and "overhead_us_per_batch" in result:
+            rows.append([kind, _fmt(result.get("overhead_us_per_batch"), ".1f"),
+                         _fmt(result.get("resume_all_recorded_s"), ".2f"),
+                         str(len(result.get("files_after_run", [])))])
+    lines = [*_header(name, report, what), "",
+             *_table(["input", "overhead µs / batch", "resume s (all recorded)", "files"], rows)]
+    loop = report.get("sigkill_loop")
+    if isinstance(loop, dict):
+        lines += ["", *_table(["SIGKILL loop", "value"],
+                              [[k.replace("_", " "), str(v)] for k, v in loop.items()
+                               if not isinstance(v, (list, dict))])]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "engine_ab": render_engine_ab,
+    "engine_scale": render_engine_scale,
+    "journal": render_journal,
+}
+
+
 def render_report(name: str, report: dict[str, Any]) -> str:
     """One section of the page: a ``benchmarks/run.py`` report."""
     if report.get("kind") == "training":
         return render_training(name, report)
+    kind = report.get("kind", report.get("benchmark"))
+    if kind in RENDERERS:
+        return RENDERERS[kind](name, report)
     if "workloads" not in report or "machine" not in report:
         raise ValueError(f"{name}: not a benchmarks/run.py report (no 'workloads'/'machine'); "
                          f"add a renderer for it in benchmarks/results_page.py")
