@@ -22,13 +22,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 HERE = Path(__file__).resolve().parent
 
@@ -120,8 +121,7 @@ def main() -> int:
         "kind": "engine_ab",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "machine": describe(),
         "w1_reps": reps,
         "turns": rows,
         "summary": summary,

@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import ray
+from machine import describe
 
 from raymanager import BatchConfig, RayActor, RayConfig, RayManager
 
@@ -109,8 +108,7 @@ def main() -> None:
         "kind": "journal",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python", *sys.argv]),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_avg": list(os.getloadavg())},
+        "machine": describe(),
         "python": sys.version.split()[0], "ray": ray.__version__,
     }
     with tempfile.TemporaryDirectory(prefix="journal-bench-") as tmp, \

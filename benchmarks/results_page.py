@@ -219,13 +219,13 @@ def _header(name: str, report: dict[str, Any], what: str) -> list[str]:
         "",
         f"- **date**: {report['date']}",
         f"- **command**: `{report['command']}`",
-        f"- **machine**: {m.get('platform')}, {m.get('cpus', m.get('cpu_count'))} CPUs"
+        f"- **machine**: {m.get('cpu_model')}, {m.get('cpu_count')} CPUs; {m.get('platform')}"
         + (f"; load average {_load(m)}" if _load(m) else ""),
     ]
 
 
 def _load(machine: dict[str, Any]) -> str:
-    load = machine.get("load_avg", machine.get("load_average_start"))
+    load = machine.get("load_average_start")
     return "" if not load else " / ".join(f"{x:.1f}" for x in load)
 
 

@@ -43,7 +43,6 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -62,6 +61,7 @@ import cpu  # noqa: E402
 import driver_scaling  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from machine import describe  # noqa: E402
 from memory import MemoryPeak, measure_peak  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -822,38 +822,13 @@ def startup_costs(repeats: int, kinds: Sequence[str]) -> dict[str, Any]:
 
 def machine_info() -> dict[str, Any]:
     import mpire  # noqa: F401  (imported to prove it is installed)
-    import ray
 
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    try:
-        from importlib.metadata import version
-
-        mpire_version = version("mpire")
-    except Exception:
-        mpire_version = None
-    git = subprocess.run(
-        ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()
     return {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
+        **describe(("ray", "numpy", "mpire")),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "ram_bytes": psutil.virtual_memory().total,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "ray": ray.__version__,
-        "numpy": np.__version__,
-        "mpire": mpire_version,
-        "git": git,
         "thread_env": {k: os.environ.get(k) for k in (
             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")},
-        "load_average_start": os.getloadavg(),
     }
 
 

@@ -15,19 +15,16 @@ run wrote its last row.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime
 import json
-import os
-import platform
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import yaml
+from machine import describe
 
 
 def _number(text: str) -> float | int | None:
@@ -37,28 +34,9 @@ def _number(text: str) -> float | int | None:
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
 def machine() -> dict[str, Any]:
     """This machine: what a reader needs to weigh a wall time."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **{name: _version(name) for name in ("ray", "numpy", "gymnasium", "mujoco")},
-    }
+    return describe(("ray", "numpy", "gymnasium", "mujoco"))
 
 
 def training_result(run_dir: Path, command: str, note: str | None = None) -> dict[str, Any]:
