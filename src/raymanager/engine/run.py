@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -138,6 +138,11 @@ class RunCore:
         self.on_charge = on_charge
         self.calls: dict[int, Call] = {}  # by id(call): one entry per call in flight
         self.calls_per_slot: Counter[int] = Counter()
+        #: Slots with a call of this run: kept as a count, not recounted per decision.
+        self.slots_in_use = 0
+        #: Calls of this run queued behind another on their actor (clock not started):
+        #: the only ones start_clocks looks at, not every slot of the pool.
+        self.queued: dict[int, Call] = {}
         self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
         self.retry_seq = 0
         self.done: dict[int, Any] = {}
@@ -225,7 +230,7 @@ class RunCore:
 
     def next_send(
         self,
-        slots: Iterable[Slot],
+        slots: Sequence[Slot],
         now: float,
         batches_left: Callable[[Slot], int | None] = lambda slot: None,
         share: int | None = None,
@@ -237,13 +242,11 @@ class RunCore:
         ``num_parallel`` caps them always). The caller makes the call and
         reports it with :meth:`sent` before asking again.
         """
-        slots = list(slots)
         width = self.width if share is None else min(self.width, share)
         depth = self._depth()
         slot = self._free_slot(slots, depth, now, batches_left, width)
         if slot is None:
-            in_use = sum(1 for n in self.calls_per_slot.values() if n)
-            if in_use < width and self._work_waiting():
+            if self.slots_in_use < width and self._work_waiting():
                 return GROW  # an elastic pool below its max
             return None
         if slot.calls and self.retry and self.retry[0][2].suspect:
@@ -266,13 +269,17 @@ class RunCore:
         """The adapter made the call of a :class:`Send` (and put it on its slot)."""
         assert call.group is not None
         self.calls[id(call)] = call
+        if not self.calls_per_slot[call.slot.index]:
+            self.slots_in_use += 1
         self.calls_per_slot[call.slot.index] += 1
+        if call.started is None:
+            self.queued[id(call)] = call
         call.slot.sent_to_generation += call.group.count
         self.inflight_bytes += call.group.nbytes
 
     def _free_slot(
         self,
-        slots: list[Slot],
+        slots: Sequence[Slot],
         depth: int,
         now: float,
         batches_left: Callable[[Slot], int | None],
@@ -280,7 +287,7 @@ class RunCore:
     ) -> Slot | None:
         """The ready actor with the fewest calls, within ``width`` actors."""
         best: Slot | None = None
-        in_use = sum(1 for n in self.calls_per_slot.values() if n)
+        in_use = self.slots_in_use
         for slot in slots:
             if slot.state is not SlotState.READY or len(slot.calls) >= depth:
                 continue
@@ -338,7 +345,10 @@ class RunCore:
     def _forget(self, call: Call) -> bool:
         if self.calls.pop(id(call), None) is None:
             return False
+        self.queued.pop(id(call), None)
         self.calls_per_slot[call.slot.index] -= 1
+        if not self.calls_per_slot[call.slot.index]:
+            self.slots_in_use -= 1
         assert call.group is not None
         self.inflight_bytes -= call.group.nbytes
         return True
@@ -528,13 +538,13 @@ class RunCore:
 
     # ----------------------------------------------------------------- timeouts
 
-    def start_clocks(self, slots: Iterable[Slot], now: float) -> None:
-        """Start the clock of each of our calls that reached the head of its actor."""
-        for slot in slots:
-            if slot.state is SlotState.READY and slot.calls:
-                head = slot.calls[0]
-                if head.started is None and id(head) in self.calls:
-                    head.started = now
+    def start_clocks(self, now: float) -> None:
+        """Start the clock of each of our queued calls that reached the head of its actor."""
+        for key, call in list(self.queued.items()):
+            slot = call.slot
+            if slot.state is SlotState.READY and slot.calls and slot.calls[0] is call:
+                call.started = now
+                del self.queued[key]
 
     def _deadline(self, call: Call) -> float:
         assert self.config.timeout_s is not None
@@ -585,6 +595,8 @@ class RunCore:
         """Forget everything (after :meth:`close`, once the calls are settled)."""
         self.calls.clear()
         self.calls_per_slot.clear()
+        self.slots_in_use = 0
+        self.queued.clear()
         self.done.clear()
         self.retry.clear()
 

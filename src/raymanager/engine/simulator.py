@@ -397,7 +397,7 @@ class _Sim:
                     raise Violation(f"no end after {max_steps} steps")
                 sharing = [r.core for r in self.runs if not r.core.closed]
                 for each in sharing:
-                    each.start_clocks(self.slots, self.now)
+                    each.start_clocks(self.now)
                 for each in sharing:
                     for expire in each.expired(self.now):
                         self.lose(expire.call.slot, expire.call.generation, expire.loss)
@@ -475,6 +475,11 @@ class _Sim:
             self._begin(self.actors[slot.index])
 
     def _check_bounds(self) -> None:
+        for run in self.runs:
+            counted = sum(1 for n in run.core.calls_per_slot.values() if n)
+            if run.core.slots_in_use != counted:
+                raise Violation(f"run {run.number} counts {run.core.slots_in_use} actors in "
+                                f"use, has calls on {counted}")
         for slot in self.slots:
             if len(slot.calls) > max(2, self.max_concurrency):
                 raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")

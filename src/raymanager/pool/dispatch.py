@@ -116,7 +116,7 @@ class Run:
                     # run that hangs must not stall this one.
                     sharing = [run.core for run in self.pool.runs()]
                     for each in sharing:
-                        each.start_clocks(self.pool.slots, now)
+                        each.start_clocks(now)
                     for each in sharing:
                         for expire in each.expired(now):
                             self.pool.lose(expire.call.slot, expire.call.generation,
