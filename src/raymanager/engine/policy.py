@@ -69,10 +69,12 @@ POLL_SECONDS = 1.0
 #: and at least WINDOW_CALLS_PER_ACTOR full calls per actor.
 MIN_WINDOW_BATCHES = 64
 WINDOW_CALLS_PER_ACTOR = 8
-#: A call carries at most this many times the batches of the largest call
-#: that has come back: group sizes grow from one batch by doubling, so a
-#: source is never read far ahead of the first result (a slow generator
-#: shows its first result after a few batches, not thousands).
+#: From a source of unknown length, a call carries at most this many times
+#: the batches of the largest call that has come back: group sizes grow from
+#: one batch by doubling, so a slow generator is never read far ahead of its
+#: first result. A source of known length needs no such ramp (its reads cost
+#: nothing), and the ramp would cost a pool of many actors a few rounds of
+#: short calls.
 GROWTH_PER_CALL = 2
 
 
@@ -89,8 +91,9 @@ def group_size(
     """How many consecutive batches the next call carries.
 
     One until a batch has been timed; then about TARGET_CALL_SECONDS of work,
-    capped by what is left (guided self-scheduling), by the timeout, by the
-    bytes in flight, and by GROWTH_PER_CALL x the largest call returned.
+    capped by what is left (guided self-scheduling), by the timeout and by the
+    bytes in flight; from a source of unknown length (``remaining`` None), by
+    GROWTH_PER_CALL x the largest call returned.
 
     >>> group_size(seconds_per_batch=0.001, width=2, remaining=None, timeout_s=None,
     ...            batch_nbytes=None, max_inflight_bytes=1 << 30, largest_returned=64)
@@ -106,8 +109,9 @@ def group_size(
         # under the timeout so it still fires about timeout_s after it began.
         target = min(target, timeout_s / 4)
     size = max(1, int(target / per_batch))
-    size = min(size, max(1, GROWTH_PER_CALL * largest_returned))
-    if remaining is not None:
+    if remaining is None:
+        size = min(size, max(1, GROWTH_PER_CALL * largest_returned))
+    else:
         # Never more than a share of what is left, so the last calls are short
         # and no actor waits long at the end; but never so short that the
         # call's own cost dominates its work.

@@ -169,6 +169,15 @@ class RunCore:
     def finished(self) -> bool:
         return self.source.exhausted and not self.calls and not self.retry and not self.done
 
+    def window_shut(self) -> bool:
+        """Whether the read-ahead window holds work back now.
+
+        An adapter asks before handing results out: if it was shut, or if no
+        call is left in flight afterwards, it makes calls again before it
+        waits (handing out reopens the window; waiting on nothing stalls).
+        """
+        return not self._window_open()
+
     def calls_in_flight(self) -> list[Call]:
         return list(self.calls.values())
 

@@ -404,9 +404,11 @@ class _Sim:
                 self._fill(run)
                 self._check_bounds()
                 if core.deliverable():
+                    window_shut = core.window_shut()
                     while core.deliverable():
                         yield core.pop_ready()
-                    continue  # as the adapter does: fill again before waiting
+                    if window_shut or not core.calls:
+                        continue  # as the adapter does: fill again before waiting
                 if core.finished():
                     break
                 core.check_stall()

@@ -123,9 +123,11 @@ class Run:
                                            expire.loss)
                     self._fill()
                 if core.deliverable():
+                    window_shut = core.window_shut()
                     while core.deliverable():
                         yield self._pop_ready()  # no reference kept once handed over
-                    continue  # what was handed out may let more be read: fill first
+                    if window_shut or not core.calls:
+                        continue  # what was handed out lets more be read: fill first
                 with lock:
                     if core.finished():
                         break
