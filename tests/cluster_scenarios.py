@@ -193,9 +193,14 @@ def drained(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     after_drain: list[int] = []
     drained_at = None
+    seen_at: int | None = None  # results handed out when the pool first showed the drain
     for i, result in enumerate(manager.imap(pool, data, BatchConfig(batch_size=1,
                                                                     max_retries=0))):
         results.append(result)
+        if drained_at is not None and seen_at is None and not any(
+                a["pid"] == victim_pid and a["state"] == "ready"
+                for a in pool.stats()["actors"]):
+            seen_at = len(after_drain)
         if i == 30:
             gcs = ray._raylet.GcsClient(address=cluster.address)
             accepted, why = gcs.drain_node(
@@ -210,9 +215,13 @@ def drained(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
                 cluster.remove_node(victim, allow_graceful=False)
                 drained_at = float("inf")
     squares = [v for r in results for v in r["squares"]]
-    late = after_drain[len(after_drain) // 2:]  # well after the drain was seen
+    # Once the pool has seen the drain, the victim only finishes the calls it
+    # already held (at most two, of at most ~10 batches of 10 ms each): well
+    # after that, none of its results may come.
+    late = after_drain[(seen_at if seen_at is not None else len(after_drain)) + 40:]
     return {"correct": squares == [int(v) ** 2 for v in data], "retries": pool.retries,
-            "victim_pid_late": late.count(victim_pid), "late": len(late)}
+            "victim_pid_late": late.count(victim_pid), "late": len(late),
+            "drain_seen_after": seen_at}
 
 
 def gpus(cluster: Cluster, manager: RayManager) -> dict[str, Any]:

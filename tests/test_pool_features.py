@@ -197,3 +197,12 @@ def test_thread_safe_actors_run_batches_side_by_side(manager: RayManager) -> Non
     results = manager.process_in_parallel(pool, range(9), BatchConfig(batch_size=1))
     assert [value for value, _ in results] == [2 * v for v in range(9)]
     assert max(seen for _, seen in results) >= 2
+
+
+def test_a_run_grows_an_elastic_pool_to_its_max(manager: RayManager) -> None:
+    # A run alone may use the pool's whole size to be, not only the actors it
+    # has: its fair share leaves room to grow.
+    pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.01}, num_actors=(1, 3))
+    results = manager.process_in_parallel(pool, range(300), BatchConfig(batch_size=1))
+    assert results == [[2 * v] for v in range(300)]
+    assert pool.num_actors == 3
