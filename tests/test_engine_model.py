@@ -4,8 +4,8 @@ Hypothesis draws a schedule: how many batches and actors, how long each batch
 takes, which batches raise, kill their worker or hang (and for how many
 tries), random SIGKILLs, ``on_error``, ``max_retries``, ``timeout_s``,
 ``max_concurrency``, ``num_parallel``, ordered or not, lists, iterators or
-generators, a consumer that may stop early, and a second run sharing the
-actors (the consumer pulls from both in a random interleaving). The simulator
+generators, a consumer that may stop early, a second run sharing the actors
+(the consumer pulls from both in a random interleaving), and elastic pools. The simulator
 (:mod:`raymanager.engine.simulator`) drives the real :class:`RunCore` through
 it and checks progress, exactly-once delivery, order, blame and bounds at every
 step; any broken promise is shrunk by hypothesis to a small counter-example.
@@ -83,6 +83,8 @@ def schedules(draw: st.DrawFn) -> dict[str, Any]:
         "stop_after": stop if num_batches else None,
         "start_delay": draw(st.sampled_from([0.0, 0.2, 1.0])),
         "runs": draw(st.sampled_from([1, 1, 2])),
+        # An elastic pool: from num_actors up to this many.
+        "max_actors": num_actors + draw(st.sampled_from([0, 0, 1, 3])),
     }
 
 
@@ -177,6 +179,15 @@ def test_a_hung_call_of_a_suspended_run_times_out_for_the_other() -> None:
                    ordered=False)
     assert out.results == {i: i for i in range(20)}
     assert out.others[0].results == {i: i for i in range(20)}
+
+
+def test_a_run_grows_an_elastic_pool_to_its_max() -> None:
+    """Found by a real-Ray cluster test, now in the simulator: a run alone
+    grows an elastic pool (its fair share counts the pool's size to be)."""
+    out = simulate(num_batches=300, num_actors=1, max_actors=3,
+                   batch_seconds=lambda i: 0.01)
+    assert out.results == {i: i for i in range(300)}
+    assert out.actors == 3
 
 
 def test_the_read_ahead_before_the_first_result_is_small() -> None:

@@ -211,14 +211,15 @@ def call_deadline(call: Call, *, timeout_s: float, seconds_per_batch: float | No
     return call.started + timeout_s + others
 
 
-def fair_share(num_slots: int, other_busy_runs: int) -> int:
+def fair_share(num_slots: int, max_actors: int, other_busy_runs: int) -> int:
     """Actors one run may keep busy while ``other_busy_runs`` runs have calls in flight.
 
     All of them alone, else an equal share (rounded up: an odd actor goes to
-    whoever asks first). A run left suspended soon has no call in flight and
-    takes no share.
+    whoever asks first). Counted from the pool's size to be (an elastic pool
+    below ``max_actors`` grows only for a run whose share leaves room). A run
+    left suspended soon has no call in flight and takes no share.
 
-    >>> fair_share(5, 1)
-    3
+    >>> fair_share(1, 3, 0), fair_share(5, 5, 1)
+    (3, 3)
     """
-    return max(1, -(-num_slots // (other_busy_runs + 1)))
+    return max(1, -(-max(num_slots, max_actors) // (other_busy_runs + 1)))

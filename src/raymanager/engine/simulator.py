@@ -71,6 +71,8 @@ class Outcome:
     decisions: int = 0
     steps: int = 0
     virtual_seconds: float = 0.0
+    #: Actors the pool had at the end (an elastic pool grows).
+    actors: int = 0
     #: The outcomes of the other runs that shared the pool (``runs > 1``).
     others: list[Outcome] = field(default_factory=list)
 
@@ -116,6 +118,7 @@ def simulate(
     ordered: bool = True,
     stop_after: int | None = None,
     runs: int = 1,
+    max_actors: int | None = None,
     max_steps: int = 1_000_000,
 ) -> Outcome:
     """Run ``num_batches`` one-row batches (row ``i`` gives result ``i``) on simulated actors.
@@ -123,7 +126,8 @@ def simulate(
     ``raise_at``/``kill_at``/``hang_at`` map a batch index to how many of its
     tries raise, kill their worker, or hang; ``external_kills`` SIGKILLs random
     busy actors at random times; ``stop_after`` makes the consumer stop
-    after that many results; ``runs`` runs of the same kind share the actors.
+    after that many results; ``runs`` runs of the same kind share the actors;
+    ``max_actors`` makes the pool elastic, from ``num_actors`` up to it.
     Raises :class:`Violation` on a broken promise.
     """
     rng = random.Random(seed)
@@ -139,7 +143,9 @@ def simulate(
         max_concurrency=max_concurrency,
         stop_on_error=on_error == "raise",
     )
-    config = BatchConfig(batch_size=1, num_parallel=num_parallel or num_actors,
+    ceiling = max(num_actors, max_actors or num_actors)
+    sim.max_actors = ceiling
+    config = BatchConfig(batch_size=1, num_parallel=num_parallel or ceiling,
                          max_retries=max_retries, timeout_s=timeout_s, on_error=on_error)
     for number in range(runs):
         rows: Any = list(range(num_batches))
@@ -148,7 +154,7 @@ def simulate(
         elif source == "generator":
             rows = (i for i in range(num_batches))
         batch_source = make_source(rows, 1)
-        core = RunCore(batch_source, config, width=min(config.num_parallel, num_actors),
+        core = RunCore(batch_source, config, width=min(config.num_parallel, ceiling),
                        max_concurrency=max_concurrency, actor_name="Sim", ordered=ordered,
                        on_charge=sim.count_charge)
         sim.runs.append(_SimRun(number, core, batch_source, config, ordered, stop_after))
@@ -224,6 +230,7 @@ class _Sim:
         self.hits: Counter[tuple[int, int]] = Counter()
         self.charges = 0
         self.slots = [Slot(index=i) for i in range(num_actors)]
+        self.max_actors = num_actors  # the elastic pool's ceiling (set by simulate)
         self.actors: dict[int, _Actor] = {}
         self.restarts = 0
         self.runs: list[_SimRun] = []
@@ -356,6 +363,7 @@ class _Sim:
             if everything and sorted(run.out.results) != list(range(run.source.num_batches or 0)):
                 raise Violation(f"run {run.number}: a batch was never handed out")
             run.out.restarts = self.restarts
+            run.out.actors = len(self.slots)
             run.out.virtual_seconds = self.now
         return [run.out for run in self.runs]
 
@@ -433,6 +441,16 @@ class _Sim:
                     if any(id(c) in core.calls for c in slot.calls):
                         raise Violation("a stopped run left a call behind")
 
+    def _grow(self) -> None:
+        """What ``ActorPool.grow`` does: one more actor, one start at a time, up to the max."""
+        if len(self.slots) >= self.max_actors:
+            return
+        if any(slot.state is SlotState.STARTING for slot in self.slots):
+            return
+        slot = Slot(index=len(self.slots))
+        self.slots.append(slot)
+        self._spawn(slot)
+
     def _abort(self, core: RunCore) -> None:
         """What the adapter does for a stopped run: it waits up to the grace
         period for the run's calls (the actors go on meanwhile, for every
@@ -454,11 +472,14 @@ class _Sim:
     def _fill(self, run: _SimRun) -> None:
         core, out = run.core, run.out
         busy_others = sum(1 for r in self.runs if r is not run and r.core.calls)
-        share = policy.fair_share(len(self.slots), busy_others)
+        share = policy.fair_share(len(self.slots), self.max_actors, busy_others)
         while True:
             out.decisions += 1
             command = core.next_send(self.slots, self.now, share=share)
-            if command is None or command is GROW:
+            if command is GROW:
+                self._grow()
+                return
+            if command is None:
                 return
             assert isinstance(command, Send)
             slot, group = command.slot, command.group

@@ -190,10 +190,6 @@ class CallBook(ActorLifecycle):
         return list(self._runs)
 
     def fair_share(self, run: ActiveRun) -> int:
-        """Actors ``run`` may keep busy (see :func:`raymanager.engine.policy.fair_share`).
-
-        Counted from the pool's size to be, not from the actors it has now: an
-        elastic pool grows only for a run whose share leaves room to grow.
-        """
+        """Actors ``run`` may keep busy (see :func:`raymanager.engine.policy.fair_share`)."""
         others = sum(1 for other in self._runs if other is not run and other.core.calls)
-        return policy.fair_share(max(len(self._slots), self.max_actors), others)
+        return policy.fair_share(len(self._slots), self.max_actors, others)
