@@ -82,7 +82,6 @@ class _Running:
     """A call an actor works on; its batches finish one after another."""
 
     call: Call
-    began: float
     ends: float  # math.inf for a hang
 
 
@@ -287,7 +286,7 @@ class _Sim:
                 else:
                     results.append(_value(index))
             self.reports[id(call)] = Report(results, ends - at)
-            actor.running.append(_Running(call, at, ends if dies is None else float("inf")))
+            actor.running.append(_Running(call, ends if dies is None else float("inf")))
             running.add(id(call))
             if dies is not None:
                 self.schedule(dies, "die", (slot, slot.generation, call))
