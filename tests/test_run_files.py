@@ -18,13 +18,13 @@ from raymanager.training import (
     METRIC_COLUMNS,
     Checkpoint,
     TrainConfig,
-    _RunFiles,
     load_checkpoint,
     new_run_dir,
     resolved_config,
     resume_config,
     save_checkpoint,
 )
+from raymanager.training.run_files import RunFiles
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(
@@ -82,7 +82,7 @@ def test_metrics_rows_are_fsynced_and_a_full_disk_names_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = TrainConfig(output_dir=str(tmp_path), run_name="r", target_return=10)
-    files = _RunFiles(new_run_dir(config), config, None)
+    files = RunFiles(new_run_dir(config), config, None)
     synced: list[str] = []
     real = os.fsync
 
@@ -171,11 +171,11 @@ def test_resume_drops_rows_after_the_checkpoint(tmp_path: Path) -> None:
     """A run killed between its row and its checkpoint: resume rolls metrics back."""
     config = TrainConfig(output_dir=str(tmp_path), run_name="r", target_return=10)
     run_dir = new_run_dir(config)
-    files = _RunFiles(run_dir, config, None)
+    files = RunFiles(run_dir, config, None)
     for index in (1, 2, 3):
         files.append({"round": index, "seconds": float(index)})
     assert len(_rows(files.metrics_path)) == 3
-    _RunFiles(run_dir, config, resumed_round=2)
+    RunFiles(run_dir, config, resumed_round=2)
     assert [row.split(",")[0] for row in _rows(files.metrics_path)] == ["1", "2"]
     assert files.metrics_path.read_text().splitlines()[0] == ",".join(METRIC_COLUMNS)
 
@@ -184,7 +184,7 @@ def test_resume_config_keeps_the_runs_options(tmp_path: Path) -> None:
     config = resolved_config(TrainConfig(output_dir=str(tmp_path), run_name="r", max_rounds=7,
                                          max_seconds=30, seeds_per_round=8))
     run_dir = new_run_dir(config)
-    _RunFiles(run_dir, config, None)
+    RunFiles(run_dir, config, None)
     assert resume_config(run_dir).max_rounds == 7
     assert resume_config(run_dir).max_seconds == 30
     resumed = resume_config(run_dir, {"max_rounds": 9, "num_actors": 1})
@@ -239,3 +239,34 @@ def test_no_time_left_before_two_rounds() -> None:
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (0.4, 45, 586.2, 3725)] == ["0s", "45s", "9m46s",
                                                                     "1h02m"]
+
+
+def test_a_run_builds_its_environment_once_in_the_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plan, both pools' config checks and the driver's agent share one build."""
+    import gymnasium
+
+    from raymanager import EvaluationActor, TrainingActor
+    from raymanager.agents import make_agent
+    from raymanager.training import plan_run
+
+    built: list[str] = []
+    real_make = gymnasium.make
+
+    def counting_make(env_id: str, *args: object, **kwargs: object) -> object:
+        built.append(env_id)
+        return real_make(env_id, *args, **kwargs)
+
+    monkeypatch.setattr(gymnasium, "make", counting_make)
+    # Settings no other test uses, so no earlier build of this process counts.
+    config = TrainConfig(env_kwargs={"max_episode_steps": 173}, seed=5)
+    plan = plan_run(config)
+    TrainingActor.validate_config(dict(plan.agent_config))
+    EvaluationActor.validate_config(dict(plan.agent_config))
+    make_agent(dict(plan.agent_config))
+    assert plan.env.max_episode_steps == 173
+    assert built == ["CartPole-v1"]
+    # Other settings are another environment: built once more.
+    plan_run(TrainConfig(env_kwargs={"max_episode_steps": 174}))
+    assert built == ["CartPole-v1", "CartPole-v1"]

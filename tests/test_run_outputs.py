@@ -19,7 +19,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from raymanager import RayActor, RayManager
 from raymanager.agents import make_agent
 from raymanager.cli import main
-from raymanager.training import Checkpoint, TrainConfig, save_checkpoint, tensorboard_scalars
+from raymanager.training import (
+    Checkpoint,
+    TrainConfig,
+    plan_run,
+    save_checkpoint,
+    tensorboard_scalars,
+)
 from raymanager.video import VideoError, record_video
 
 TINY = [
@@ -64,11 +70,11 @@ def test_tensorboard_events_hold_the_metrics_csv(ray_session: RayManager, tmp_pa
 
 def _checkpoint(tmp_path: Path, **options: object) -> Path:
     """A run directory whose checkpoint holds an agent's initial weights (no Ray needed)."""
-    config = TrainConfig(**options)  # type: ignore[arg-type]
-    weights = make_agent(config.resolved().agent_config()).get_weights()
+    plan = plan_run(TrainConfig(**options))  # type: ignore[arg-type]
+    weights = make_agent(dict(plan.agent_config)).get_weights()
     run_dir = tmp_path / "run"
     save_checkpoint(run_dir / "checkpoint",
-                    Checkpoint(weights, 0, 0, 0.0, dataclasses.asdict(config.resolved())))
+                    Checkpoint(weights, 0, 0, 0.0, dataclasses.asdict(plan.config)))
     return run_dir
 
 
@@ -124,7 +130,7 @@ def test_log_lines_never_land_on_the_live_progress_line() -> None:
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=80)
-    display = LiveDisplay(TrainConfig().resolved(), console)
+    display = LiveDisplay(plan_run(TrainConfig()).config, console)
     handler = _ConsoleHandler(console)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     log = logging.getLogger("raymanager.test_live_line")

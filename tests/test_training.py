@@ -23,6 +23,7 @@ from raymanager.training import (
     CheckpointError,
     TrainConfig,
     load_checkpoint,
+    plan_run,
     resume_config,
     save_checkpoint,
     train,
@@ -108,13 +109,16 @@ def test_ars_actor_count_and_resume_change_nothing(ray_session: RayManager,
 
 
 def test_round_defaults_follow_env_and_agent() -> None:
-    cartpole = TrainConfig().resolved()
+    cartpole = plan_run(TrainConfig()).config
     assert (cartpole.agent, cartpole.seeds_per_round, cartpole.batch_size,
             cartpole.eval_episodes) == ("es", 128, 64, 100)
-    pendulum = TrainConfig(env="Pendulum-v1").resolved()
+    # Pendulum declares no reward threshold: a plan needs a target.
+    pendulum = plan_run(TrainConfig(env="Pendulum-v1", target_return=-200)).config
     assert pendulum.agent == "ars" and pendulum.eval_episodes == 10
-    assert TrainConfig(env="Pendulum-v1", agent="es").resolved().seeds_per_round == 128
-    assert TrainConfig(env="Pendulum-v1", batch_size=3).resolved().batch_size == 3
+    assert plan_run(TrainConfig(env="Pendulum-v1", agent="es",
+                                target_return=-200)).seeds_per_round == 128
+    assert plan_run(TrainConfig(env="Pendulum-v1", batch_size=3,
+                                target_return=-200)).train_batch.batch_size == 3
 
 
 def test_checkpoint_round_trip_without_pickle(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from raymanager.training import (
     TrainSummary,
     evaluate_checkpoint,
     load_checkpoint,
+    plan_run,
     resume_config,
     train,
 )
@@ -183,12 +184,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       f"(change with --max-rounds / --max-seconds)", soft_wrap=True)
     else:
         config = _train_config(args)
-    # The display names the agent and round options actually used (ARS or ES ...).
-    display = LiveDisplay(config.resolved(), console) if config.progress else None
+    # Resolved once, before Ray starts: the display names the agent and round
+    # options actually used (ARS or ES ...), and a wrong env id fails here.
+    plan = plan_run(config)
+    display = LiveDisplay(plan.config, console) if config.progress else None
     if display is not None:
         display.start()
     try:
-        summary = train(config, resume=args.resume, on_round=display, overwrite=args.overwrite)
+        summary = train(plan, resume=args.resume, on_round=display, overwrite=args.overwrite)
     finally:
         if display is not None:
             display.stop()

@@ -27,7 +27,9 @@ This module knows nothing of Ray (see docs/development.md, "Layers").
 
 from __future__ import annotations
 
+import copy
 import difflib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +42,12 @@ from gymnasium.vector import SyncVectorEnv, VectorEnv
 __all__ = [
     "DEFAULT_ENV",
     "ENV_CONFIG_KEYS",
+    "EnvFacts",
     "EnvSettings",
     "EpisodeBatch",
     "Observer",
     "VectorEnvCache",
+    "env_facts",
     "env_settings",
     "env_spaces",
     "make_env",
@@ -142,34 +146,90 @@ def make_env(config: Mapping[str, Any]) -> gymnasium.Env[Any, Any]:
 def env_spaces(config: Mapping[str, Any]) -> tuple[gymnasium.Space[Any], gymnasium.Space[Any]]:
     """The (observation space, action space) of one environment of ``config``.
 
+    Builds the environment at most once per process and settings (see :func:`env_facts`).
+
     >>> env_spaces({})[1]
     Discrete(2)
     """
-    env = make_env(config)
+    facts = env_facts(config)
+    return facts.observation_space, facts.action_space
+
+
+@dataclass(frozen=True)
+class EnvFacts:
+    """What the driver needs to know of an environment, read from one built instance.
+
+    >>> facts = env_facts({"env": "CartPole-v1"})
+    >>> facts.reward_threshold, facts.max_episode_steps, facts.continuous_actions
+    (475.0, 500, False)
+    """
+
+    env_id: str
+    observation_space: gymnasium.Space[Any]
+    action_space: gymnasium.Space[Any]
+    #: The registry's "solved" return; None when the environment declares none.
+    reward_threshold: float | None
+    #: The episode cap in force (the config's, else the registry's); None: no cap.
+    max_episode_steps: int | None
+
+    @property
+    def continuous_actions(self) -> bool:
+        """True for a Box action space (ARS territory), False for discrete actions."""
+        return isinstance(self.action_space, gymnasium.spaces.Box)
+
+
+# Settings -> facts of an environment that built and reset. A run asks for
+# the same facts many times (the plan, each pool's config check, the
+# driver's agent); building a MuJoCo env costs tens of milliseconds and a
+# custom one may cost seconds, so each is built once per process. Only
+# successes are kept: a failure is raised again, with its message, each time.
+_FACTS: dict[tuple[Any, ...], EnvFacts] = {}
+_FACTS_LOCK = threading.Lock()
+
+
+def _facts_key(settings: EnvSettings) -> tuple[Any, ...] | None:
     try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
+        kwargs = repr(sorted(settings.env_kwargs.items()))
+    except TypeError:  # keys that do not sort: not worth a cache entry
+        return None
+    # The registered spec object is part of the key: re-registering an id
+    # (or registering it on first import, for "module:Env" ids) is a new key.
+    spec = gymnasium.envs.registry.get(settings.env_id)
+    return (settings.env_id, settings.max_episode_steps, kwargs, id(spec))
 
 
-def validate_env_config(
-    config: Mapping[str, Any],
-) -> tuple[gymnasium.Space[Any], gymnasium.Space[Any]]:
-    """Check the environment part of ``config`` by building the environment once.
+def env_facts(config: Mapping[str, Any]) -> EnvFacts:
+    """Check the environment part of ``config`` by building it once; its facts.
 
     Meant for the driver, before any actor starts: a wrong id or keyword becomes
     an error that names the config key and its value, not a traceback from a
-    worker. Returns the (observation space, action space), so a caller that also
-    needs them does not build the environment a second time.
+    worker. The environment is built (and reset once, as some only use their
+    keywords then) at most once per process and settings; the spaces returned
+    are copies, so a caller that samples from one changes no one else's.
 
-    >>> validate_env_config({"env": "CartPol-v1"})  # doctest: +ELLIPSIS
+    >>> env_facts({"env": "CartPol-v1"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     ValueError: config['env'] = 'CartPol-v1' is not a gymnasium environment: ...
     """
     settings = env_settings(config)
+    key = _facts_key(settings)
+    with _FACTS_LOCK:
+        known = _FACTS.get(key) if key is not None else None
+    if known is None:
+        known = _build_facts(settings)
+        if key is not None:
+            with _FACTS_LOCK:
+                _FACTS[key] = known
+    return EnvFacts(known.env_id, copy.deepcopy(known.observation_space),
+                    copy.deepcopy(known.action_space), known.reward_threshold,
+                    known.max_episode_steps)
+
+
+def _build_facts(settings: EnvSettings) -> EnvFacts:
     try:
-        env = make_env(config)
+        env = gymnasium.make(settings.env_id, max_episode_steps=settings.max_episode_steps,
+                             **settings.env_kwargs)
     except gymnasium.error.Error as error:
         hint = "" if "Did you mean" in str(error) else _closest_env_ids(settings.env_id)
         raise ValueError(
@@ -190,7 +250,32 @@ def validate_env_config(
         raise _rejected_kwargs(settings, error) from error
     finally:
         env.close()
-    return env.observation_space, env.action_space
+    spec = env.spec
+    threshold = spec.reward_threshold if spec is not None else None
+    return EnvFacts(
+        env_id=settings.env_id,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        reward_threshold=None if threshold is None else float(threshold),
+        max_episode_steps=spec.max_episode_steps if spec is not None else None,
+    )
+
+
+def validate_env_config(
+    config: Mapping[str, Any],
+) -> tuple[gymnasium.Space[Any], gymnasium.Space[Any]]:
+    """Check the environment part of ``config``; its (observation space, action space).
+
+    :func:`env_facts` with only the spaces: the environment is built at most once
+    per process and settings.
+
+    >>> validate_env_config({"env": "CartPol-v1"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: config['env'] = 'CartPol-v1' is not a gymnasium environment: ...
+    """
+    facts = env_facts(config)
+    return facts.observation_space, facts.action_space
 
 
 def _rejected_kwargs(settings: EnvSettings, error: Exception) -> ValueError:

@@ -1,0 +1,294 @@
+"""The main job's loop: rounds of training on one pool, evaluations on another.
+
+Read top to bottom, one round is::
+
+    broadcast the round's weights to every TrainingActor (put once)
+    hand the pool this round's seeds, cut into batches; each batch's result is
+        its seeds' returns (+ observation statistics for ARS), not weights
+    the driver takes the step from all results in batch order (independent of
+        which actor ran what); see raymanager.rounds.run_round
+    every `eval_every` rounds: broadcast the weights to the EvaluationActors,
+        run `eval_episodes` seeded episodes, stop when the mean return reaches
+        the target (the environment's reward threshold: 475 for CartPole-v1)
+    append a row to metrics.csv; checkpoint after each evaluation
+
+    >>> summary = train(TrainConfig(max_rounds=5, output_dir="runs"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raymanager.actors.evaluation import EvaluationActor
+from raymanager.actors.training import TrainingActor
+from raymanager.agents.base import Agent, make_agent, round_seeds
+from raymanager.config import RayConfig
+from raymanager.manager import RayManager
+from raymanager.pool import ActorPool
+from raymanager.rounds import run_round
+from raymanager.training.checkpoint import Checkpoint, load_checkpoint
+from raymanager.training.evaluation import evaluate_weights, slim
+from raymanager.training.options import TrainConfig, check_resumable
+from raymanager.training.plan import TrainPlan, plan_run
+from raymanager.training.run_files import (
+    CURVE_FILE,
+    RunFiles,
+    new_run_dir,
+    read_run_config,
+    remove_run_files,
+)
+
+__all__ = ["ProgressHook", "TrainSummary", "train"]
+
+logger = logging.getLogger("raymanager")
+
+#: Called after each round with its metrics row and the run's budgets.
+ProgressHook = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainSummary:
+    """What a training run did."""
+
+    run_dir: Path
+    rounds: int
+    env_steps: int
+    seconds: float
+    solved: bool
+    target_return: float
+    last_eval: dict[str, Any] | None
+    interrupted: bool = False
+    #: Files of the run that could not be written although the run itself
+    #: finished (the learning curve on a full disk): the run's files are incomplete.
+    incomplete: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Standing:
+    """Where training stands after its last complete round: what a checkpoint holds."""
+
+    round: int = 0
+    env_steps: int = 0
+    episodes: int = 0
+    weights: dict[str, np.ndarray] | None = None
+    last_eval: dict[str, Any] | None = None
+    solved: bool = False
+
+
+def train(
+    config: TrainConfig | TrainPlan | None = None,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    on_round: ProgressHook | None = None,
+    overwrite: bool = False,
+    manager: RayManager | None = None,
+    stop: threading.Event | None = None,
+) -> TrainSummary:
+    """Train until the target return, the round budget or the time budget.
+
+    A new run gets a directory of its own under ``output_dir`` (see
+    :func:`~raymanager.training.new_run_dir`; ``overwrite`` replaces an existing
+    ``run_name``). With ``resume`` (a run directory) training continues from its
+    checkpoint with the run's own options, budgets included; ``config`` may
+    change only :data:`~raymanager.training.RESUMABLE_OPTIONS` (build it with
+    :func:`~raymanager.training.resume_config`). Ctrl-C, or ``stop`` being set,
+    saves a checkpoint of the last complete round and returns with
+    ``interrupted=True``.
+
+    Without ``manager`` the run starts its own Ray (a private local one, or
+    the cluster at ``config.address``) and shuts it down at the end; with one
+    (a sweep's) it starts its pools on that Ray and shuts down only them.
+
+    Example::
+
+        >>> summary = train(TrainConfig(max_rounds=3, progress=False))   # doctest: +SKIP
+        >>> summary.rounds                                               # doctest: +SKIP
+        3
+    """
+    start = time.monotonic()
+    checkpoint: Checkpoint | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        checkpoint = load_checkpoint(run_dir)
+        saved = read_run_config(run_dir)
+        config = saved if config is None else config
+        check_resumable(saved, config.config if isinstance(config, TrainPlan) else config,
+                        run_dir)
+    elif config is None:
+        raise TypeError("train() needs a TrainConfig, or resume= a run directory")
+    plan = config if isinstance(config, TrainPlan) else plan_run(config)
+    if resume is None:
+        run_dir = new_run_dir(plan.config, overwrite=overwrite)
+    try:
+        files = RunFiles(run_dir, plan.config, checkpoint.round if checkpoint else None)
+    except BaseException:
+        if resume is None:  # a run that could not write its first files leaves no folder
+            remove_run_files(run_dir)
+        raise
+    standing = _Standing() if checkpoint is None else _Standing(
+        checkpoint.round, checkpoint.env_steps, checkpoint.episodes, checkpoint.weights,
+        checkpoint.last_eval,
+        bool(checkpoint.last_eval and checkpoint.last_eval["return_mean"] >= plan.target))
+    seconds_before = checkpoint.seconds if checkpoint else 0.0
+    if checkpoint is not None and (standing.solved or standing.round >= plan.max_rounds or (
+            plan.max_seconds is not None and seconds_before >= plan.max_seconds)):
+        files.close()
+        logger.warning("%s: nothing to do: %s", run_dir, "solved" if standing.solved else
+                       "its budget is spent (raise --max-rounds / --max-seconds to go on)")
+        return TrainSummary(run_dir, standing.round, standing.env_steps, seconds_before,
+                            standing.solved, plan.target, slim(standing.last_eval))
+    loop = _Loop(plan, files, standing, seconds_before, start, on_round, stop)
+    try:
+        owned = manager is None
+        if manager is None:
+            manager = RayManager(RayConfig(address=plan.config.address,
+                                           num_cpus=plan.config.num_cpus))
+    except BaseException:
+        files.close()
+        if resume is None:  # a run that never started leaves no directory behind
+            remove_run_files(run_dir)
+        raise
+    try:
+        interrupted = loop.run(manager, owned)
+    finally:
+        files.close()
+        if owned:
+            manager.shutdown()
+    return loop.summary(run_dir, interrupted)
+
+
+class _Loop:
+    """One run's rounds, from its standing to a budget, the target, or a stop."""
+
+    def __init__(self, plan: TrainPlan, files: RunFiles, standing: _Standing,
+                 seconds_before: float, start: float, on_round: ProgressHook | None,
+                 stop: threading.Event | None) -> None:
+        self.plan, self.files, self.standing = plan, files, standing
+        self.seconds_before, self.start = seconds_before, start
+        self.on_round, self.stop = on_round, stop
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.monotonic() - self.start
+
+    def save(self) -> None:
+        s = self.standing
+        if s.weights is None:  # stopped before the first weights existed
+            return
+        self.files.checkpoint(Checkpoint(s.weights, s.round, s.env_steps, self.elapsed(),
+                                         dataclasses.asdict(self.plan.config),
+                                         slim(s.last_eval), episodes=s.episodes))
+
+    def run(self, manager: RayManager, owned: bool) -> bool:
+        """The rounds; True when Ctrl-C or ``stop`` ended them."""
+        plan, agent_config = self.plan, dict(self.plan.agent_config)
+        train_pool = manager.create_actor_pool(TrainingActor, agent_config, plan.config.num_actors)
+        try:
+            eval_pool = manager.create_actor_pool(EvaluationActor, agent_config,
+                                                  plan.config.num_eval_actors)
+        except BaseException:
+            train_pool.shutdown()
+            raise
+        interrupted = False
+        try:
+            # The driver's copy of the agent takes each round's step from the results.
+            learner = make_agent(agent_config)
+            if self.standing.weights is None:
+                weights = train_pool.broadcast("get_weights")[0]
+                self.standing = dataclasses.replace(self.standing, weights=weights)
+            try:
+                interrupted = self._rounds(manager, train_pool, eval_pool, learner)
+            except KeyboardInterrupt:
+                interrupted = True
+            if interrupted:
+                logger.warning("%s: stopped: saving a checkpoint at round %d",
+                               self.files.run_dir, self.standing.round)
+            self.save()
+            self.files.keep_rounds_up_to(self.standing.round)
+        finally:
+            if not owned:  # a shared Ray outlives the run: its pools do not
+                train_pool.shutdown()
+                eval_pool.shutdown()
+        return interrupted
+
+    def _rounds(self, manager: RayManager, train_pool: ActorPool, eval_pool: ActorPool,
+                learner: Agent) -> bool:
+        plan = self.plan
+        # Throughput is over training time: Ray's and the actors' start-up excluded.
+        ready_at, steps_at_ready = time.monotonic(), self.standing.env_steps
+        while not self.standing.solved and self.standing.round < plan.max_rounds:
+            if plan.max_seconds is not None and self.elapsed() >= plan.max_seconds:
+                return False
+            if self.stop is not None and self.stop.is_set():
+                return True
+            s = self.standing
+            assert s.weights is not None
+            seeds = round_seeds(plan.seed, s.round, plan.seeds_per_round)
+            step = run_round(manager, train_pool, s.weights, seeds, plan.train_batch, learner)
+            train_steps = int(step.metrics["env_steps"])
+            train_episodes = int(step.metrics["episodes"])
+            round_index = s.round + 1
+            row: dict[str, Any] = {
+                "round": round_index,
+                "train_env_steps": train_steps,
+                "fitness_mean": step.metrics["fitness_mean"],
+                "fitness_max": step.metrics["fitness_max"],
+                "loss": step.metrics["loss"],
+                "restarts": train_pool.restarts + eval_pool.restarts,
+                "episodes": s.episodes + train_episodes,
+                "train_episodes": train_episodes,
+                "batches": step.batches,
+                "result_bytes": step.result_bytes,
+                "broadcast_bytes": step.broadcast_bytes,
+                "bytes_per_round": step.result_bytes + step.broadcast_bytes,
+            }
+            last_eval, solved = s.last_eval, s.solved
+            if round_index % plan.eval_every == 0 or round_index == plan.max_rounds:
+                last_eval = evaluate_weights(manager, eval_pool, step.weights, plan, round_index)
+                solved = last_eval["return_mean"] >= plan.target
+                row.update({f"eval_{k}": last_eval[k] for k in (
+                    "return_mean", "return_std", "return_min", "return_max",
+                    "length_mean", "episodes")})
+            row["seconds"], row["env_steps"] = self.elapsed(), s.env_steps + train_steps
+            self.files.append(row)
+            # The row is written: this round is what a stop now rolls back to,
+            # so that the checkpoint and metrics.csv always agree.
+            self.standing = _Standing(round_index, s.env_steps + train_steps,
+                                      s.episodes + train_episodes, step.weights, last_eval,
+                                      solved)
+            if "eval_return_mean" in row:
+                self.save()
+            if self.on_round is not None:
+                self.on_round({**row, "target": plan.target, "max_rounds": plan.max_rounds,
+                               "max_seconds": plan.max_seconds,
+                               "training_seconds": time.monotonic() - ready_at,
+                               "training_env_steps": self.standing.env_steps - steps_at_ready})
+        return False
+
+    def summary(self, run_dir: Path, interrupted: bool) -> TrainSummary:
+        incomplete: tuple[str, ...] = ()
+        try:
+            self.files.plot(self.plan.target)
+        except Exception as error:  # a missing plot must not lose a finished run
+            curve = run_dir / CURVE_FILE
+            reason = (f"{error.strerror}: {error.filename}"
+                      if isinstance(error, OSError) and error.strerror and error.filename
+                      else (str(error).splitlines() or [type(error).__name__])[0])
+            # One line; the traceback only with -v (INFO), for a bug report.
+            logger.warning("could not draw the learning curve %s (%s); the run's other files "
+                           "are complete", curve, reason,
+                           exc_info=logger.isEnabledFor(logging.INFO))
+            incomplete = (str(curve),)
+        s = self.standing
+        return TrainSummary(run_dir, s.round, s.env_steps, self.elapsed(), s.solved,
+                            self.plan.target, slim(s.last_eval), interrupted, incomplete)
+

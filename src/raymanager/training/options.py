@@ -1,0 +1,210 @@
+"""The options of a training run (:class:`TrainConfig`) and the defaults they fall back on.
+
+Every option is a CLI flag and a YAML key; a None means "the default of the
+environment and agent", filled in once by :func:`raymanager.training.plan_run`.
+
+    >>> TrainConfig(env="Hopper-v5", seed=3).seed
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from raymanager.agents.ars import ars_preset
+from raymanager.envs import env_facts, env_settings
+
+__all__ = [
+    "RESUMABLE_OPTIONS",
+    "ROUND_DEFAULT_KEYS",
+    "TrainConfig",
+    "check_resumable",
+    "default_agent_for",
+    "round_defaults",
+]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+#: Options left at None take these from :func:`round_defaults`.
+ROUND_DEFAULT_KEYS = ("seeds_per_round", "batch_size", "chunk_size", "eval_every",
+                      "eval_episodes")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``raymanager train``, one line of help each (CLI flags and YAML keys)."""
+
+    env: str = field(default="CartPole-v1", metadata=_help("gymnasium environment id"))
+    env_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("keyword arguments for gymnasium.make (YAML)")
+    )
+    agent: str | None = field(
+        default=None, metadata=_help(
+            "'es', 'ars' or 'package.module:Factory' (trusted); None: ars for continuous "
+            "actions, else es")
+    )
+    agent_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("extra agent config keys (YAML)")
+    )
+    seed: int = field(default=0, metadata=_help("seed of weights, training and evaluation"))
+    num_actors: int = field(default=2, metadata=_help("training actors"))
+    num_eval_actors: int = field(default=2, metadata=_help("evaluation actors"))
+    learning_rate: float | None = field(
+        default=None, metadata=_help("agent learning rate (None: the agent's default)")
+    )
+    noise_std: float | None = field(
+        default=None, metadata=_help("ES perturbation scale (None: the agent's default)")
+    )
+    # None: the defaults of the env and agent (round_defaults).
+    seeds_per_round: int | None = field(
+        default=None, metadata=_help("perturbations (directions) per round"))
+    batch_size: int | None = field(
+        default=None, metadata=_help("perturbations per training batch"))
+    chunk_size: int | None = field(
+        default=None, metadata=_help("perturbations rolled out at once"))
+    eval_every: int | None = field(default=None, metadata=_help("rounds between evaluations"))
+    eval_episodes: int | None = field(default=None, metadata=_help("episodes per evaluation"))
+    target_return: float | None = field(
+        default=None, metadata=_help("stop at this mean eval return (None: env threshold)")
+    )
+    # MuJoCo runs are bounded by time rather than rounds: their rounds vary in
+    # length (a Hopper that falls early makes a short round).
+    max_rounds: int = field(default=1000, metadata=_help("round budget"))
+    max_seconds: float | None = field(default=600.0, metadata=_help("wall-clock budget"))
+    output_dir: str = field(default="runs", metadata=_help("where run directories go"))
+    run_name: str | None = field(default=None, metadata=_help("run directory name"))
+    address: str | None = field(
+        default=None, metadata=_help("Ray cluster to join ('auto', 'host:port'); None: local")
+    )
+    num_cpus: int | None = field(default=None, metadata=_help("CPUs of a local Ray"))
+    progress: bool = field(default=True, metadata=_help("live progress display"))
+
+    def __post_init__(self) -> None:
+        for name in ("num_actors", "num_eval_actors", "seeds_per_round", "batch_size",
+                     "chunk_size", "eval_every", "eval_episodes", "max_rounds"):
+            value = getattr(self, name)
+            if value is None and name in ROUND_DEFAULT_KEYS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.agent is not None and (not isinstance(self.agent, str) or not self.agent):
+            raise TypeError(f"TrainConfig.agent must be a non-empty str or None, "
+                            f"got {self.agent!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
+        for name in ("env_kwargs", "agent_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                value = getattr(self, name)
+                raise TypeError(f"TrainConfig.{name} must be a mapping, got {value!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"TrainConfig.max_seconds must be > 0, got {self.max_seconds!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping (e.g. YAML), rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; known options: {sorted(known)}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        """Read a YAML file of options (``yaml.safe_load``: no code runs)."""
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
+        return cls.from_mapping(values)
+
+    def agent_config(self) -> dict[str, Any]:
+        """The config every TrainingActor and EvaluationActor is built from.
+
+        >>> TrainConfig(seed=2).agent_config()
+        {'agent': 'es', 'env': 'CartPole-v1', 'seed': 2}
+        """
+        agent = self.agent if self.agent is not None else default_agent_for(
+            {"env": self.env, "env_kwargs": self.env_kwargs})
+        config: dict[str, Any] = {"agent": agent, "env": self.env, "seed": self.seed}
+        if self.env_kwargs:
+            config["env_kwargs"] = dict(self.env_kwargs)
+        if self.learning_rate is not None:
+            config["learning_rate"] = self.learning_rate
+        if self.noise_std is not None:
+            config["noise_std"] = self.noise_std
+        config.update(self.agent_kwargs)
+        return config
+
+
+def default_agent_for(env_config: Mapping[str, Any]) -> str:
+    """``"ars"`` for a continuous (Box) action space, else ``"es"``.
+
+    >>> default_agent_for({"env": "CartPole-v1"}), default_agent_for({"env": "Pendulum-v1"})
+    ('es', 'ars')
+    """
+    return "ars" if env_facts(env_config).continuous_actions else "es"
+
+
+def round_defaults(env: str, agent: str) -> dict[str, int]:
+    """Round options for ``env`` and ``agent`` when the config leaves them at None.
+
+    ES (tuned on CartPole-v1): 128 seeds per round in batches of 64, 100
+    evaluation episodes every round. ARS: the paper's directions per round
+    for the task, in batches of 1/16 of them (at least 1) that go to
+    whichever actor is free, so two actors stay busy to the round's end (a
+    MuJoCo batch is long: 2 directions x 2 episodes x 1000 steps on
+    HalfCheetah); 10 evaluation episodes (MuJoCo episodes are 1000 steps),
+    about every 128 training episodes.
+
+    >>> round_defaults("HalfCheetah-v5", "ars")["seeds_per_round"]
+    32
+    """
+    if agent == "ars":
+        directions = int(ars_preset(env_settings({"env": env}).env_id)["directions"])
+        batch = max(1, directions // 16)
+        return {"seeds_per_round": directions, "batch_size": batch, "chunk_size": batch,
+                "eval_every": max(1, min(10, math.ceil(64 / directions))),
+                "eval_episodes": 10}
+    # One batch per training actor per round (2 by default), each rolled out
+    # as one wide vector env, which costs less per env step than narrow ones;
+    # chosen with benchmarks/es_single_process.py --batch-size/--chunk-size.
+    return {"seeds_per_round": 128, "batch_size": 64, "chunk_size": 64, "eval_every": 1,
+            "eval_episodes": 100}
+
+
+#: Options a resumed run may change: budgets and where it runs. Any other
+#: option would change what the checkpoint's weights mean.
+RESUMABLE_OPTIONS = ("max_rounds", "max_seconds", "target_return", "progress", "address",
+                     "num_cpus", "num_actors", "num_eval_actors")
+
+
+def check_resumable(saved: TrainConfig, config: TrainConfig,
+                    run_dir: str | os.PathLike[str]) -> None:
+    """Raise ValueError naming each option ``config`` changes outside RESUMABLE_OPTIONS.
+
+    >>> check_resumable(TrainConfig(), TrainConfig(max_rounds=5), "run")
+    >>> check_resumable(TrainConfig(), TrainConfig(seed=1), "run")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot resume run with other options than it was trained with: seed ...
+    """
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in RESUMABLE_OPTIONS
+               and getattr(config, f.name) != getattr(saved, f.name)]
+    if changed:
+        details = ", ".join(f"{name} (run: {getattr(saved, name)!r}, now: "
+                            f"{getattr(config, name)!r})" for name in changed)
+        raise ValueError(
+            f"cannot resume {run_dir} with other options than it was trained with: {details}; "
+            f"a resumed run may change only {', '.join(RESUMABLE_OPTIONS)}"
+        )
