@@ -579,6 +579,11 @@ class RayManager:
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
 
+    def alive_nodes(self) -> int:
+        """How many nodes of the cluster are alive (1 for a private local Ray)."""
+        self._check_open()
+        return sum(1 for node in ray.nodes() if node.get("Alive"))  # type: ignore[no-untyped-call]
+
     def object_store_stats(self) -> ObjectStoreStats:
         """Bytes used and total in the object store, summed over the cluster's nodes.
 

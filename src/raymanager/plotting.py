@@ -33,18 +33,17 @@ def plot_learning_curve(
     threshold"). A metrics file without an ``episodes`` column (older runs)
     gets the left panel only.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot's global state: a sweep draws from
+    # several threads at once, and pyplot is not thread-safe.
+    from matplotlib.figure import Figure
 
     with open(metrics_csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     x_columns = [("env_steps", "environment steps")]
     if rows and rows[0].get("episodes"):
         x_columns.append(("episodes", "training episodes"))
-    figure, axes_row = plt.subplots(1, len(x_columns), figsize=(5.5 * len(x_columns), 4),
-                                    dpi=110, sharey=True, squeeze=False)
+    figure = Figure(figsize=(5.5 * len(x_columns), 4), dpi=110)
+    axes_row = figure.subplots(1, len(x_columns), sharey=True, squeeze=False)
     for axes, (column, label) in zip(axes_row[0], x_columns, strict=True):
         _draw(axes, rows, _column(rows, column), target)
         axes.set_xlabel(label)
@@ -52,11 +51,8 @@ def plot_learning_curve(
     figure.suptitle(Path(metrics_csv).parent.name)
     figure.tight_layout()
     out = Path(out_png)
-    try:
-        # Atomic: a full disk leaves no half-written picture behind.
-        write_atomically(out, lambda handle: figure.savefig(handle, format="png"))
-    finally:
-        plt.close(figure)
+    # Atomic: a full disk leaves no half-written picture behind.
+    write_atomically(out, lambda handle: figure.savefig(handle, format="png"))
     return out
 
 

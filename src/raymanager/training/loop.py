@@ -71,6 +71,8 @@ class TrainSummary:
     #: Files of the run that could not be written although the run itself
     #: finished (the learning curve on a full disk): the run's files are incomplete.
     incomplete: tuple[str, ...] = ()
+    #: The Ray nodes its training actors started on (empty when no round ran).
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class _Loop:
         self.plan, self.files, self.standing = plan, files, standing
         self.seconds_before, self.start = seconds_before, start
         self.on_round, self.stop = on_round, stop
+        self.nodes: tuple[str, ...] = ()
 
     def elapsed(self) -> float:
         return self.seconds_before + time.monotonic() - self.start
@@ -198,6 +201,7 @@ class _Loop:
         except BaseException:
             train_pool.shutdown()
             raise
+        self.nodes = tuple(sorted({node for node in train_pool.node_ids() if node}))
         interrupted = False
         try:
             # The driver's copy of the agent takes each round's step from the results.
@@ -290,5 +294,6 @@ class _Loop:
             incomplete = (str(curve),)
         s = self.standing
         return TrainSummary(run_dir, s.round, s.env_steps, self.elapsed(), s.solved,
-                            self.plan.target, slim(s.last_eval), interrupted, incomplete)
+                            self.plan.target, slim(s.last_eval), interrupted, incomplete,
+                            self.nodes)
 
