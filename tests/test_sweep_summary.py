@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import io
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -275,6 +276,16 @@ def test_a_wrong_varying_option_is_the_callers_mistake(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seed cannot be a varying option"):
         summarize(tmp_path, varying=("seed",))
     assert summarize(tmp_path, varying=("env", "learning_rate")).varying == ("learning_rate",)
+
+
+def test_the_summary_is_files_only() -> None:
+    """No Ray, no gymnasium, and matplotlib only once a picture is drawn."""
+    code = ("import sys, raymanager.sweep_summary\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'ray', 'gymnasium', 'matplotlib', 'rich'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
 
 
 def _benchmark_module(name: str) -> Any:
