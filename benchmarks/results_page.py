@@ -6,9 +6,10 @@
 
 The page is generated, never typed: every figure on it comes from a JSON file,
 shown with the date, machine and command that produced it. Files are read in
-name order; each must be a report of ``benchmarks/run.py`` or a training run
-recorded by ``benchmarks/training_result.py`` (a new kind of report needs its
-own renderer here, so nothing is shown half-understood).
+name order; each must be a report of ``benchmarks/run.py``, a training run
+recorded by ``benchmarks/training_result.py`` or a sweep recorded by
+``benchmarks/sweep_result.py`` (a new kind of report needs its own renderer
+here, so nothing is shown half-understood).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ they ran interleaved on the same machine at the same time.
 
 To add a benchmark run: `python benchmarks/run.py --out docs/results/NAME.json`; a
 training run: `python benchmarks/training_result.py RUN_DIR --command "..." --out
-docs/results/NAME.json`; then `python benchmarks/results_page.py`.
+docs/results/NAME.json`; a sweep: `python benchmarks/sweep_result.py SWEEP_DIR --command
+"..." --out docs/results/NAME.json`; then `python benchmarks/results_page.py`.
 """
 
 
@@ -285,10 +287,55 @@ def render_journal(name: str, report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _count(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _option(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return "-" if value is None else str(value)
+
+
+def render_sweep(name: str, report: dict[str, Any]) -> str:
+    """A sweep of training runs (``benchmarks/sweep_result.py``): its runs and medians."""
+    m, varying = report["machine"], report["varying"]
+    what = ("Training runs over seeds and a grid of options; medians over the seeds of "
+            "each group (task and the options that vary).")
+    lines = [
+        *_header(name, report, what),
+        f"- **software**: Python {m.get('python')}, Ray {m.get('ray')}, numpy "
+        f"{m.get('numpy')}, gymnasium {m.get('gymnasium')}, mujoco {m.get('mujoco')}; "
+        f"raymanager at git `{m.get('git')}`",
+    ]
+    if report.get("note"):
+        lines.append(f"- **note**: {report['note']}")
+    lines += ["- **options every run shares**: `" + report["common_command"] + "`", ""]
+    runs = [[f"`{run['run']}`", f"`{run['options_command']}`" if run.get("options_command")
+             else "-", run["state"]] for run in report["runs"]]
+    lines += [*_table(["run", "its own options", "state"], runs), ""]
+    header = ["task", *varying, "threshold", "seeds", "seeds reaching it",
+              "median seconds to it ¹", "median episodes to it ¹", "median best eval return",
+              "median final eval return"]
+    rows = [[g["env"], *(_option(g["options"].get(v)) for v in varying),
+             ", ".join(f"{t:g}" for t in g["targets"]) or "-", str(g["seeds"]),
+             f"{g['reached']}/{g['seeds']}", _fmt(g["median_seconds_to_target"], ".1f"),
+             _count(g["median_episodes_to_target"]), _fmt(g["median_best_eval"], ".1f"),
+             _fmt(g["median_final_eval"], ".1f")] for g in report["groups"]]
+    lines += [*_table(header, rows), "",
+              "¹ Median over the seeds that reached the threshold; - where none did. "
+              "Seconds are wall time since each run started (Ray's start-up included); "
+              "episodes are training episodes."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "engine_ab": render_engine_ab,
     "engine_scale": render_engine_scale,
     "journal": render_journal,
+    "sweep": render_sweep,
 }
 
 
