@@ -6,7 +6,7 @@
     python benchmarks/results_page.py
 
 Run it on the machine that ran the sweep, right after: the JSON records this
-machine beside the sweep's summary (:mod:`raymanager.sweep_summary`: every
+machine beside the sweep's summary (:mod:`raymanager.sweep.summary`: every
 run and the medians over seeds per group) and, per run, an equivalent
 ``raymanager train`` command rebuilt from its ``config.yaml``. The varying
 options are those whose values differ between runs unless ``--varying``
@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from machine import describe
 
-from raymanager.sweep_summary import (
+from raymanager.sweep.summary import (
     run_dirs_of,
     summarize,
     summary_to_json,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from raymanager import RayManager
-from raymanager.sweep_summary import (
+from raymanager.sweep.summary import (
     CSV_COLUMNS,
     RunDirError,
     group_curve,
@@ -280,7 +280,7 @@ def test_a_wrong_varying_option_is_the_callers_mistake(tmp_path: Path) -> None:
 
 def test_the_summary_is_files_only() -> None:
     """No Ray, no gymnasium, and matplotlib only once a picture is drawn."""
-    code = ("import sys, raymanager.sweep_summary\n"
+    code = ("import sys, raymanager.sweep.summary\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & "
             "{'ray', 'gymnasium', 'matplotlib', 'rich'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

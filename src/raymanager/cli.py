@@ -1,6 +1,7 @@
-"""The ``raymanager`` command: ``train``, ``evaluate`` and ``info``.
+"""The ``raymanager`` command: ``train``, ``sweep``, ``evaluate`` and ``info``.
 
     raymanager train                          # CartPole-v1, local Ray, until solved
+    raymanager sweep --seeds 0,1,2            # three runs on one Ray, and their summary
     raymanager train --config run.yaml --num-actors 4 --address auto
     raymanager train --resume runs/CartPole-v1-seed0-20261126-101500
     raymanager evaluate runs/CartPole-v1-seed0-20261126-101500 --episodes 100
@@ -21,7 +22,6 @@ import sys
 import threading
 import traceback
 import types
-import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +29,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from raymanager.cli_flags import add_option_flags, given_options, read_yaml_config
 from raymanager.errors import RayManagerError
 from raymanager.progress import LiveDisplay
+from raymanager.sweep.command import add_sweep_parser
 from raymanager.training import (
     CURVE_FILE,
     METRICS_FILE,
@@ -50,53 +52,6 @@ __all__ = ["main"]
 console = Console(stderr=True)
 
 
-def _yaml_mapping(text: str) -> dict[str, Any]:
-    """A flag's YAML / JSON mapping literal, such as ``'{sutton_barto_reward: true}'``."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise argparse.ArgumentTypeError(
-            f"not a YAML mapping: {text!r} ({_yaml_problem(error)})") from None
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{key: 1}}', got {text!r}")
-    return value
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """One line of what YAML found wrong, and where."""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    mark = getattr(error, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
-
-
-def _flag_type(annotation: Any) -> tuple[Any, bool]:
-    """(argparse type, is a bool flag) for a TrainConfig field annotation."""
-    hints = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
-    base = next((h for h in hints if h is not type(None)), annotation)
-    if base is bool:
-        return None, True
-    if base in (int, float, str):
-        return base, False
-    return _yaml_mapping, False  # dicts: a YAML/JSON literal such as '{a: 1}'
-
-
-def _default_text(spec: dataclasses.Field[Any]) -> str:
-    if spec.default is not dataclasses.MISSING:
-        default = spec.default
-    elif spec.default_factory is not dataclasses.MISSING:
-        default = spec.default_factory()
-    else:  # pragma: no cover - every TrainConfig field has a default
-        return ""
-    if default is None:
-        return "none"
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    return str(default) if default != {} else "{}"
-
-
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="YAML",
                         help="YAML file of options (safe_load; keys = the flags' names)")
@@ -104,46 +59,15 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                         help="continue a run from its checkpoint, with its own options")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run in --output-dir/--run-name if there is one")
-    hints = typing.get_type_hints(TrainConfig)
-    for spec in dataclasses.fields(TrainConfig):
-        flag = "--" + spec.name.replace("_", "-")
-        kind, is_bool = _flag_type(hints[spec.name])
-        # The defaults are shown by hand: the flags default to SUPPRESS so
-        # that we know which ones the user gave (a resumed run keeps the rest).
-        help_text = spec.metadata.get("help", "")
-        if "None:" not in help_text:  # else the help says what None means
-            help_text += f" (default: {_default_text(spec)})"
-        if is_bool:
-            parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(flag, dest=spec.name, type=kind, default=argparse.SUPPRESS,
-                                help=help_text, metavar=spec.name.upper())
-
-
-def _given_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The TrainConfig options given as flags (not their defaults)."""
-    return {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)
-            if spec.name in vars(args)}
+    add_option_flags(parser)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     values: dict[str, Any] = {}
     if args.config:
-        values.update(dataclasses.asdict(_read_yaml_config(args.config)))
-    values.update(_given_options(args))
+        values.update(dataclasses.asdict(read_yaml_config(args.config)))
+    values.update(given_options(args))
     return TrainConfig.from_mapping(values)
-
-
-def _read_yaml_config(path: str) -> TrainConfig:
-    try:
-        return TrainConfig.from_yaml(path)
-    except yaml.YAMLError as error:
-        refused = " (tags such as !!python/... are refused: nothing in a config runs code)"
-        tag = "tag" in str(error) and "python" in str(error)
-        raise ValueError(
-            f"{path}: not a valid options file: {_yaml_problem(error)}{refused if tag else ''}"
-        ) from None
 
 
 def _report(summary: TrainSummary) -> None:
@@ -176,7 +100,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise ValueError("--resume continues a run with its own options: drop --config")
-        config = resume_config(args.resume, _given_options(args))
+        config = resume_config(args.resume, given_options(args))
         done = load_checkpoint(args.resume).round
         budget = f"{config.max_seconds:g} s" if config.max_seconds is not None else "none"
         console.print(f"resuming {args.resume} after round {done}: up to round "
@@ -317,9 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raymanager",
         description="Train and evaluate agents in parallel on pools of Ray actors.",
-        epilog="exit status: 0 done; 2 a mistake in the options or files, or a full or "
-               "unwritable disk (one 'error:' line); 3 a run that finished without all its "
-               "files (the learning curve could not be drawn); 130 Ctrl-C; 143 SIGTERM",
+        epilog="exit status: 0 done; 1 a sweep in which a run failed; 2 a mistake in the "
+               "options or files, or a full or unwritable disk (one 'error:' line); 3 a run "
+               "that finished without all its files (the learning curve could not be drawn); 130 Ctrl-C; 143 SIGTERM",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -342,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--video-episodes", type=int, default=1,
                           help="episodes to record with --video")
     evaluate.set_defaults(run=_cmd_evaluate)
+    add_sweep_parser(commands, console)
     info = commands.add_parser("info", help="show the Ray resources raymanager sees",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     info.add_argument("--address", default=None,

@@ -582,7 +582,8 @@ class RayManager:
     def alive_nodes(self) -> int:
         """How many nodes of the cluster are alive (1 for a private local Ray)."""
         self._check_open()
-        return sum(1 for node in ray.nodes() if node.get("Alive"))  # type: ignore[no-untyped-call]
+        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+        return sum(1 for node in nodes if node.get("Alive"))
 
     def object_store_stats(self) -> ObjectStoreStats:
         """Bytes used and total in the object store, summed over the cluster's nodes.

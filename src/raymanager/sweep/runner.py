@@ -35,7 +35,7 @@ from raymanager.config import RayConfig
 from raymanager.durable import write_atomically
 from raymanager.manager import RayManager
 from raymanager.sweep.spec import PlannedRun, SweepSpec
-from raymanager.sweep.summary import write_summary
+from raymanager.sweep.summary import summarize, write_summary
 from raymanager.training import (
     CHECKPOINT_DIR,
     RESUMABLE_OPTIONS,
@@ -44,7 +44,8 @@ from raymanager.training import (
     train,
 )
 
-__all__ = ["RUNS_DIR", "SPEC_FILE", "RunOutcome", "SweepResult", "new_sweep_dir", "run_sweep"]
+__all__ = ["RUNS_DIR", "SPEC_FILE", "RunOutcome", "SweepResult", "new_sweep_dir", "read_sweep_spec",
+           "run_sweep"]
 
 logger = logging.getLogger("raymanager")
 
@@ -266,7 +267,8 @@ class _Sweep:
                 return
             self._summary_at = now
             try:
-                write_summary(self.sweep_dir, self.run_dirs, varying=self.spec.varying)
+                write_summary(summarize(self.sweep_dir, self.run_dirs,
+                                        varying=self.spec.varying))
             except Exception as error:  # a summary that cannot be drawn must not stop runs
                 logger.warning("could not write the sweep's summary in %s (%s)",
                                self.sweep_dir, error, exc_info=logger.isEnabledFor(logging.INFO))

@@ -626,13 +626,14 @@ def plot_summary(summary: Summary, out_png: str | os.PathLike[str]) -> Path:
     >>> plot_summary(summary, "sweeps/lr/summary.png")               # doctest: +SKIP
     PosixPath('sweeps/lr/summary.png')
     """
+    # A Figure of its own, not pyplot's global state: a sweep's runs draw
+    # their curves from other threads meanwhile, and pyplot is not thread-safe.
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    figure, axes_row = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110, sharey=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = Figure(figsize=(12, 4.5), dpi=110)
+    axes_row = figure.subplots(1, 2, sharey=True)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     axes_x: tuple[tuple[Any, XAxis, str], ...] = (
         (axes_row[0], "env_steps", "environment steps"),
         (axes_row[1], "seconds", "wall-clock seconds since the run started"))
@@ -662,10 +663,7 @@ def plot_summary(summary: Summary, out_png: str | os.PathLike[str]) -> Path:
                     "(< 4 seeds) or 25-75 % (>= 4)")
     figure.tight_layout()
     out = Path(out_png)
-    try:
-        write_atomically(out, lambda handle: figure.savefig(handle, format="png"))
-    finally:
-        plt.close(figure)
+    write_atomically(out, lambda handle: figure.savefig(handle, format="png"))
     return out
 
 

@@ -1,0 +1,140 @@
+"""Command-line flags from :class:`~raymanager.training.TrainConfig`'s fields, for
+``raymanager train`` and ``raymanager sweep`` alike: one flag per option, its help
+from the field, YAML for mappings.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_option_flags(parser)
+    >>> given_options(parser.parse_args(["--seed", "3"]))
+    {'seed': 3}
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Collection
+from typing import Any
+
+import yaml
+
+from raymanager.training import TrainConfig
+
+__all__ = ["add_option_flags", "given_options", "read_yaml_config", "yaml_problem"]
+
+
+def _yaml_mapping(text: str) -> dict[str, Any]:
+    """A flag's YAML / JSON mapping literal, such as ``'{sutton_barto_reward: true}'``."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(
+            f"not a YAML mapping: {text!r} ({yaml_problem(error)})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{key: 1}}', got {text!r}")
+    return value
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line of what YAML found wrong, and where."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _flag_type(annotation: Any) -> tuple[Any, bool]:
+    """(argparse type, is a bool flag) for a TrainConfig field annotation."""
+    hints = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+    base = next((h for h in hints if h is not type(None)), annotation)
+    if base is bool:
+        return None, True
+    if base in (int, float, str):
+        return base, False
+    return _yaml_mapping, False  # dicts: a YAML/JSON literal such as '{a: 1}'
+
+
+def _default_text(spec: dataclasses.Field[Any]) -> str:
+    if spec.default is not dataclasses.MISSING:
+        default = spec.default
+    elif spec.default_factory is not dataclasses.MISSING:
+        default = spec.default_factory()
+    else:  # pragma: no cover - every TrainConfig field has a default
+        return ""
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default) if default != {} else "{}"
+
+
+def add_option_flags(parser: argparse.ArgumentParser, *, lists: bool = False,
+                     skip: Collection[str] = ()) -> None:
+    """One flag per TrainConfig option (``--learning-rate``), but those in ``skip``.
+
+    With ``lists``, a number or text option takes a comma-separated list
+    (``--learning-rate 0.01,0.02``), parsed to a list of values: a sweep's grid.
+    A flag the user did not give is absent from the namespace (see
+    :func:`given_options`).
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    for spec in dataclasses.fields(TrainConfig):
+        if spec.name in skip:
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        kind, is_bool = _flag_type(hints[spec.name])
+        # The defaults are shown by hand: the flags default to SUPPRESS so
+        # that we know which ones the user gave (a resumed run keeps the rest).
+        help_text = spec.metadata.get("help", "")
+        if "None:" not in help_text:  # else the help says what None means
+            help_text += f" (default: {_default_text(spec)})"
+        if is_bool:
+            parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+            continue
+        if lists and kind in (int, float, str):
+            kind = comma_list(kind)
+            help_text += "; a comma-separated list sweeps over its values"
+        parser.add_argument(flag, dest=spec.name, type=kind, default=argparse.SUPPRESS,
+                            help=help_text, metavar=spec.name.upper())
+
+
+def comma_list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """An argparse type: ``"1,2"`` -> ``[kind("1"), kind("2")]``.
+
+    >>> comma_list(float)("0.01, 0.02")
+    [0.01, 0.02]
+    """
+    def parse(text: str) -> list[Any]:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"an empty item in the list {text!r}")
+        try:
+            return [kind(part) for part in parts]
+        except ValueError:
+            name = getattr(kind, "__name__", "value")
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {name}, got {text!r}") from None
+
+    parse.__name__ = f"list of {getattr(kind, '__name__', 'values')}"
+    return parse
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig options given as flags (not their defaults)."""
+    return {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)
+            if spec.name in vars(args)}
+
+
+def read_yaml_config(path: str) -> TrainConfig:
+    try:
+        return TrainConfig.from_yaml(path)
+    except yaml.YAMLError as error:
+        refused = " (tags such as !!python/... are refused: nothing in a config runs code)"
+        tag = "tag" in str(error) and "python" in str(error)
+        raise ValueError(
+            f"{path}: not a valid options file: {yaml_problem(error)}{refused if tag else ''}"
+        ) from None
