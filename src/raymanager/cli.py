@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate agents in parallel on pools of Ray actors.",
         epilog="exit status: 0 done; 1 a sweep in which a run failed; 2 a mistake in the "
                "options or files, or a full or unwritable disk (one 'error:' line); 3 a run "
-               "that finished without all its files (the learning curve could not be drawn); 130 Ctrl-C; 143 SIGTERM",
+               "that finished without all its files (the learning curve could not be "
+               "drawn); 130 Ctrl-C; 143 SIGTERM",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
