@@ -533,7 +533,10 @@ class EvolutionStrategies:
         adam_keys = [f"adam.{moment}.{name}" for moment in "mv" for name in names] + ["adam.t"]
         unknown = sorted(set(weights) - set(names) - set(adam_keys))
         if unknown:
-            raise ValueError(f"unknown weight keys {unknown}; expected {names + adam_keys}")
+            # The usual cause: a checkpoint of another layout (W vs W1, W2...).
+            raise ValueError(
+                f"unknown weight keys {unknown}; expected {names + adam_keys} for "
+                f"hidden_sizes {list(self.settings.hidden_sizes)}")
         present_adam = [key for key in adam_keys if key in weights]
         if present_adam and len(present_adam) != len(adam_keys):
             missing = sorted(set(adam_keys) - set(present_adam))
