@@ -91,6 +91,9 @@ def test_es_hidden_size_is_hidden_sizes_of_one_layer() -> None:
     assert old.settings.hidden_sizes == new.settings.hidden_sizes == (8,)
     assert old.settings.hidden_size == 8  # the key as given, for code that reads it
     assert_same(old.get_weights(), new.get_weights())
+    old.train(np.arange(2), chunk_size=2)
+    new.set_weights(old.get_weights())  # a checkpoint of hidden_size 8 loads as is
+    assert_same(old.get_weights(), new.get_weights())
     assert ESConfig.from_mapping({"hidden_size": 8}) == ESConfig(hidden_size=8)
     with pytest.raises(ValueError, match="disagree"):
         ESConfig(hidden_size=8, hidden_sizes=(16,))

@@ -299,7 +299,6 @@ class _PolicyShape:
                 f"{action_space}"
             )
         layers = layer_shapes(inputs, hidden_sizes, outputs)
-        self.layers = len(layers)
         self.shapes: dict[str, tuple[int, ...]] = {}
         for index, (fan_in, fan_out) in enumerate(layers, start=1):
             # "W", "b" for the linear policy, as before there were hidden layers:
