@@ -1,25 +1,36 @@
 """The built-in agent ``"ars"``: Augmented Random Search V2-t (Mania, Guy, Recht 2018).
 
-A static linear policy ``a = clip(M @ (x - mu) / sigma)`` over observations
-``x`` normalised by the running mean ``mu`` and std ``sigma`` of every state
-seen in training. Training data are integer seeds; seed ``s`` stands for the
-direction ``delta = np.random.default_rng(s).standard_normal(M.shape)`` and the
-start of the two episodes that evaluate it. One round:
+The paper's static linear policy ``a = clip(M @ (x - mu) / sigma)`` over
+observations ``x`` normalised by the running mean ``mu`` and std ``sigma`` of
+every state seen in training; or, with ``hidden_sizes``, a tanh MLP on the same
+normalised observations whose last layer is linear, then the same clip to the
+action bounds. ``theta`` is the policy's flat parameter vector (``M``'s
+entries for the linear policy). Training data are integer seeds; seed ``s``
+stands for the direction ``delta = np.random.default_rng(s).standard_normal(
+len(theta))`` and the start of the two episodes that evaluate it. One round:
 
-1. workers roll out ``M + nu * delta`` and ``M - nu * delta`` for each seed of
+1. workers roll out ``theta + nu * delta`` and ``theta - nu * delta`` for each seed of
    their batch (same start for both signs) with the round's ``mu, sigma``, and
    send back per seed: the two returns; per batch: the count, mean and sum of
    squared deviations of the states they saw (:meth:`ARS.rollout`);
 2. the driver keeps the ``top_directions`` (b) seeds with the best
    ``max(r+, r-)``, regenerates their ``delta`` and steps
-   ``M += alpha / (b * sigma_R) * sum (r+ - r-) delta``, with ``sigma_R`` the
+   ``theta += alpha / (b * sigma_R) * sum (r+ - r-) delta``, with ``sigma_R`` the
    std of those 2b returns; then merges the batches' state statistics into
    the running ones, in batch order (:meth:`ARS.apply_rollouts`).
 
 So only scalars and per-observation statistics travel back: the bytes per
-batch do not depend on the size of ``M``. The weights (``M`` and the running
-statistics ``obs.count``, ``obs.mean``, ``obs.m2``) are what checkpoints hold,
-so a resumed run normalises exactly as before.
+batch do not depend on the size of the policy. The weights (the policy and the
+running statistics ``obs.count``, ``obs.mean``, ``obs.m2``) are what
+checkpoints hold, so a resumed run normalises exactly as before. The policy is
+``M`` (shape ``(actions, observations)``) for the linear policy, and
+``W1``, ``b1``, ..., ``Wn``, ``bn`` (input layer first, ``W`` of shape
+``(fan_in, fan_out)``, as in the ``es`` agent) for ``n - 1`` hidden layers.
+
+The linear policy starts at ``M = 0``, as in the paper. An MLP does not: its
+hidden layers start as normal weights scaled by ``1/sqrt(fan_in)``, drawn from
+``seed``, and its output layer at 0: at an all-zero MLP a direction would
+move the actions only to second order, and the step would have no signal.
 
 For Hopper, Walker2d, Ant and Humanoid the paper removes the survival bonus
 from the training rewards ("-t" is the top-b variant; the shift is part of its
@@ -37,7 +48,10 @@ key                      meaning
 ``top_directions``       b: directions kept per round (<= directions per round)
 ``reward_shift``         subtracted from every training reward
 ``normalize_observations``  V2 (True, default) or V1 (False)
-``seed``                 unused by the initial weights (M starts at 0, as in the paper)
+``hidden_sizes``         widths of tanh hidden layers, input side first, each 1-4096,
+                         at most 8; ``[]`` (default) = the paper's linear policy
+``seed``                 draws an MLP's hidden layers; unused by the linear policy
+                         (M starts at 0, as in the paper)
 =======================  =========================================================
 
     >>> agent = ARS({"env": "Pendulum-v1", "max_episode_steps": 20})
@@ -61,6 +75,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from raymanager.agents.mlp import hidden_sizes_from, layer_shapes, mlp_rows
 from raymanager.envs import ENV_CONFIG_KEYS, VectorEnvCache, env_settings, run_episodes
 from raymanager.envs import env_spaces as _env_spaces
 
@@ -82,6 +97,7 @@ ARS_CONFIG_KEYS = (
     "top_directions",
     "reward_shift",
     "normalize_observations",
+    "hidden_sizes",
     "seed",
 )
 
@@ -145,6 +161,7 @@ class ARSConfig:
     reward_shift: float
     normalize_observations: bool
     seed: int
+    hidden_sizes: tuple[int, ...] = ()
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> ARSConfig:
@@ -171,6 +188,7 @@ class ARSConfig:
             reward_shift=float(shift),
             normalize_observations=normalize,
             seed=_int_at_least(config, "seed", 0, 0),
+            hidden_sizes=hidden_sizes_from(config),
         )
 
 
@@ -235,12 +253,89 @@ class _MomentCollector:
             self.moments, (float(len(rows)), mean, ((rows - mean) ** 2).sum(axis=0)))
 
 
+class _PolicyLayout:
+    """Where each named policy array sits in the flat vector ``theta`` that directions perturb.
+
+    >>> _PolicyLayout(3, 1, ()).shapes
+    {'M': (1, 3)}
+    >>> _PolicyLayout(3, 1, (8,)).shapes
+    {'W1': (3, 8), 'b1': (8,), 'W2': (8, 1), 'b2': (1,)}
+    """
+
+    def __init__(self, obs_size: int, act_size: int, hidden_sizes: tuple[int, ...]) -> None:
+        self.hidden_sizes = hidden_sizes
+        self.act_size, self.obs_size = act_size, obs_size
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        if not hidden_sizes:
+            # The paper's M, named and shaped as before MLPs: old checkpoints load.
+            self.shapes["M"] = (act_size, obs_size)
+        else:
+            for index, (fan_in, fan_out) in enumerate(
+                    layer_shapes(obs_size, hidden_sizes, act_size), start=1):
+                self.shapes[f"W{index}"] = (fan_in, fan_out)
+                self.shapes[f"b{index}"] = (fan_out,)
+        self.sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
+        self.num_params = sum(self.sizes.values())
+
+    def initial(self, seed: int) -> np.ndarray:
+        """The flat starting parameters: all 0 for the linear policy (the paper's start).
+
+        An MLP's hidden layers start as N(0, 1) / sqrt(fan_in) from ``seed``,
+        its biases and output layer at 0. At an all-zero MLP every hidden unit
+        is tanh(0) = 0, so a direction moves the output only through products
+        of two perturbed weights: ``theta + nu * delta`` and ``theta - nu *
+        delta`` then act alike (the output is even in ``nu`` but for the output
+        bias), ``r+ - r-`` is about 0 and the step has no signal. Random hidden
+        layers give the output layer features to weigh from the first round;
+        a zero output layer still starts at the action 0 (clipped), as the
+        linear policy does, so no random start has to be unlearned. The
+        1/sqrt(fan_in) scale keeps each pre-activation of normalised
+        observations near unit variance, inside tanh's useful range.
+        """
+        if not self.hidden_sizes:
+            return np.zeros(self.num_params)
+        rng = np.random.default_rng(seed)
+        pieces = []
+        last = len(self.hidden_sizes) + 1
+        for name, shape in self.shapes.items():
+            if name.startswith("W") and name != f"W{last}":
+                pieces.append(rng.standard_normal(shape).reshape(-1) / math.sqrt(shape[0]))
+            else:
+                pieces.append(np.zeros(math.prod(shape)))
+        return np.concatenate(pieces)
+
+    def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Views of rows of flat parameters ``(rows, num_params)`` as named arrays."""
+        named: dict[str, np.ndarray] = {}
+        offset = 0
+        for name, shape in self.shapes.items():
+            size = self.sizes[name]
+            named[name] = flat[:, offset : offset + size].reshape((len(flat), *shape))
+            offset += size
+        return named
+
+    def outputs(self, flat: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Unclipped actions of parameter row ``i`` (or the only one) for normalised row ``i``.
+
+        Multiply-and-sum rather than matmul: a row's result does not depend on
+        how many rows are computed together, so chunking changes nothing.
+        """
+        params = self.unflatten(flat)
+        if not self.hidden_sizes:
+            raw: np.ndarray = (params["M"] * x[:, None, :]).sum(axis=2)
+            return raw
+        layers = len(self.hidden_sizes) + 1
+        return mlp_rows([(params[f"W{i}"], params[f"b{i}"]) for i in range(1, layers + 1)], x)
+
+
 class ARS:
-    """ARS V2-t over a static linear policy (see the module docstring).
+    """ARS V2-t over a static linear policy or a tanh MLP (see the module docstring).
 
     >>> agent = ARS({"env": "Pendulum-v1"})
     >>> sorted(agent.get_weights())
     ['M', 'obs.count', 'obs.m2', 'obs.mean']
+    >>> sorted(ARS({"env": "Pendulum-v1", "hidden_sizes": [8]}).get_weights())
+    ['W1', 'W2', 'b1', 'b2', 'obs.count', 'obs.m2', 'obs.mean']
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -255,7 +350,8 @@ class ARS:
         self._act_size = int(np.prod(action_space.shape))
         self._low = action_space.low.reshape(-1).astype(np.float64)
         self._high = action_space.high.reshape(-1).astype(np.float64)
-        self._matrix = np.zeros((self._act_size, self._obs_size))
+        self._policy = _PolicyLayout(self._obs_size, self._act_size, self.settings.hidden_sizes)
+        self._theta = self._policy.initial(self.settings.seed)
         self._count = 0.0
         self._mean = np.zeros(self._obs_size)
         self._m2 = np.zeros(self._obs_size)
@@ -280,6 +376,10 @@ class ARS:
         Traceback (most recent call last):
         ...
         ValueError: the 'ars' agent needs a Box action space ...
+        >>> ARS.validate_config({"env": "Pendulum-v1", "hidden_sizes": [64, 0]})
+        Traceback (most recent call last):
+        ...
+        ValueError: config['hidden_sizes'][1] must be >= 1, got 0
         """
         from raymanager.envs import validate_env_config
 
@@ -288,8 +388,12 @@ class ARS:
 
     @property
     def num_params(self) -> int:
-        """Entries of the policy matrix M."""
-        return self._matrix.size
+        """Length of the flat parameter vector a direction perturbs (M's entries if linear).
+
+        >>> ARS({"env": "Pendulum-v1", "hidden_sizes": [2]}).num_params  # 3*2 + 2 + 2*1 + 1
+        11
+        """
+        return self._policy.num_params
 
     # -- the policy -----------------------------------------------------------------------
 
@@ -300,34 +404,34 @@ class ARS:
         return self._mean.copy(), np.where(std < _MIN_STD, 1.0, std)
 
     def _actions(
-        self, matrices: np.ndarray, mean: np.ndarray, std: np.ndarray, observations: np.ndarray,
+        self, params: np.ndarray, mean: np.ndarray, std: np.ndarray, observations: np.ndarray,
     ) -> np.ndarray:
-        """Actions of matrix ``i`` (or the only one) for observation ``i``.
-
-        Multiply-and-sum rather than matmul: a row's result does not depend on
-        how many rows are computed together, so chunking changes nothing.
-        """
+        """Actions of parameter row ``i`` of ``params`` (or the only one) for observation ``i``."""
         x = (np.asarray(observations, dtype=np.float64).reshape(len(observations), -1) - mean)
         x = x / std
-        raw = (matrices * x[:, None, :]).sum(axis=2)
-        actions: np.ndarray = np.clip(raw, self._low, self._high)
+        actions: np.ndarray = np.clip(self._policy.outputs(params, x), self._low, self._high)
         return actions.astype(self._action_space.dtype).reshape(
             (len(actions), *self._action_space.shape))
 
     def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions of the current policy for a batch of observations."""
+        """Deterministic actions of the current policy for a batch of observations.
+
+        >>> ARS({"env": "Pendulum-v1"}).act(np.ones((2, 3))).tolist()  # M = 0 at the start
+        [[0.0], [0.0]]
+        """
         mean, std = self._normalizer()
-        return self._actions(self._matrix[None], mean, std, observations)
+        return self._actions(self._theta[None, :], mean, std, observations)
 
     def _direction(self, seed: int) -> tuple[np.ndarray, int]:
         rng = np.random.default_rng(seed)
-        delta = rng.standard_normal(self._matrix.shape)
+        # Drawn flat: for the linear policy the same numbers as a draw of M's shape.
+        delta = rng.standard_normal(self._policy.num_params)
         return delta, int(rng.integers(0, _EPISODE_SEED_BOUND))
 
     # -- training: workers ------------------------------------------------------------------
 
     def rollout(self, batch_of_seeds: np.ndarray, chunk_size: int) -> dict[str, Any]:
-        """Evaluate ``M +- nu * delta(seed)`` for each seed; scalars and state moments only.
+        """Evaluate ``theta +- nu * delta(seed)`` for each seed; scalars and state moments only.
 
         Returns ``seeds``, ``plus_returns``, ``minus_returns`` (training
         returns, survival bonus removed), ``obs_count``, ``obs_mean``,
@@ -348,16 +452,17 @@ class ARS:
         for start in range(0, count, chunk_size):
             chunk = seeds[start : start + chunk_size]
             width = len(chunk)
-            matrices = np.empty((2 * width, *self._matrix.shape))
+            # Rows 0..width-1 are +delta, rows width..2*width-1 the matching -delta.
+            population = np.empty((2 * width, self._policy.num_params))
             episode_seeds = np.empty(2 * width, dtype=np.int64)
             for row, seed in enumerate(chunk):
                 delta, episode_seed = self._direction(int(seed))
-                matrices[row] = self._matrix + nu * delta
-                matrices[width + row] = self._matrix - nu * delta
+                population[row] = self._theta + nu * delta
+                population[width + row] = self._theta - nu * delta
                 episode_seeds[row] = episode_seeds[width + row] = episode_seed
             outcome = run_episodes(
                 self._envs.get(2 * width),
-                functools.partial(self._actions, matrices, mean, std),
+                functools.partial(self._actions, population, mean, std),
                 episode_seeds,
                 observe=collector,
             )
@@ -403,13 +508,13 @@ class ARS:
         # Stable sort on -max: ties keep batch order, so the choice is reproducible.
         order = np.argsort(-np.maximum(plus, minus), kind="stable")[:top]
         sigma_r = float(np.concatenate([plus[order], minus[order]]).std())
-        step = np.zeros_like(self._matrix)
+        step = np.zeros_like(self._theta)
         for index in order:
             step += (plus[index] - minus[index]) * self._direction(int(seeds[index]))[0]
         # All returns equal (say, every episode fell at once): no signal, no step.
         scale = self.settings.learning_rate / (top * sigma_r) if sigma_r > 0 else 0.0
         update = scale * step
-        self._matrix = self._matrix + update
+        self._theta = self._theta + update
         moments = (self._count, self._mean, self._m2)
         for result in results:
             moments = merge_moments(moments, (
@@ -440,27 +545,53 @@ class ARS:
     # -- weights -----------------------------------------------------------------------------
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        """Copies of ``M`` and the running observation statistics."""
-        return {
-            "M": self._matrix.copy(),
+        """Copies of the policy arrays (``M``, or ``W1``, ``b1``...) and the observation statistics.
+
+        >>> weights = ARS({"env": "Pendulum-v1", "hidden_sizes": [64, 64]}).get_weights()
+        >>> weights["W1"].shape, weights["W3"].shape, float(abs(weights["W3"]).max())
+        ((3, 64), (64, 1), 0.0)
+        """
+        weights = {name: array[0].copy()
+                   for name, array in self._policy.unflatten(self._theta[None, :]).items()}
+        weights.update({
             "obs.count": np.array(self._count),
             "obs.mean": self._mean.copy(),
             "obs.m2": self._m2.copy(),
-        }
+        })
+        return weights
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
-        """Load weights from :meth:`get_weights`; ``M`` alone resets the statistics."""
-        names = {"M", "obs.count", "obs.mean", "obs.m2"}
-        unknown = sorted(set(weights) - names)
+        """Load weights from :meth:`get_weights`; the policy alone resets the statistics.
+
+        Raises ValueError naming the array that is missing, unknown, of the
+        wrong shape or not finite; a failed call changes nothing.
+
+        >>> agent = ARS({"env": "Pendulum-v1"})
+        >>> agent.set_weights({"M": np.zeros((2, 3))})
+        Traceback (most recent call last):
+        ...
+        ValueError: weights['M'] has shape (2, 3), expected (1, 3)
+        """
+        names = list(self._policy.shapes)
+        stat_names = ["obs.count", "obs.mean", "obs.m2"]
+        unknown = sorted(set(weights) - set(names) - set(stat_names))
         if unknown:
-            raise ValueError(f"unknown weight keys {unknown}; expected {sorted(names)}")
-        if "M" not in weights:
-            raise ValueError("weights lack 'M'")
-        matrix = np.array(weights["M"], dtype=np.float64)
-        if matrix.shape != self._matrix.shape or not np.isfinite(matrix).all():
+            # The usual cause: a checkpoint of another policy (linear M vs W1...).
             raise ValueError(
-                f"weights['M'] must be finite with shape {self._matrix.shape}, got {matrix.shape}")
-        stats = [key for key in ("obs.count", "obs.mean", "obs.m2") if key in weights]
+                f"unknown weight keys {unknown}; expected {names + stat_names} for "
+                f"hidden_sizes {list(self._policy.hidden_sizes)}")
+        pieces = []
+        for name, shape in self._policy.shapes.items():
+            if name not in weights:
+                raise ValueError(f"weights lack {name!r}")
+            array = np.array(weights[name], dtype=np.float64)
+            if array.shape != shape:
+                raise ValueError(f"weights[{name!r}] has shape {array.shape}, expected {shape}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"weights[{name!r}] has non-finite values")
+            pieces.append(array.reshape(-1))
+        theta = np.concatenate(pieces)
+        stats = [key for key in stat_names if key in weights]
         if stats and len(stats) != 3:
             raise ValueError("weights have part of the observation statistics")
         if stats:
@@ -473,7 +604,7 @@ class ARS:
                 raise ValueError("observation statistics must be finite, count and m2 >= 0")
         else:
             count, mean, m2 = 0.0, np.zeros(self._obs_size), np.zeros(self._obs_size)
-        self._matrix, self._count, self._mean, self._m2 = matrix, count, mean, m2
+        self._theta, self._count, self._mean, self._m2 = theta, count, mean, m2
 
     def close(self) -> None:
         """Close the environments this agent opened."""

@@ -27,9 +27,14 @@ seed's two returns; the driver runs steps 2-4 over the whole round
 (:meth:`~EvolutionStrategies.apply_rollouts`), regenerating the noise from the
 seeds. The bytes a batch sends back do not depend on the policy's size.
 
-The policy is deterministic: linear (``hidden_size=0``) or one tanh hidden
-layer, then argmax for a discrete action space, or tanh squashed into the
-bounds of a box action space.
+The policy is deterministic: linear (the default) or a tanh MLP with the
+widths of ``hidden_sizes`` (``[64, 64]``: the two layers of 64 units of
+Salimans et al.), then argmax for a discrete action space, or tanh squashed
+into the bounds of a box action space. Its weights are ``W``, ``b`` for the
+linear policy and ``W1``, ``b1``, ..., ``Wn``, ``bn`` (input layer first,
+``W`` of shape ``(fan_in, fan_out)``) for ``n - 1`` hidden layers, so the
+checkpoints of ``hidden_size`` (one layer: ``W1``, ``b1``, ``W2``, ``b2``) load
+as ``hidden_sizes=[hidden_size]``.
 
 Config keys (all optional):
 
@@ -44,7 +49,11 @@ key                    default             meaning
 ``noise_std``          ``0.1``             standard deviation of the perturbations
 ``seed``               ``0``               seeds the initial weights: every agent
                                            built from one config starts identical
-``hidden_size``        ``0``               units of the tanh hidden layer; 0 = linear
+``hidden_sizes``       ``[]``              widths of the tanh hidden layers, input side
+                                           first, each 1-4096, at most 8; [] = linear
+``hidden_size``        ``0``               the older form of one layer: n is
+                                           ``hidden_sizes=[n]``, 0 is ``[]``; giving
+                                           both keys, they must agree
 ``l2``                 ``0.1``             L2 weight decay added to the gradient
 =====================  ==================  =============================================
 
@@ -81,6 +90,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
+from raymanager.agents.mlp import check_hidden_sizes, layer_shapes, mlp_rows
 from raymanager.envs import ENV_CONFIG_KEYS, VectorEnvCache, run_episodes
 from raymanager.envs import env_spaces as _env_spaces
 from raymanager.envs import validate_env_config as _validate_env_config
@@ -100,6 +110,7 @@ ES_CONFIG_KEYS = (
     "agent",
     *ENV_CONFIG_KEYS,
     "hidden_size",
+    "hidden_sizes",
     "l2",
     "learning_rate",
     "noise_std",
@@ -130,8 +141,13 @@ TUNED_BATCH_SIZE = 64
 class ESConfig:
     """The ES hyperparameters of a config mapping, checked (see the module docstring).
 
+    ``hidden_sizes`` is the policy's layout; ``hidden_size`` is the older key as
+    given (0 when absent), kept so that configs and code that read it still work.
+
     >>> ESConfig.from_mapping({"learning_rate": 0.001}).noise_std
     0.1
+    >>> ESConfig.from_mapping({"hidden_size": 8}).hidden_sizes
+    (8,)
     >>> ESConfig.from_mapping({"learnig_rate": 0.001})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -143,6 +159,18 @@ class ESConfig:
     seed: int = 0
     hidden_size: int = 0
     l2: float = 0.1
+    hidden_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        sizes = check_hidden_sizes(self.hidden_sizes)
+        if self.hidden_size and sizes and sizes != (self.hidden_size,):
+            raise ValueError(_disagree(self.hidden_size, sizes))
+        if self.hidden_size and not sizes:
+            # hidden_size is not bounded as hidden_sizes is: it keeps accepting
+            # what it accepted before hidden_sizes existed.
+            sizes = (self.hidden_size,)
+        # Frozen: set through object.__setattr__, once, while being built.
+        object.__setattr__(self, "hidden_sizes", sizes)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> ESConfig:
@@ -162,13 +190,29 @@ class ESConfig:
             raise ValueError(f"config['l2'] must be a finite number >= 0, got {l2!r}")
         seed = _int_at_least(config, "seed", defaults.seed, minimum=0)
         hidden_size = _int_at_least(config, "hidden_size", defaults.hidden_size, minimum=0)
+        hidden_sizes = check_hidden_sizes(config.get("hidden_sizes", ()), "hidden_sizes")
+        # Both keys given: hidden_size 0 says "linear" too, so it must match [] here
+        # (__post_init__ alone cannot tell an explicit 0 from the default).
+        if "hidden_size" in config and "hidden_sizes" in config and hidden_sizes != (
+            (hidden_size,) if hidden_size else ()
+        ):
+            raise ValueError(_disagree(hidden_size, hidden_sizes))
         return cls(
             learning_rate=learning_rate,
             noise_std=noise_std,
             seed=seed,
             hidden_size=hidden_size,
             l2=float(l2),
+            hidden_sizes=hidden_sizes,
         )
+
+
+def _disagree(hidden_size: int, hidden_sizes: tuple[int, ...]) -> str:
+    return (
+        f"config['hidden_size'] = {hidden_size} and config['hidden_sizes'] = "
+        f"{list(hidden_sizes)} disagree: give only 'hidden_sizes' (hidden_size n means "
+        f"hidden_sizes [n], 0 means [])"
+    )
 
 
 def _positive_number(config: Mapping[str, Any], key: str, default: float) -> float:
@@ -235,7 +279,7 @@ class _PolicyShape:
         self,
         observation_space: gymnasium.Space[Any],
         action_space: gymnasium.Space[Any],
-        hidden_size: int,
+        hidden_sizes: Sequence[int],
     ) -> None:
         if not isinstance(observation_space, spaces.Box):
             raise ValueError(
@@ -254,13 +298,11 @@ class _PolicyShape:
                 f"the 'es' agent needs a Discrete or Box action space, the environment has "
                 f"{action_space}"
             )
-        if hidden_size == 0:
-            layers = [(inputs, outputs)]
-        else:
-            layers = [(inputs, hidden_size), (hidden_size, outputs)]
-        self.layers = len(layers)
+        layers = layer_shapes(inputs, hidden_sizes, outputs)
         self.shapes: dict[str, tuple[int, ...]] = {}
         for index, (fan_in, fan_out) in enumerate(layers, start=1):
+            # "W", "b" for the linear policy, as before there were hidden layers:
+            # old checkpoints keep loading.
             suffix = "" if len(layers) == 1 else str(index)
             self.shapes[f"W{suffix}"] = (fan_in, fan_out)
             self.shapes[f"b{suffix}"] = (fan_out,)
@@ -294,18 +336,14 @@ class _PolicyShape:
     def actions(self, flat: np.ndarray, observations: np.ndarray) -> np.ndarray:
         """Actions of policy row ``i`` of ``flat`` (or of its only row) for observation ``i``.
 
-        Written as broadcast multiply-and-sum rather than matmul: each row's
-        result then does not depend on how many rows are computed together,
-        which keeps chunked and unchunked rollouts bit-identical.
+        Row by row (:func:`~raymanager.agents.mlp.mlp_rows`), so chunked and
+        unchunked rollouts are bit-identical.
         """
         params = self.unflatten(flat)
         x = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)
-        for layer in range(1, self.layers + 1):
-            suffix = "" if self.layers == 1 else str(layer)
-            weights, bias = params[f"W{suffix}"], params[f"b{suffix}"]
-            x = (x[:, :, None] * weights).sum(axis=1) + bias
-            if layer < self.layers:
-                x = np.tanh(x)
+        names = list(self.shapes)  # W, b per layer, input layer first
+        x = mlp_rows([(params[w], params[b]) for w, b in zip(names[::2], names[1::2],
+                                                             strict=True)], x)
         space = self.action_space
         if isinstance(space, spaces.Discrete):
             discrete: np.ndarray = np.argmax(x, axis=1).astype(np.int64) + int(space.start)
@@ -331,7 +369,7 @@ class EvolutionStrategies:
         self.config: dict[str, Any] = dict(config or {})
         self.settings = ESConfig.from_mapping(self.config)
         observation_space, action_space = _env_spaces(self.config)
-        self._policy = _PolicyShape(observation_space, action_space, self.settings.hidden_size)
+        self._policy = _PolicyShape(observation_space, action_space, self.settings.hidden_sizes)
         self._theta = self._policy.initial(self.settings.seed)
         self._adam_m = np.zeros_like(self._theta)
         self._adam_v = np.zeros_like(self._theta)
@@ -351,7 +389,7 @@ class EvolutionStrategies:
         """
         settings = ESConfig.from_mapping(config)
         observation_space, action_space = _validate_env_config(config)
-        _PolicyShape(observation_space, action_space, settings.hidden_size)
+        _PolicyShape(observation_space, action_space, settings.hidden_sizes)
 
     @property
     def num_params(self) -> int:
@@ -494,7 +532,10 @@ class EvolutionStrategies:
         adam_keys = [f"adam.{moment}.{name}" for moment in "mv" for name in names] + ["adam.t"]
         unknown = sorted(set(weights) - set(names) - set(adam_keys))
         if unknown:
-            raise ValueError(f"unknown weight keys {unknown}; expected {names + adam_keys}")
+            # The usual cause: a checkpoint of another layout (W vs W1, W2...).
+            raise ValueError(
+                f"unknown weight keys {unknown}; expected {names + adam_keys} for "
+                f"hidden_sizes {list(self.settings.hidden_sizes)}")
         present_adam = [key for key in adam_keys if key in weights]
         if present_adam and len(present_adam) != len(adam_keys):
             missing = sorted(set(adam_keys) - set(present_adam))
