@@ -233,6 +233,29 @@ def gpus(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
     return {"whole": whole_where, "half": half_where}
 
 
+def sweep(cluster: Cluster, manager: RayManager) -> dict[str, Any]:
+    """Two seeds of a sweep on two 2-CPU nodes: one run per 2 CPUs, so both at once."""
+    import tempfile
+
+    from raymanager.sweep import SweepSpec, run_sweep
+    from raymanager.training import TrainConfig
+
+    with tempfile.TemporaryDirectory() as folder:
+        base = TrainConfig(address=cluster.address, max_rounds=6, eval_every=1, eval_episodes=4,
+                           seeds_per_round=16, batch_size=8, chunk_size=8, target_return=1e9,
+                           progress=False, output_dir=folder, run_name="s")
+        result = run_sweep(SweepSpec(base, seeds=(0, 1)))
+        summary_rows = (result.sweep_dir / "summary.csv").read_text().splitlines()
+    return {
+        "nodes": len(cluster.list_all_nodes()),
+        "runs_at_once": result.runs_at_once,
+        "states": [run.state for run in result.runs],
+        "run_nodes": [list(run.summary.nodes) if run.summary else [] for run in result.runs],
+        "spans": [(run.started_s, run.ended_s) for run in result.runs],
+        "summary_rows": len(summary_rows) - 1,
+    }
+
+
 SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "spread": lambda: with_cluster(
         [{"num_cpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}], spread),
@@ -245,6 +268,7 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "elastic_join": lambda: with_cluster([{"num_cpus": 1}], elastic_join),
     "drained": lambda: with_cluster([{"num_cpus": 1}, {"num_cpus": 1}], drained),
     "gpus": lambda: with_cluster([{"num_cpus": 2, "num_gpus": 2}], gpus),
+    "sweep": lambda: with_cluster([{"num_cpus": 2}, {"num_cpus": 2}], sweep),
 }
 
 if __name__ == "__main__":

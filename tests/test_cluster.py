@@ -70,3 +70,15 @@ def test_a_drained_node_gets_no_new_work_and_costs_no_try() -> None:
     assert result["correct"]
     assert result["retries"] == 0  # max_retries=0, yet nothing failed: preemption is no failure
     assert result["late"] > 0 and result["victim_pid_late"] == 0
+
+
+def test_a_sweep_runs_its_seeds_at_once_over_both_nodes() -> None:
+    """A sweep of 2 seeds on a 2-node Cluster (2 CPUs each): both runs at once, and the
+    runs' training actors on both nodes."""
+    result = run_scenario("sweep")
+    assert result["states"] == ["budget", "budget"]
+    assert result["runs_at_once"] == 2
+    (start0, end0), (start1, end1) = result["spans"]
+    assert start1 < end0 and start0 < end1  # the two runs overlapped in time
+    assert len({node for nodes in result["run_nodes"] for node in nodes}) == 2
+    assert result["summary_rows"] == 2

@@ -27,6 +27,7 @@ __all__ = [
     "TrainConfig",
     "check_resumable",
     "default_agent_for",
+    "hidden_sizes_of",
     "round_defaults",
 ]
 
@@ -56,6 +57,9 @@ class TrainConfig:
     agent_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=_help("extra agent config keys (YAML)")
     )
+    policy: str = field(default="linear", metadata=_help(
+        "policy of the built-in agents: 'linear', or a tanh MLP's hidden sizes such as "
+        "'64x64'"))
     seed: int = field(default=0, metadata=_help("seed of weights, training and evaluation"))
     num_actors: int = field(default=2, metadata=_help("training actors"))
     num_eval_actors: int = field(default=2, metadata=_help("evaluation actors"))
@@ -108,6 +112,7 @@ class TrainConfig:
                 raise TypeError(f"TrainConfig.{name} must be a mapping, got {value!r}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"TrainConfig.max_seconds must be > 0, got {self.max_seconds!r}")
+        hidden_sizes_of(self.policy)  # a malformed policy fails here, by name
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -142,8 +147,36 @@ class TrainConfig:
             config["learning_rate"] = self.learning_rate
         if self.noise_std is not None:
             config["noise_std"] = self.noise_std
+        hidden = hidden_sizes_of(self.policy)
+        if hidden:
+            if "hidden_sizes" in self.agent_kwargs or "hidden_size" in self.agent_kwargs:
+                raise ValueError("give the policy once: TrainConfig.policy, or hidden_sizes in "
+                                 "agent_kwargs, not both")
+            config["hidden_sizes"] = list(hidden)  # a list, as config.yaml stores it
         config.update(self.agent_kwargs)
         return config
+
+
+def hidden_sizes_of(policy: str) -> tuple[int, ...]:
+    """The hidden layer sizes a ``policy`` option names: () for ``"linear"``.
+
+    >>> hidden_sizes_of("64x64"), hidden_sizes_of("linear")
+    ((64, 64), ())
+    >>> hidden_sizes_of("64,64")
+    Traceback (most recent call last):
+    ...
+    ValueError: TrainConfig.policy must be 'linear' or hidden sizes such as '64x64', got '64,64'
+    """
+    if not isinstance(policy, str):
+        raise TypeError(f"TrainConfig.policy must be a str such as 'linear' or '64x64', "
+                        f"got {policy!r}")
+    if policy == "linear":
+        return ()
+    parts = policy.lower().removeprefix("mlp").split("x")
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise ValueError(f"TrainConfig.policy must be 'linear' or hidden sizes such as '64x64', "
+                         f"got {policy!r}")
+    return tuple(int(part) for part in parts)
 
 
 def default_agent_for(env_config: Mapping[str, Any]) -> str:
