@@ -325,7 +325,8 @@ def render_sweep(name: str, report: dict[str, Any]) -> str:
              _count(g["median_episodes_to_target"]), _fmt(g["median_best_eval"], ".1f"),
              _fmt(g["median_final_eval"], ".1f")] for g in report["groups"]]
     lines += [*_table(header, rows), "",
-              "¹ Median over the seeds that reached the threshold; - where none did. "
+              "¹ Median over all the seeds, one that never reached the threshold counting as "
+              "never; - where half of them or more never did. "
               "Seconds are wall time since each run started (Ray's start-up included); "
               "episodes are training episodes."]
     return "\n".join(lines).rstrip() + "\n"

@@ -115,10 +115,10 @@ def test_medians_over_three_seeds(tmp_path: Path) -> None:
     assert (group.env, group.options, group.targets) == (
         "CartPole-v1", (("learning_rate", 0.01),), (100.0,))
     assert (group.seeds, group.reached, group.finished) == (3, 2, 2)
-    # Over the two seeds that reached it: (20 + 36) / 2, (200 + 420) / 2, (2000 + 3300) / 2.
-    assert group.median_seconds_to_target == 28.0
-    assert group.median_episodes_to_target == 310.0
-    assert group.median_env_steps_to_target == 2650.0
+    # Over all three, the third seed counting as never: the middle of (20, 36, never) ...
+    assert group.median_seconds_to_target == 36.0
+    assert group.median_episodes_to_target == 420.0
+    assert group.median_env_steps_to_target == 3300.0
     # Over all three: best 110, 150, 80 -> 110; final 110, 150, 70 -> 110.
     assert group.median_best_eval == 110.0 and group.median_final_eval == 110.0
 
@@ -199,7 +199,7 @@ def test_two_groups_by_learning_rate(tmp_path: Path) -> None:
     fast = summary.groups[1]
     assert (fast.median_seconds_to_target, fast.median_episodes_to_target) == (5.0, 80.0)
     table = summary_markdown(summary)
-    assert "| CartPole-v1 | 0.01 | 100 | 3 | 2/3 | 28.0 | 310 | 110.0 | 110.0 |" in table
+    assert "| CartPole-v1 | 0.01 | 100 | 3 | 2/3 | 36.0 | 420 | 110.0 | 110.0 |" in table
     assert "| CartPole-v1 | 0.02 | 100 | 2 | 2/2 | 5.0 | 80 | 110.5 | 110.5 |" in table
 
 
@@ -226,8 +226,8 @@ def test_the_markdown_table(tmp_path: Path) -> None:
     assert ("| task | threshold | seeds | seeds reaching it | median seconds to it ¹ | "
             "median episodes to it ¹ | median best eval return | median final eval return |\n"
             "|---|---|---|---|---|---|---|---|\n"
-            "| CartPole-v1 | 100 | 3 | 2/3 | 28.0 | 310 | 110.0 | 110.0 |\n") in text
-    assert "¹ Median over the seeds that reached the threshold" in text
+            "| CartPole-v1 | 100 | 3 | 2/3 | 36.0 | 420 | 110.0 | 110.0 |\n") in text
+    assert "¹ Median over all the seeds, a seed that never reached the threshold" in text
 
 
 def test_write_summary_writes_three_files_and_a_png(tmp_path: Path) -> None:
@@ -318,7 +318,7 @@ def test_a_sweep_becomes_a_results_section(tmp_path: Path) -> None:
     assert "--seed" not in result["common_command"]
     assert "- **command**: `raymanager sweep --seeds 0,1,2`" in section
     assert "| `as1` | `--seed 1 --learning-rate 0.01` | reached |" in section
-    assert "| CartPole-v1 | 0.01 | 100 | 3 | 2/3 | 28.0 | 310 | 110.0 | 110.0 |" in section
+    assert "| CartPole-v1 | 0.01 | 100 | 3 | 2/3 | 36.0 | 420 | 110.0 | 110.0 |" in section
     assert "| CartPole-v1 | 0.02 | 100 | 1 | 1/1 | 3.0 | 50 | 120.0 | 120.0 |" in section
 
 

@@ -189,8 +189,8 @@ class RunRecord:
 class GroupSummary:
     """The runs of one group (env + varying options' values) and their medians.
 
-    The medians ``*_to_target`` are over the runs that reached the target
-    (None when none did); ``median_best_eval`` and ``median_final_eval`` over
+    The medians ``*_to_target`` are over all the runs, one that never reached the
+    target counting as never (None when half of them or more never did); ``median_best_eval`` and ``median_final_eval`` over
     the runs with at least one evaluation. Pending runs count in ``seeds``.
     """
 
@@ -435,6 +435,23 @@ def _median(values: Iterable[float | int | None]) -> float | None:
     return float(np.median(present)) if present else None
 
 
+def _median_to_target(values: Iterable[float | int | None]) -> float | None:
+    """The median over every seed, a seed that never reached the target counting as
+    never (+inf): None when half of them or more never reached it.
+
+    A median over only the seeds that got there would flatter a group in which
+    most seeds fail: one fast seed of three would be "the median".
+
+    >>> _median_to_target([20.0, 36.0, None]), _median_to_target([20.0, None, None])
+    (36.0, None)
+    """
+    times = [math.inf if v is None else float(v) for v in values]
+    if not times:
+        return None
+    middle = float(np.median(times))
+    return None if math.isinf(middle) or math.isnan(middle) else middle
+
+
 def run_dirs_of(sweep_dir: str | os.PathLike[str]) -> list[Path]:
     """The run directories under ``sweep_dir/runs``, by name."""
     runs = Path(sweep_dir) / RUNS_DIR
@@ -483,9 +500,9 @@ def _group(runs: list[RunRecord]) -> GroupSummary:
         targets=tuple(dict.fromkeys(r.target for r in runs if r.target is not None)),
         runs=tuple(runs), seeds=len(runs), reached=sum(r.reached for r in runs),
         finished=sum(r.finished for r in runs),
-        median_seconds_to_target=_median(r.seconds_to_target for r in runs),
-        median_episodes_to_target=_median(r.episodes_to_target for r in runs),
-        median_env_steps_to_target=_median(r.env_steps_to_target for r in runs),
+        median_seconds_to_target=_median_to_target(r.seconds_to_target for r in runs),
+        median_episodes_to_target=_median_to_target(r.episodes_to_target for r in runs),
+        median_env_steps_to_target=_median_to_target(r.env_steps_to_target for r in runs),
         median_best_eval=_median(r.best_eval for r in runs),
         median_final_eval=_median(r.final_eval for r in runs),
     )
@@ -606,8 +623,9 @@ def summary_markdown(summary: Summary) -> str:
         "",
         *median_table(summary),
         "",
-        "¹ Median over the seeds that reached the threshold (the first evaluation whose mean "
-        "return is at least it); - where none did. Seconds are wall time since the run "
+        "¹ Median over all the seeds, a seed that never reached the threshold (the first "
+        "evaluation whose mean return is at least it) counting as never; - where half "
+        "of them or more never did. Seconds are wall time since the run "
         "started, Ray's start-up included; episodes are training episodes.",
     ]
     corrupt = [r for r in summary.runs if r.state == "corrupt"]
