@@ -322,6 +322,44 @@ def test_a_sweep_becomes_a_results_section(tmp_path: Path) -> None:
     assert "| CartPole-v1 | 0.02 | 100 | 1 | 1/1 | 3.0 | 50 | 120.0 | 120.0 |" in section
 
 
+def test_a_sweep_of_a_paper_task_makes_the_ars_table(tmp_path: Path) -> None:
+    # Two Swimmer seeds reach 325 (60 s / 400 episodes, 120 s / 900), the third never: the
+    # median counts it as never, so it is the slower seed's.
+    for seed, rows in enumerate([[(1, 60.0, 40_000, 400, 330.0)],
+                                 [(1, 60.0, 40_000, 400, 200.0), (2, 120.0, 90_000, 900, 340.0)],
+                                 [(1, 60.0, 40_000, 400, 40.0), (2, 120.0, 90_000, 900, 45.0)]]):
+        make_run(tmp_path, f"w{seed}", rows, seed=seed, env="Swimmer-v5", target=325.0)
+    pages = _benchmark_module("results_page")
+    result = json.loads(json.dumps(_benchmark_module("sweep_result").sweep_result(
+        tmp_path, "raymanager sweep --env Swimmer-v5")))
+    table = pages.ars_table([result])
+    assert table[:3] == [
+        "| task | threshold | seeds reaching it | median time to it ¹ | median episodes to it ¹ "
+        "| paper's episodes ² | median best return |",
+        "|---|---|---|---|---|---|---|",
+        "| Swimmer-v5 | 325 | 2/3 | 2.0 min | 900 | 427 | 330 |"]
+    # A grid (here over the learning rate) is not the paper's setting: no row.
+    three_seeds(tmp_path / "grid", 0.01)
+    make_run(tmp_path / "grid", "x", [(1, 5.0, 10, 1, 1.0)], learning_rate=0.02,
+             env="Swimmer-v5")
+    grid = _benchmark_module("sweep_result").sweep_result(tmp_path / "grid", "raymanager sweep")
+    assert pages.ars_table([grid]) == []
+
+    readme = ("# r\n\nbefore\n" + pages.README_START + "\nold table\n" + pages.README_END
+              + "\nafter\n")
+    assert pages.readme_with_table(readme, table) == (
+        "# r\n\nbefore\n" + pages.README_START + "\n" + "\n".join(table) + "\n"
+        + pages.README_END + "\nafter\n")
+    assert pages.readme_with_table("no block\n", table) == "no block\n"
+
+
+def test_the_readme_table_is_generated_from_the_json() -> None:
+    pages = _benchmark_module("results_page")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == pages.render_readme(readme), (
+        "README.md's ARS table is out of date: run python benchmarks/results_page.py")
+
+
 @pytest.mark.slow
 def test_real_training_runs_are_summarized(ray_session: RayManager, tmp_path: Path) -> None:
     from raymanager.training import TrainConfig, train
