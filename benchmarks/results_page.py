@@ -343,10 +343,32 @@ def render_sweep(name: str, report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_mujoco_step_cost(name: str, report: dict[str, Any]) -> str:
+    """Each MuJoCo task's step cost (``benchmarks/mujoco_step_cost.py``) and what it bounds."""
+    cores = report["machine"].get("cpu_count") or 1
+    what = (f"One environment step of each task, median over {report['turns']} turns in "
+            "rotating order, and a lower bound on the time to the ARS paper's threshold on "
+            f"this machine's {cores} cores: the paper's episodes (V2-t, 1,000 steps each) "
+            "stepped with no policy, no normalisation and no Ray, every core busy.")
+    rows = []
+    for task, cost in report["tasks"].items():
+        episodes = ARS_PAPER_EPISODES.get(_task(task))
+        floor = None if episodes is None else episodes * 1000 * cost["us_per_step"] / 1e6 / cores
+        rows.append([task, _fmt(cost["us_per_step"], ".1f"),
+                     _fmt(cost["ratio_to_halfcheetah"], ".2f"),
+                     "-" if episodes is None else f"{episodes:,}",
+                     "-" if floor is None else f"{floor / 60:,.1f} min"])
+    header = ["task", "µs per step", "/ HalfCheetah", "paper's episodes",
+              "stepping them alone, at least"]
+    lines = [*_header(name, report, what), "", *_table(header, rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "engine_ab": render_engine_ab,
     "engine_scale": render_engine_scale,
     "journal": render_journal,
+    "mujoco_step_cost": render_mujoco_step_cost,
     "sweep": render_sweep,
 }
 

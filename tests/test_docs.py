@@ -11,6 +11,7 @@ Ray and shuts it down before it ends. A block that cannot run in a test starts w
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -184,6 +185,23 @@ def test_a_training_run_becomes_a_results_section(tmp_path: Path) -> None:
     assert "| last evaluation: mean ± std over episodes | 480.5 ± 3.5 over 100 (round 2) |" \
         in section
     assert "| target 475 reached | round 2, 7 s |" in section
+
+
+def test_the_mujoco_step_cost_bounds_each_paper_task(tmp_path: Path) -> None:
+    """A real (short) measurement; the bound is the paper's episodes x 1,000 steps x the
+    step's cost, spread over the cores."""
+    costs = _benchmark_module("mujoco_step_cost")
+    out = tmp_path / "cost.json"
+    costs.main(["--turns", "1", "--seconds", "0.05", "--out", str(out)])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["kind"] == "mujoco_step_cost" and set(report["tasks"]) == set(costs.TASKS)
+    assert report["tasks"]["HalfCheetah-v5"]["ratio_to_halfcheetah"] == 1.0
+    assert all(task["us_per_step"] > 0 for task in report["tasks"].values())
+    report["machine"]["cpu_count"] = 2
+    report["tasks"]["Ant-v5"]["us_per_step"] = 300.0
+    section = _benchmark_module("results_page").render_report("cost", report)
+    # 20,800 episodes x 1,000 steps x 300 µs / 2 cores = 3,120 s = 52 minutes.
+    assert "| Ant-v5 | 300.0 |" in section and "| 20,800 | 52.0 min |" in section
 
 
 @pytest.mark.slow
