@@ -190,8 +190,9 @@ class GroupSummary:
     """The runs of one group (env + varying options' values) and their medians.
 
     The medians ``*_to_target`` are over all the runs, one that never reached the
-    target counting as never (None when half of them or more never did); ``median_best_eval`` and ``median_final_eval`` over
-    the runs with at least one evaluation. Pending runs count in ``seeds``.
+    target counting as never (None when half of them or more never did);
+    ``median_best_eval`` and ``median_final_eval`` over the runs with at least one
+    evaluation. Pending runs count in ``seeds``.
     """
 
     env: str
