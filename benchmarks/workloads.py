@@ -101,3 +101,105 @@ class PlainWorker:
     def ping(self) -> int:
         """Answer once the actor is up."""
         return os.getpid()
+
+
+def _thread_times() -> dict[int, tuple[str, float, float]]:
+    """Each thread of this process: tid -> (name, seconds on a CPU, seconds waiting for one).
+
+    From ``/proc/self/task/*/schedstat`` (nanoseconds, exact), not the 10 ms
+    ticks of ``stat``: a worker's helper threads wake for microseconds at a time.
+    """
+    times: dict[int, tuple[str, float, float]] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as handle:
+                name = handle.read().strip()
+            with open(f"/proc/self/task/{tid}/schedstat") as handle:
+                on_cpu, waiting, _ = handle.read().split()
+        except OSError:  # the thread ended while we looked
+            continue
+        times[int(tid)] = (name, int(on_cpu) / 1e9, int(waiting) / 1e9)
+    return times
+
+
+def _switches(tid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of one thread of this process."""
+    counts: dict[str, int] = {}
+    with open(f"/proc/self/task/{tid}/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key.endswith("ctxt_switches"):
+                counts[key] = int(value)
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
+
+
+_DATA: dict[tuple[int, int], np.ndarray] = {}
+
+
+def timed_loop(num_batches: int, reps: int, seed: int) -> dict[str, Any]:
+    """The same W1 batches, looped where this runs: in a Ray actor or in a forked process.
+
+    Returns the loop's wall and CPU seconds, the executing thread's context
+    switches, every thread's CPU by name, the process's niceness and thread
+    count, and what BLAS/OpenMP pools threadpoolctl sees, plus the results'
+    sum so both sides can be checked against each other.
+    """
+    import threading
+    import time
+
+    key = (num_batches, seed)
+    if key not in _DATA:  # made once per worker, outside every timing
+        _DATA.clear()
+        _DATA[key] = make_data(num_batches * 128, seed=seed)
+    data = _DATA[key]
+    tid = threading.get_native_id()
+    process(data[:128], reps)  # warm: BLAS, tanh's code paths
+    times_before = _thread_times()
+    vol_before, invol_before = _switches(tid)
+    cpu_before = time.thread_time()
+    start = time.perf_counter()
+    total = 0.0
+    for i in range(num_batches):
+        total += process(data[i * 128 : (i + 1) * 128], reps)
+    wall = time.perf_counter() - start
+    cpu = time.thread_time() - cpu_before
+    vol_after, invol_after = _switches(tid)
+    times_after = _thread_times()
+    others: dict[str, float] = {}  # every other thread's CPU in the loop, by name
+    for thread, (name, on_cpu, _) in times_after.items():
+        spent = on_cpu - times_before.get(thread, (name, 0.0, 0.0))[1]
+        if thread != tid and spent > 0:
+            others[name] = others.get(name, 0.0) + spent
+    waited = times_after[tid][2] - times_before[tid][2]
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [f"{p['internal_api']}:{p['num_threads']}" for p in threadpool_info()]
+    except ImportError:
+        pools = []
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "voluntary_switches": vol_after - vol_before,
+        "involuntary_switches": invol_after - invol_before,
+        "run_queue_wait_s": waited,
+        "other_threads_cpu_s": sum(others.values()),
+        "other_threads": dict(sorted(others.items())),
+        "threads": len(os.listdir("/proc/self/task")),
+        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
+        "blas_pools": pools,
+        "pid": os.getpid(),
+        "total": total,
+    }
+
+
+class GapWorker:
+    """Plain class for ``ray.remote``: runs :func:`timed_loop` inside a Ray actor."""
+
+    def ping(self) -> int:
+        """Answer once the actor is up."""
+        return os.getpid()
+
+    def loop(self, num_batches: int, reps: int, seed: int) -> dict[str, Any]:
+        """:func:`timed_loop` in this actor."""
+        return timed_loop(num_batches, reps, seed)
