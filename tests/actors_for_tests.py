@@ -124,3 +124,13 @@ class PickyConfig(RayActor[Any, Any]):
 
     def process_batch(self, batch: Any) -> Any:
         return [v * self.config["scale"] for v in batch]
+
+
+class Niceness(RayActor[Any, int]):
+    """Answers its process's niceness (RayConfig.worker_niceness)."""
+
+    def niceness(self) -> int:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    def process_batch(self, batch: Any) -> int:
+        return self.niceness()

@@ -62,6 +62,10 @@ def test_bad_batch_config(kwargs: dict[str, object], error: type[Exception], wor
         ({"actor_start_timeout_s": 0}, ValueError, "actor_start_timeout_s"),
         ({"object_store_warn_fraction": 1.5}, ValueError, "object_store_warn_fraction"),
         ({"init_kwargs": []}, TypeError, "init_kwargs"),
+        ({"worker_niceness": -1}, ValueError, "worker_niceness"),
+        ({"worker_niceness": 20}, ValueError, "worker_niceness"),
+        ({"worker_niceness": True}, TypeError, "worker_niceness"),
+        ({"worker_niceness": "5"}, TypeError, "worker_niceness"),
     ],
 )
 def test_bad_ray_config(kwargs: dict[str, object], error: type[Exception], words: str) -> None:

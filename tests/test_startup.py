@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from raymanager import RayManager, RayStartError
+from raymanager import RayConfig, RayManager, RayStartError
 from raymanager.startup import check_cluster, check_dashboard
 
 TESTS = Path(__file__).parent
@@ -153,6 +153,41 @@ def test_a_failed_start_is_a_ray_start_error(tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=120)
     assert "RAYSTARTERROR could not start a local Ray" in done.stdout, done.stderr[-3000:]
     assert "INITIALIZED False" in done.stdout
+
+
+def test_the_session_rays_workers_run_at_the_default_niceness(ray_session: RayManager) -> None:
+    """A private Ray's workers get RayConfig.worker_niceness; this process keeps its own."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    assert ray.get(niceness.remote()) == RayConfig().worker_niceness
+    assert os.getpriority(os.PRIO_PROCESS, 0) != RayConfig().worker_niceness
+
+
+def test_worker_niceness_reaches_the_workers_and_init_kwargs_stay_as_given(
+    tmp_path: Path,
+) -> None:
+    """worker_niceness=7 gives workers niceness 7; the user's _system_config is merged in,
+    and the init_kwargs dict is not written into (ray.init adds keys to the one it gets)."""
+    code = textwrap.dedent("""
+        import os, ray
+        from raymanager import RayConfig, RayManager
+        system = {"task_events_report_interval_ms": 500}
+        config = RayConfig(num_cpus=1, worker_niceness=7,
+                           init_kwargs={"_system_config": system})
+        with RayManager(config) as manager:
+            pool = manager.create_actor_pool(Niceness, num_actors=1)
+            print("NICENESS", manager.broadcast(pool, "niceness"))
+        print("SYSTEM", sorted(system))
+    """)
+    code = "from actors_for_tests import Niceness\n" + code
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(TESTS)})
+    assert "NICENESS [7]" in done.stdout, done.stderr[-3000:]
+    assert "SYSTEM ['task_events_report_interval_ms']" in done.stdout
 
 
 @pytest.mark.slow

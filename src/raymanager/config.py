@@ -33,6 +33,10 @@ OnError = Literal["raise", "continue"] | Callable[[Any], str]
 #: supercomputer node count times cores per node we know of) is a typo, and
 #: Ray would only fail much later, at start-up, with "node timed out during startup".
 MAX_DEVICES = 2**20
+#: The niceness of a private local Ray's worker processes unless
+#: ``RayConfig.worker_niceness`` says otherwise (chosen with
+#: ``benchmarks/actor_gap.py``; its figures are on the docs' results page).
+DEFAULT_WORKER_NICENESS = 15
 #: Upper bound of a byte count: 2**60 bytes (an exbibyte). Larger is a typo.
 MAX_BYTES = 2**60
 
@@ -134,6 +138,10 @@ class RayConfig:
     connect_timeout_s: float = 30.0
     #: Log a warning when the object store is fuller than this fraction.
     object_store_warn_fraction: float = 0.8
+    #: Niceness (0-19) of the worker processes of a private local Ray: the
+    #: higher, the sooner they give way to the driver and Ray's own processes.
+    #: Ignored when joining a cluster, whose owner set it.
+    worker_niceness: int = DEFAULT_WORKER_NICENESS
     #: Extra keyword arguments for ``ray.init`` (e.g. ``runtime_env``), for what
     #: the fields above do not cover.
     init_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -149,6 +157,8 @@ class RayConfig:
         ):
             _set(self, name, _as_int(owner, name, getattr(self, name), minimum=minimum,
                                      maximum=maximum, optional=True))
+        _set(self, "worker_niceness", _as_int(owner, "worker_niceness", self.worker_niceness,
+                                              minimum=0, maximum=19, optional=False))
         _check_optional_str(owner, "address", self.address)
         _check_optional_str(owner, "namespace", self.namespace)
         for name in ("include_dashboard", "log_to_driver"):

@@ -38,7 +38,7 @@ import ray
 
 from raymanager.actors.base import RayActor
 from raymanager.batching import SHARE_MIN_BYTES, BatchSource, make_source
-from raymanager.config import BatchConfig, RayConfig
+from raymanager.config import DEFAULT_WORKER_NICENESS, BatchConfig, RayConfig
 from raymanager.errors import ManagerShutdownError, RayStartError
 from raymanager.journal import Journal, fingerprint, input_digest
 from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
@@ -133,12 +133,27 @@ class RayManager:
             )
             if config.memory is not None:
                 kwargs["_memory"] = config.memory
+            # A fresh dict: ray.init writes into the one it gets, and the
+            # user's own _system_config (init_kwargs) has the last word.
+            kwargs["_system_config"] = {
+                "worker_niceness": config.worker_niceness,
+                **config.init_kwargs.get("_system_config", {}),
+            }
             self.owns_ray = True
         else:
             assert config.address is not None
             check_cluster(config.address, config.connect_timeout_s)
             kwargs["address"] = config.address
-        kwargs.update(config.init_kwargs)
+            if config.worker_niceness != DEFAULT_WORKER_NICENESS:
+                logger.warning(
+                    "RayConfig.worker_niceness=%d is ignored: the workers of the cluster at "
+                    "%s keep the niceness its owner gave them", config.worker_niceness,
+                    config.address,
+                )
+        extra = dict(config.init_kwargs)
+        if private:
+            extra.pop("_system_config", None)  # merged into ours above
+        kwargs.update(extra)
         loopback = private and kwargs.get("_node_ip_address") == LOOPBACK
         try:
             with contextlib.ExitStack() as stack:
@@ -246,6 +261,7 @@ class RayManager:
         close_timeout_s: float = 10.0,
         idle_timeout_s: float = 60.0,
         max_concurrency: int = 1,
+        spare_actors: int = 0,
     ) -> ActorPool:
         """Start ``num_actors`` actors of ``actor_class``, each built from ``actor_config``.
 
@@ -263,6 +279,13 @@ class RayManager:
         ``max_concurrency=k`` lets one actor run ``k`` calls at once: for a
         ``process_batch`` that is ``async def`` (I/O-bound work: model APIs,
         remote simulators), or a thread-safe one (run in ``k`` threads).
+
+        ``spare_actors=k`` keeps ``k`` warm actors beside the pool, outside its
+        count: when an actor dies, times out or is recycled, a spare takes its
+        place at once instead of a new process starting (a second or more,
+        the lost work aside), and a new spare starts in the background. Each
+        costs one idle actor process's memory; they start with the pool, so
+        their start takes no core from the work.
 
         ``max_batches_per_actor`` replaces an actor after that many batches
         (like ``maxtasksperchild``), for user code that leaks. An actor that
@@ -321,6 +344,9 @@ class RayManager:
         if (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, numbers.Integral)
                 or max_concurrency < 1):
             raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+        if (isinstance(spare_actors, bool) or not isinstance(spare_actors, numbers.Integral)
+                or spare_actors < 0):
+            raise ValueError(f"spare_actors must be an int >= 0, got {spare_actors!r}")
         if placement not in ("spread", "pack"):
             raise ValueError(f"placement must be 'spread' or 'pack', got {placement!r}")
         actor_class.validate_config(actor_config)
@@ -347,6 +373,7 @@ class RayManager:
             close_timeout_s=float(close_timeout_s),
             idle_timeout_s=float(idle_timeout_s),
             max_concurrency=int(max_concurrency),
+            spare_actors=int(spare_actors),
         )
         self._pools.append(pool)
         return pool
