@@ -158,12 +158,16 @@ def _other_rows(report: dict[str, Any]) -> list[str]:
                      f"batches", f"{core['ratio_raymanager_over_actorpool']:.2f}",
                      f"{core['raymanager_s']:.3f} s against {core['actorpool_s']:.3f} s; "
                      f"{core['check']}"])
-    fault = report.get("fault_tolerance")
-    if fault:
-        rows.append(["W1 wall with one worker SIGKILLed mid-run ÷ without the kill",
-                     _fmt(fault.get("median_ratio"), ".2f", "x"),
-                     f"replacement ready {_fmt(fault.get('median_ready_after_s'), '.2f', ' s')}"
-                     f" after the kill; {fault['check']}"])
+    for key, label in (
+        ("fault_tolerance", "W1 wall with one worker SIGKILLed mid-run ÷ without the kill"),
+        ("fault_tolerance_spare", "the same, on a pool with `spare_actors=1`"),
+    ):
+        fault = report.get(key)
+        if fault:
+            rows.append([label, _fmt(fault.get("median_ratio"), ".2f", "x"),
+                         "replacement ready "
+                         f"{_fmt(fault.get('median_ready_after_s'), '.2f', ' s')}"
+                         f" after the kill; {fault['check']}"])
     for row in report.get("driver_scaling", []):
         rows.append([f"{row['actors']} actors, batches sleeping 20 ms: throughput of ideal",
                      f"{row['of_ideal']:.2f}",
@@ -364,7 +368,46 @@ def render_mujoco_step_cost(name: str, report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_actor_gap(name: str, report: dict[str, Any]) -> str:
+    """Ray actors against forked processes, interleaved (``benchmarks/actor_gap.py``)."""
+    settings = report["settings"]
+    work = settings.get("work", "loop")
+    slices = (f"{settings['rounds']} rounds; in each, every variant runs one slice in rotating "
+              f"order ({settings['workers']} workers, {settings['batches']} W1 batches of "
+              f"~10 ms each), every variant's server alive throughout")
+    if work == "w1":
+        what = (f"W1 dispatched batch by batch: `multiprocessing.Pool.imap` (\"fork\") against "
+                f"`process_in_parallel` on private Rays configured as named. {slices}. Speed is "
+                "the Pool's wall over the variant's in the same round (above 1: faster than "
+                "the Pool); CPU columns are per slice, medians.")
+        header = ["variant", "speed vs Pool (median)", "quartiles", "wall", "driver CPU",
+                  "Ray daemons CPU", "workers CPU"]
+        rows = [[v["variant"], f"{v['speed_vs_pool']:.3f}",
+                 f"{v['speed_quartiles'][0]:.3f}-{v['speed_quartiles'][1]:.3f}",
+                 f"{v['wall_s']:.3f} s", f"{v['driver_cpu_s'] * 1e3:.0f} ms",
+                 f"{v['ray_daemons_cpu_s'] * 1e3:.0f} ms", f"{v['workers_cpu_s']:.2f} s"]
+                for v in report["variants"]]
+    else:
+        what = (f"The same batches looped inside one call per worker: a process forked from "
+                f"plain Python (\"fork\") against Ray actors on private Rays configured as "
+                f"named. {slices}. Ratios are the variant's over the forked pool's in the same "
+                "round (below 1: faster); the loop thread's CPU and waits are per worker per "
+                "slice, medians.")
+        header = ["variant", "wall / fork (median)", "quartiles", "loop CPU / fork",
+                  "waited for a CPU", "involuntary switches", "worker's other threads CPU",
+                  "niceness", "threads"]
+        rows = [[v["variant"], f"{v['ratio_to_fork']:.3f}",
+                 f"{v['ratio_quartiles'][0]:.3f}-{v['ratio_quartiles'][1]:.3f}",
+                 f"{v['cpu_ratio_to_fork']:.3f}", f"{v['run_queue_wait_s'] * 1e3:.1f} ms",
+                 f"{v['involuntary_switches']:.0f}", f"{v['other_threads_cpu_s'] * 1e3:.1f} ms",
+                 str(v["niceness"]), str(v["threads"])]
+                for v in report["variants"]]
+    lines = [*_header(name, report, what), "", *_table(header, rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "actor_gap": render_actor_gap,
     "engine_ab": render_engine_ab,
     "engine_scale": render_engine_scale,
     "journal": render_journal,

@@ -261,9 +261,10 @@ class RayManagerVariant(Variant):
     name = "raymanager"
     uses_ray = True
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: Any, spare_actors: int = 0) -> None:
         self.manager = manager
-        self.pool = manager.create_actor_pool(BenchActor, {}, num_actors=WORKERS)
+        self.pool = manager.create_actor_pool(BenchActor, {}, num_actors=WORKERS,
+                                              spare_actors=spare_actors)
 
     def prepare(self, workload: Workload) -> None:
         # Replayed into any replacement actor, so a killed worker's batches
@@ -907,11 +908,14 @@ def print_report(report: dict[str, Any]) -> None:
             f"{core['ratio_raymanager_over_actorpool']:.2f}",
             f"{core['raymanager_s']:.3f} s vs {core['actorpool_s']:.3f} s; {core['check']}",
         )
-    fault = report.get("fault_tolerance")
-    if fault:
+    for key, label in (("fault_tolerance", "W1 raymanager, one worker SIGKILLed mid-run"),
+                       ("fault_tolerance_spare", "the same, on a pool with spare_actors=1")):
+        fault = report.get(key)
+        if not fault:
+            continue
         restarts = [r.get("restarts") for r in fault["runs"]]
         table.add_row(
-            "W1 raymanager, one worker SIGKILLed mid-run",
+            label,
             fmt(fault["median_ratio"], ".2f", "x"),
             f"{fmt(fault['median_wall_s'], '.3f', ' s')} against "
             f"{fmt(fault['median_no_fault_wall_s'], '.3f', ' s')} without the kill (medians of "
@@ -1051,6 +1055,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["fault_tolerance"] = fault_tolerance(
             rm, workloads[0], 1 if args.quick else 3, references["W1"]
         )
+        # The same pairs on a pool with one warm spare: the death costs the
+        # lost work, not a process start.
+        spare = RayManagerVariant(manager, spare_actors=1)
+        try:
+            report["fault_tolerance_spare"] = fault_tolerance(
+                spare, workloads[0], 1 if args.quick else 3, references["W1"]
+            )
+        finally:
+            spare.pool.shutdown()
         log.print("  driver scaling (sleep-bound 20 ms batches) ...")
         report["driver_scaling"] = []
         for actors in ([2, 8, 32] if args.quick else [2, 8, 32, 64]):

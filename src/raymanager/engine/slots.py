@@ -8,6 +8,12 @@ A *slot* holds at most one live actor at a time. Its lifecycle::
         +--start fails--> BACKOFF --retry time--> STARTING (generation + 1)
     any state --pool shut down, or shrink while idle--> RETIRED (and out of the pool)
 
+A pool may also keep warm *spares* (``spare_actors``): slots in state SPARE,
+outside the pool's count, whose actors are started and idle. When a slot
+needs a new actor (its actor died, timed out or was recycled), a ready
+spare's actor becomes that slot's next generation at once, instead of a
+process starting; a new spare then starts in the background.
+
 Every spawn starts a new *generation*. Each call in flight records the
 generation it was sent to: a failure of a call from an older generation is
 old news (that actor was already replaced) and never triggers a second
@@ -33,6 +39,7 @@ class SlotState(enum.Enum):
     DRAINING = "draining"  # finishes its calls, gets no new work, then retires
     BACKOFF = "backoff"
     RETIRED = "retired"
+    SPARE = "spare"  # a warm actor outside the pool's count, promoted when a slot needs one
 
 
 class LossKind(enum.Enum):

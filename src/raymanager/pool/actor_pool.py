@@ -76,6 +76,7 @@ class ActorPool(CallBook):
         close_timeout_s: float = 10.0,
         idle_timeout_s: float = 60.0,
         max_concurrency: int = 1,
+        spare_actors: int = 0,
     ) -> None:
         self.actor_class = actor_class
         self.actor_config = dict(actor_config)
@@ -120,12 +121,21 @@ class ActorPool(CallBook):
         self.created = time.monotonic()
         self._throughput = Throughput()
         self._slots = []
+        self._spares = []
+        self.spare_actors = spare_actors
+        self.promoted = 0  # spares that took a slot's place
+        self._spare_starts = 0
         self._submissions = Submissions(self)
         try:
             with self._lock:
                 for _ in range(self.min_actors):
                     self._spawn(self._new_slot())
+                # Started with the pool's own actors, while nothing else runs:
+                # a spare's start never takes a core from the work.
+                for _ in range(spare_actors):
+                    self._start_spare()
             self._wait_started()
+            self._wait_spares()
         except BaseException:
             self.shutdown()
             raise
@@ -197,6 +207,7 @@ class ActorPool(CallBook):
                 slot.state = SlotState.RETIRED
                 slot.calls.clear()
                 slot.ready_ref = None
+            self._retire_spares()
             self._broadcasts.clear()
             self._submissions.fail_all(ManagerShutdownError(
                 f"this pool of {self.actor_name} was shut down before the item ran"))

@@ -83,6 +83,11 @@ class PoolBase:
     _salvaging: Slot | None
     _throughput: Throughput
     _slots: list[Slot]
+    #: Warm spare actors (SPARE slots), outside the count; see engine/slots.py.
+    _spares: list[Slot]
+    spare_actors: int
+    promoted: int
+    _spare_starts: int
 
     @property
     def state(self) -> PoolState:
@@ -101,6 +106,11 @@ class PoolBase:
     def slots(self) -> list[Slot]:
         """The slots themselves; read them under :meth:`locked`."""
         return self._slots
+
+    @property
+    def spares(self) -> list[Slot]:
+        """The pool's warm spare actors (state SPARE), outside its count."""
+        return self._spares
 
     def locked(self) -> threading.RLock:
         """The lock under which every slot and call changes."""

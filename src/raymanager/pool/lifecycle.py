@@ -117,7 +117,15 @@ class ActorLifecycle(PoolBase):
             self._kill(slot)
 
     def _spawn(self, slot: Slot) -> None:
-        """Start a new generation of ``slot`` (lock held). Not waited for."""
+        """Start a new generation of ``slot`` (lock held). Not waited for.
+
+        A ready spare's actor becomes that generation when there is one: no
+        process starts, and a new spare starts in its place.
+        """
+        spare = next((s for s in self._spares if s.pid is not None), None)
+        if spare is not None:
+            self._promote(spare, slot)
+            return
         options = dict(self._options)
         if self._placement == "spread":
             requested = placing.requested_resources(self._options)
@@ -150,6 +158,79 @@ class ActorLifecycle(PoolBase):
             slot.handle.replay.remote(method, payload_ref)
         slot.ready_ref = slot.handle.ready.remote()
 
+    # ------------------------------------------------------------------ spares
+
+    def _start_spare(self) -> None:
+        """Start one warm spare actor, outside the pool's count (lock held). Not waited for."""
+        spare = Slot(-1, state=SlotState.SPARE, spawned_at=time.monotonic())
+        self._spare_starts += 1
+        options = dict(self._options)
+        options["name"] = f"{ACTOR_NAME_PREFIX}{self.pool_id}/{self.actor_name}/" \
+                          f"spare.{self._spare_starts}"
+        spare.handle = self._remote_class.options(**options).remote(
+            self.actor_class, self.actor_config
+        )
+        # Brought to the broadcasts' state now; those sent later are replayed
+        # when it is promoted.
+        spare.replays = dict(self._broadcasts)
+        for method, payload_ref in spare.replays.items():
+            spare.handle.replay.remote(method, payload_ref)
+        spare.ready_ref = spare.handle.ready.remote()
+        self._spares.append(spare)
+
+    def _poll_spares(self, now: float) -> None:
+        """Take note of spares that answered ready(); replace those that failed (lock held)."""
+        starting = {s.ready_ref: s for s in self._spares if s.ready_ref is not None}
+        if starting:
+            done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
+            for ref in done:
+                spare = starting[ref]
+                spare.ready_ref = None
+                try:
+                    pid, node_id, failure, answers = ray.get(ref)
+                except Exception as exc:
+                    if classify(exc) is not FailureKind.LOST:
+                        raise
+                    failure = first_line(exc)
+                if failure is None:
+                    spare.pid, spare.node_id, spare.replay_answers = pid, node_id, answers
+                    continue
+                # A spare that cannot start is tried again only after a while:
+                # the pool's own slots report the error if it is the class's.
+                self._kill(spare)
+                spare.retry_at = now + BACKOFF_MAX_S
+        for spare in [s for s in self._spares if s.retry_at and now >= s.retry_at]:
+            self._spares.remove(spare)
+            self._start_spare()
+
+    def _promote(self, spare: Slot, slot: Slot) -> None:
+        """``spare``'s actor becomes ``slot``'s next generation (lock held)."""
+        self._spares.remove(spare)
+        slot.generation += 1
+        slot.handle = spare.handle
+        slot.planned_node = None
+        slot.state = SlotState.STARTING
+        slot.pid = slot.node_id = None
+        slot.spawned_at = time.monotonic()
+        slot.sent_to_generation = slot.done_by_generation = 0
+        slot.calls.clear()
+        slot.replays = dict(self._broadcasts)
+        slot.replay_answers = {}
+        for method, payload_ref in slot.replays.items():
+            if spare.replays.get(method) is not payload_ref:  # broadcast after it started
+                slot.handle.replay.remote(method, payload_ref)
+        # Answers at once (the actor is up) with every replay's answer.
+        slot.ready_ref = slot.handle.ready.remote()
+        self.promoted += 1
+        logger.info("actor %s: a warm spare took its place", slot.label(self.actor_name))
+        if self._state is PoolState.RUNNING:
+            self._start_spare()
+
+    def _retire_spares(self) -> None:
+        for spare in self._spares:
+            self._kill(spare)
+        self._spares.clear()
+
     @staticmethod
     def _kill(slot: Slot) -> None:
         # Already dead, or Ray already shut down: nothing left to kill.
@@ -178,6 +259,18 @@ class ActorLifecycle(PoolBase):
                 for ref in done:
                     self._on_ready(pending[ref], ref, initial=True)
 
+    def _wait_spares(self) -> None:
+        """Give the spares started with the pool the start timeout to be ready.
+
+        One that is not stays a spare in the making; the pool works without it.
+        """
+        with self._lock:
+            refs = [s.ready_ref for s in self._spares if s.ready_ref is not None]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=self._start_timeout_s)
+        with self._lock:
+            self._poll_spares(time.monotonic())
+
     def poll(self) -> None:
         """Advance starting and backing-off slots without blocking (lock held).
 
@@ -189,6 +282,7 @@ class ActorLifecycle(PoolBase):
         self._closing = close_then_kill(self._closing, self.actor_name, wait=False)
         now = time.monotonic()
         self._check_drains(now)
+        self._poll_spares(now)
         for slot in [s for s in self._slots if s.state is SlotState.DRAINING and not s.calls]:
             if slot.evacuating:  # its node goes away: start its successor elsewhere
                 slot.evacuating = False

@@ -30,9 +30,13 @@ class Counted(Protocol):
     restarts: int
     recycled: int
     retries: int
+    promoted: int
 
     @property
     def slots(self) -> list[Slot]: ...
+
+    @property
+    def spares(self) -> list[Slot]: ...
 
     def queued_batches(self) -> int: ...
 
@@ -63,7 +67,8 @@ def pool_stats(pool: Counted, throughput: Throughput) -> dict[str, Any]:
     ``process_batch``, ``restarts``). Pool-wide: ``restarts``, ``recycled``,
     ``retries`` (tries charged to batches), ``in_flight_calls``,
     ``queued_batches`` (waiting for an actor, in all runs on the pool),
-    ``batches_per_s`` over the last minute.
+    ``batches_per_s`` over the last minute; ``spares_ready`` (warm spare
+    actors, ``spare_actors``) and ``promoted`` (spares that took a slot's place).
     """
     age = max(time.monotonic() - pool.created, 1e-9)
     return {
@@ -85,6 +90,8 @@ def pool_stats(pool: Counted, throughput: Throughput) -> dict[str, Any]:
         "in_flight_calls": sum(len(slot.calls) for slot in pool.slots),
         "queued_batches": pool.queued_batches(),
         "batches_per_s": throughput.per_second(age),
+        "spares_ready": sum(1 for spare in pool.spares if spare.pid is not None),
+        "promoted": pool.promoted,
     }
 
 
