@@ -48,6 +48,15 @@ def spare_memory(pool: Any) -> dict[str, int]:
     return out
 
 
+def wait_for_spares(pool: Any, timeout_s: float = 60.0) -> None:
+    """Until every spare the pool keeps is ready again (none to wait for without spares)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pool.stats()["spares_ready"] >= pool.spare_actors:
+            return
+        time.sleep(0.05)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=5)
@@ -75,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for turn in range(args.turns):
             for name in names[turn % 2:] + names[:turn % 2]:
                 rows[name] += fault_tolerance(pools[name], workload, 1, reference)["runs"]
+                # The promoted spare's successor starts once the pool is idle:
+                # let it be up before the next pair, so its start is in no timing.
+                wait_for_spares(pools[name].pool)
     report["pools"] = {}
     for name, runs in rows.items():
         good = [r for r in runs if "wall_s" in r]

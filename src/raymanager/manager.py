@@ -282,10 +282,10 @@ class RayManager:
 
         ``spare_actors=k`` keeps ``k`` warm actors beside the pool, outside its
         count: when an actor dies, times out or is recycled, a spare takes its
-        place at once instead of a new process starting (a second or more,
-        the lost work aside), and a new spare starts in the background. Each
-        costs one idle actor process's memory; they start with the pool, so
-        their start takes no core from the work.
+        place at once instead of a new process starting, and a new spare
+        starts once no call is in flight on the pool. Each costs one idle
+        actor process's memory; they start with the pool or when it is idle,
+        so their start takes no core from the work.
 
         ``max_batches_per_actor`` replaces an actor after that many batches
         (like ``maxtasksperchild``), for user code that leaks. An actor that

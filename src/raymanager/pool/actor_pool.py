@@ -125,6 +125,7 @@ class ActorPool(CallBook):
         self.spare_actors = spare_actors
         self.promoted = 0  # spares that took a slot's place
         self._spare_starts = 0
+        self._spares_owed = 0
         self._submissions = Submissions(self)
         try:
             with self._lock:

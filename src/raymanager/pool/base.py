@@ -88,6 +88,7 @@ class PoolBase:
     spare_actors: int
     promoted: int
     _spare_starts: int
+    _spares_owed: int  # spares to start once the pool is idle
 
     @property
     def state(self) -> PoolState:

@@ -179,6 +179,7 @@ class CallBook(ActorLifecycle):
         with self._lock:
             if run in self._runs:
                 self._runs.remove(run)
+            self.start_owed_spares()  # the pool may be idle now
 
     def queued_batches(self) -> int:
         """Batches the runs on this pool have waiting for an actor."""

@@ -223,13 +223,26 @@ class ActorLifecycle(PoolBase):
         slot.ready_ref = slot.handle.ready.remote()
         self.promoted += 1
         logger.info("actor %s: a warm spare took its place", slot.label(self.actor_name))
-        if self._state is PoolState.RUNNING:
-            self._start_spare()
+        self._spares_owed += 1
+        self.start_owed_spares()
+
+    def start_owed_spares(self) -> None:
+        """Start the spares owed for promoted ones, once no call is in flight (lock held).
+
+        Not at once: on a small machine a process start takes a core from the
+        work for a second, which is what the spare was there to save.
+        """
+        if (self._spares_owed and self._state is PoolState.RUNNING and not self._runs
+                and not any(slot.calls for slot in self._slots)):
+            for _ in range(self._spares_owed):
+                self._start_spare()
+            self._spares_owed = 0
 
     def _retire_spares(self) -> None:
         for spare in self._spares:
             self._kill(spare)
         self._spares.clear()
+        self._spares_owed = 0
 
     @staticmethod
     def _kill(slot: Slot) -> None:
@@ -283,6 +296,7 @@ class ActorLifecycle(PoolBase):
         now = time.monotonic()
         self._check_drains(now)
         self._poll_spares(now)
+        self.start_owed_spares()
         for slot in [s for s in self._slots if s.state is SlotState.DRAINING and not s.calls]:
             if slot.evacuating:  # its node goes away: start its successor elsewhere
                 slot.evacuating = False
