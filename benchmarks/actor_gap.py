@@ -18,11 +18,14 @@ wall over the forked pool's wall *in the same round*, the median over rounds.
 All variants run beside the same idle Rays, so their background load is the
 same too.
 
-Variants (``VARIANTS``): ``fork``; ``ray nice 15`` (Ray's own worker
-niceness); ``ray nice 0``; ``ray nice 0 + bookkeeping off`` (metrics, event
-stats, task events and the timeline off: the variant the W1 table once found
-*slower*); ``ray nice 0 + fewer threads`` (one gRPC and one server-call
-thread per worker, no Python GC manager thread).
+Variants (``VARIANTS``): ``fork``; ``ray defaults`` (raymanager's: Ray's
+own worker niceness, 15); ``ray nice 0``; ``ray nice 0 + bookkeeping off``
+(metrics, event stats, task events and the timeline off: the variant the W1
+table once found *slower*); ``ray nice 0 + fewer threads`` (one gRPC and one
+server-call thread per worker, no Python GC manager thread); and for
+``--work w1`` raymanager's own knobs: calls of 0.1 s or 0.3 s of work instead
+of the default, and the array put into the object store once, outside the
+timing.
 
 Per variant it also records what explains a difference: each worker's CPU
 seconds in the loop (its thread's own, from ``schedstat``), the seconds that
@@ -43,6 +46,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import concurrent.futures  # noqa: E402
 import functools  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import shlex  # noqa: E402
@@ -75,11 +79,36 @@ FEWER_THREADS = {
 #: Variant name -> Ray ``_system_config`` (None: the forked pool, no Ray).
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "fork": None,
-    "ray nice 15": {"worker_niceness": 15},
+    "ray defaults": {},  # raymanager's: worker niceness 15 (Ray's own), 0.2 s calls
     "ray nice 0": {"worker_niceness": 0},
     "ray nice 0 + bookkeeping off": {"worker_niceness": 0, **BOOKKEEPING_OFF},
     "ray nice 0 + fewer threads": {"worker_niceness": 0, **FEWER_THREADS},
+    # W1 only: raymanager's own knobs (see split_config).
+    "ray, 0.1 s calls": {"raymanager.engine.policy.TARGET_CALL_SECONDS": 0.1},
+    "ray, 0.3 s calls": {"raymanager.engine.policy.TARGET_CALL_SECONDS": 0.3},
+    "ray, data put once": {"bench.put_once": True},
 }
+
+
+#: The variants a plain ``--work loop`` run compares (the rest change only dispatch).
+LOOP_VARIANTS = [name for name, config in VARIANTS.items()
+                 if config is None or not any("." in key for key in config)]
+
+
+def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A variant's Ray ``_system_config``, and its own settings: keys with a dot.
+
+    ``module.NAME`` keys set a module constant of raymanager in the server
+    (an engine policy's, say); ``bench.put_once`` puts W1's array into the
+    object store once, outside the timing, as a user with many passes would.
+    """
+    ray_config = {k: v for k, v in config.items() if "." not in k}
+    ours = {k: v for k, v in config.items() if "." in k}
+    for key, value in ours.items():
+        module, _, attribute = key.rpartition(".")
+        if module != "bench":
+            setattr(importlib.import_module(module), attribute, value)
+    return ray_config, ours
 
 
 # --------------------------------------------------------------------------- servers
@@ -108,15 +137,19 @@ def serve_w1(name: str, workers: int, batches: int, reps: int) -> None:
             pool.close()
             pool.join()
     else:
+        import ray
+
         from raymanager import BatchConfig, RayConfig, RayManager
 
+        ray_config, ours = split_config(config)
         manager = RayManager(RayConfig(num_cpus=workers,
-                                       init_kwargs={"_system_config": config}))
+                                       init_kwargs={"_system_config": ray_config}))
         actors = manager.create_actor_pool(BenchActor, {"reps": reps}, num_actors=workers)
         batch_config = BatchConfig(batch_size=128, num_parallel=workers)
+        source: Any = ray.put(data) if ours.get("bench.put_once") else data
 
         def run() -> list[float]:
-            return list(manager.process_in_parallel(actors, data, batch_config))
+            return list(manager.process_in_parallel(actors, source, batch_config))
 
         close = manager.shutdown
     run()
@@ -154,8 +187,9 @@ def serve(name: str, workers: int, batches: int, reps: int) -> None:
 
         from raymanager import RayConfig, RayManager
 
+        ray_config, _ = split_config(config)
         manager = RayManager(RayConfig(num_cpus=workers,
-                                       init_kwargs={"_system_config": config}))
+                                       init_kwargs={"_system_config": ray_config}))
         remote = ray.remote(num_cpus=0)(GapWorker)
         actors = [remote.remote() for _ in range(workers)]
         ray.get([a.ping.remote() for a in actors])
@@ -301,6 +335,73 @@ def calibrate(target_s: float = 0.010) -> int:
     return max(1, round(target_s / (best / (10 * 100))))
 
 
+def measure(work: str, names: Sequence[str], rounds: int, batches: int,
+            workers: int) -> dict[str, Any]:
+    """Run ``names`` (``fork`` among them) in interleaved rounds; the report without its header.
+
+    ``work`` is ``loop`` (the batches looped inside one call per worker) or
+    ``w1`` (dispatched batch by batch). ``benchmarks/run.py`` calls this for
+    its in-actor row.
+    """
+    if "fork" not in names or any(n not in VARIANTS for n in names):
+        raise ValueError(f"variants must be among {list(VARIANTS)} and include 'fork'")
+    reps = calibrate()
+    report: dict[str, Any] = {"settings": {"work": work, "rounds": rounds, "batches": batches,
+                                           "workers": workers, "reps": reps,
+                                           "variants": list(names)}}
+    print(f"{workers} workers x {batches} batches of ~10 ms ({reps} reps) per "
+          f"slice, {rounds} rounds", flush=True)
+    servers = {}
+    try:
+        for name in names:  # one at a time: Ray's start is the heaviest thing here
+            servers[name] = Server(name, work, workers, batches, reps)
+            servers[name].answer()
+        rows: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for number in range(rounds):
+            order = list(names[number % len(names):]) + list(names[:number % len(names)])
+            for name in order:
+                reply = servers[name].slice()
+                rows[name].append(w1_row_of(reply) if work == "w1" else row_of(reply))
+            fork = rows["fork"][-1]
+            if work == "w1":
+                for name in names:
+                    if not numpy.allclose(rows[name][-1]["totals"], fork["totals"], rtol=1e-5):
+                        raise SystemExit(f"{name}: results differ from the forked pool's")
+                    rows[name][-1]["speed"] = fork["wall_s"] / rows[name][-1]["wall_s"]
+                continue
+            for name in names:
+                row = rows[name][-1]
+                if row["totals"] != fork["totals"]:
+                    raise SystemExit(f"{name}: results differ from the forked pool's")
+                row["ratio"] = row["wall_s"] / fork["wall_s"]
+                row["cpu_ratio"] = row["cpu_s"] / fork["cpu_s"]
+    finally:
+        for server in servers.values():
+            server.close()
+    summarize_one = summarize_w1 if work == "w1" else summarize
+    report["variants"] = [summarize_one(n, rows[n]) for n in names]
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """One line per variant."""
+    for row in report["variants"]:
+        if report["settings"]["work"] == "w1":
+            low, high = row["speed_quartiles"]
+            print(f"{row['variant']:<30} speed vs Pool {row['speed_vs_pool']:.3f} "
+                  f"({low:.3f}-{high:.3f})  wall {row['wall_s']:.3f} s  driver "
+                  f"{row['driver_cpu_s'] * 1e3:.0f} ms  daemons "
+                  f"{row['ray_daemons_cpu_s'] * 1e3:.0f} ms  workers {row['workers_cpu_s']:.2f} s")
+            continue
+        low, high = row["ratio_quartiles"]
+        print(f"{row['variant']:<30} wall {row['ratio_to_fork']:.3f} ({low:.3f}-{high:.3f})  "
+              f"cpu {row['cpu_ratio_to_fork']:.3f}  waited {row['run_queue_wait_s'] * 1e3:.1f} ms"
+              f"  invol. {row['involuntary_switches']:.0f}  other threads "
+              f"{row['other_threads_cpu_s'] * 1e3:.1f} ms  driver "
+              f"{row['driver_cpu_s'] * 1e3:.0f} ms  daemons "
+              f"{row['ray_daemons_cpu_s'] * 1e3:.0f} ms")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -309,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work", choices=("loop", "w1"), default="loop",
                         help="loop: the batches looped inside one call per worker; w1: the "
                              "batches dispatched one by one (Pool.imap / process_in_parallel)")
-    parser.add_argument("--variants", default="|".join(VARIANTS),
+    parser.add_argument("--variants", default="|".join(LOOP_VARIANTS),
                         help="'|'-separated list of: " + ", ".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -323,69 +424,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown or "fork" not in names:
         parser.error(f"unknown variants {unknown}; 'fork' (the reference) must be one")
-    reps = calibrate()
     report: dict[str, Any] = {
         "kind": "actor_gap",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": shlex.join(["python", "benchmarks/actor_gap.py", *sys.argv[1:]]),
         "machine": machine.describe(("ray", "numpy", "threadpoolctl")),
-        "settings": {"work": args.work, "rounds": args.rounds, "batches": args.batches,
-                     "workers": args.workers,
-                     "reps": reps, "variants": names},
     }
-    print(f"{args.workers} workers x {args.batches} batches of ~10 ms ({reps} reps) per "
-          f"slice, {args.rounds} rounds", flush=True)
-    servers = {}
-    try:
-        for name in names:  # one at a time: Ray's start is the heaviest thing here
-            servers[name] = Server(name, args.work, args.workers, args.batches, reps)
-            servers[name].answer()
-        rows: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-        for number in range(args.rounds):
-            order = names[number % len(names):] + names[:number % len(names)]
-            for name in order:
-                reply = servers[name].slice()
-                rows[name].append(w1_row_of(reply) if args.work == "w1" else row_of(reply))
-            fork = rows["fork"][-1]
-            if args.work == "w1":
-                for name in names:
-                    if not numpy.allclose(rows[name][-1]["totals"], fork["totals"], rtol=1e-5):
-                        raise SystemExit(f"{name}: results differ from the forked pool's")
-                    rows[name][-1]["speed"] = fork["wall_s"] / rows[name][-1]["wall_s"]
-                continue
-            for name in names:
-                row = rows[name][-1]
-                if row["totals"] != fork["totals"]:
-                    raise SystemExit(f"{name}: results differ from the forked pool's")
-                row["ratio"] = row["wall_s"] / fork["wall_s"]
-                row["cpu_ratio"] = row["cpu_s"] / fork["cpu_s"]
-            if (number + 1) % 10 == 0:
-                print(f"round {number + 1}: " + ", ".join(
-                    f"{n} {statistics.median(r['ratio'] for r in rows[n]):.3f}"
-                    for n in names), flush=True)
-    finally:
-        for server in servers.values():
-            server.close()
-    if args.work == "w1":
-        report["variants"] = [summarize_w1(n, rows[n]) for n in names]
-        for row in report["variants"]:
-            low, high = row["speed_quartiles"]
-            print(f"{row['variant']:<30} speed vs Pool {row['speed_vs_pool']:.3f} "
-                  f"({low:.3f}-{high:.3f})  wall {row['wall_s']:.3f} s  driver "
-                  f"{row['driver_cpu_s'] * 1e3:.0f} ms  daemons "
-                  f"{row['ray_daemons_cpu_s'] * 1e3:.0f} ms  workers {row['workers_cpu_s']:.2f} s")
-        write(report, args.out)
-        return 0
-    report["variants"] = [summarize(n, rows[n]) for n in names]
+    report.update(measure(args.work, names, args.rounds, args.batches, args.workers))
     report["machine"]["load_average_end"] = list(os.getloadavg())
-    for row in report["variants"]:
-        low, high = row["ratio_quartiles"]
-        print(f"{row['variant']:<30} wall {row['ratio_to_fork']:.3f} ({low:.3f}-{high:.3f})  "
-              f"cpu {row['cpu_ratio_to_fork']:.3f}  waited {row['run_queue_wait_s'] * 1e3:.1f} ms"
-              f"  invol. {row['involuntary_switches']:.0f}  other threads "
-              f"{row['other_threads_cpu_s'] * 1e3:.1f} ms  driver "
-              f"{row['driver_cpu_s'] * 1e3:.0f} ms  daemons "
-              f"{row['ray_daemons_cpu_s'] * 1e3:.0f} ms")
+    print_report(report)
     write(report, args.out)
     return 0
 

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import actor_gap  # noqa: E402
 import cpu  # noqa: E402
 import driver_scaling  # noqa: E402
 import numpy as np  # noqa: E402
@@ -958,6 +959,55 @@ def print_report(report: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def _paired_ratio(report: dict[str, Any], workload: str, over: str, under: str) -> float | None:
+    """Median over rounds of ``over``'s time / ``under``'s time in the same round."""
+    variants = {v["variant"]: v for v in report.get("workloads", {}).get(workload, {}).get(
+        "variants", [])}
+    if over not in variants or under not in variants:
+        return None
+    pairs = list(zip(variants[over]["times_s"], variants[under]["times_s"], strict=False))
+    return statistics.median(a / b for a, b in pairs) if pairs else None
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Ray tax's rows against their targets, from this run's own measurements.
+
+    Each row: what, the value, the target, whether it is met (None: not
+    measured in this run, with where it is measured instead).
+    """
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, value: float | None, target: float, at_least: bool,
+            elsewhere: str = "") -> None:
+        met = None if value is None else (value >= target if at_least else value <= target)
+        rows.append({"what": what, "value": value, "target": f"{'>=' if at_least else '<='} "
+                     f"{target:g}", "met": met, "elsewhere": elsewhere})
+
+    add("W1 speed, raymanager / multiprocessing.Pool (median of paired rounds)",
+        _paired_ratio(report, "W1", "multiprocessing.Pool", "raymanager"), 1.00, True)
+    gap = {v["variant"]: v for v in report.get("actor_gap", {}).get("variants", [])}
+    add("same batches in an actor / in a forked process (wall, interleaved slices)",
+        gap.get("ray defaults", {}).get("ratio_to_fork"), 1.02, False)
+    add("training 2 vs 1 actors / forked ceiling", None, 0.98, True,
+        "benchmarks/train_scaling.py --interleaved HalfCheetah-v5")
+    add("W1 with one SIGKILL / without, spare_actors=1 (paired)",
+        report.get("fault_tolerance_spare", {}).get("median_ratio"), 1.10, False)
+    big = [r for r in report.get("driver_scaling", []) if r["actors"] == 64]
+    add("64 sleep-bound actors, of ideal", big[0]["of_ideal"] if big else None, 0.90, True)
+    return rows
+
+
+def print_targets(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Targets")
+    for column in ("row", "value", "target", "met"):
+        table.add_column(column)
+    for row in rows:
+        met = "-" if row["met"] is None else ("yes" if row["met"] else "no")
+        value = row["elsewhere"] if row["value"] is None else f"{row['value']:.3f}"
+        table.add_row(row["what"], value, row["target"], met)
+    console.print(table)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -990,6 +1040,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.print("[bold]Start-up in fresh processes[/bold]")
         kinds = ["raymanager", "bare", "bare_loopback"]
         report["startup"] = startup_costs(1 if args.quick else 5, kinds)
+    # The same batches in an actor and in a forked process, interleaved in
+    # slices (actor_gap.py); its own Rays run in subprocesses and are gone
+    # before this suite's Ray starts.
+    log.print("[bold]In an actor against in a forked process[/bold]")
+    report["actor_gap"] = actor_gap.measure("loop", ["fork", "ray defaults"],
+                                            rounds=8 if args.quick else 20, batches=50,
+                                            workers=WORKERS)
     reps, per_rep = calibrate_reps()
     report["settings"]["w1_reps"] = reps
     report["settings"]["w1_seconds_per_rep"] = per_rep
@@ -1092,9 +1149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     report["load_average_end"] = os.getloadavg()
     report["total_s"] = time.perf_counter() - began
+    report["targets"] = targets(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_report(report)
+    print_targets(report["targets"])
     console.print(f"JSON: {args.out}")
     failed = [m for ms in results.values() for m in ms if m.check != "ok"]
     failed += [r for r in report.get("driver_scaling", []) if r["check"] != "ok"]

@@ -215,3 +215,37 @@ def test_the_docs_site_builds_with_no_warning(tmp_path: Path) -> None:
     for page in ("index", "api-guide", "journal", "reference", "results"):
         assert (tmp_path / "html" / f"{page}.html").exists()
     assert "process_in_parallel" in (tmp_path / "html" / "reference.html").read_text()
+
+
+@pytest.mark.slow
+def test_the_actor_gap_puts_an_actor_beside_a_forked_process_and_the_readme_shows_it() -> None:
+    """A real (short) interleaved measurement, its section, and the README's Ray-tax rows."""
+    gap = _benchmark_module("actor_gap")
+    report = gap.measure("loop", ["fork", "ray defaults"], rounds=2, batches=3, workers=2)
+    fork, actor = report["variants"]
+    assert fork["ratio_to_fork"] == 1.0 and actor["ratio_to_fork"] > 0
+    # Both sides ran the same batches (checked inside), each in its own kind of process.
+    assert actor["niceness"] == 15 and fork["niceness"] == os.getpriority(os.PRIO_PROCESS, 0)
+    assert actor["threads"] > fork["threads"]  # a Ray worker's gRPC and I/O threads
+    report.update({"kind": "actor_gap", "date": "2026-12-05T00:00:00Z",
+                   "command": "python benchmarks/actor_gap.py", "machine": {}})
+    pages = _benchmark_module("results_page")
+    section = pages.render_report("gap", report)
+    assert "| ray defaults |" in section and "wall / fork (median)" in section
+    recovery = {"kind": "recovery", "date": "2026-12-05T00:00:00Z",
+                "command": "python benchmarks/recovery.py", "machine": {},
+                "settings": {"turns": 2}, "spare_memory_bytes": {"uss": 2**20, "pss": 2**20,
+                                                                  "rss": 2**21},
+                "pools": {"no spare": {"median_ratio": 1.2, "ratios": [1.2, 1.2],
+                                       "median_ready_after_s": 0.5, "check": "ok"},
+                          "spare_actors=1": {"median_ratio": 1.05, "ratios": [1.05, 1.05],
+                                             "median_ready_after_s": 0.05, "check": "ok"}}}
+    table = pages.tax_table([report, recovery])
+    assert table[2].startswith("| the same batches in an actor / in a forked process (wall) | ")
+    assert table[3] == ("| W1 with one worker SIGKILLed / without | 1.200 | - | 2026-12-05, "
+                        "`python benchmarks/recovery.py` |")
+    assert table[4].startswith("| the same, `spare_actors=1` | 1.050 | ≤ 1.10 |")
+    assert "| spare_actors=1 | 1.050 | 1.05, 1.05 | 0.05 s | ok |" in pages.render_report(
+        "recovery", recovery)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert pages.TAX_MARKERS[0] in readme and pages.TAX_MARKERS[1] in readme

@@ -468,6 +468,7 @@ RAY_RULES: dict[str, Rule] = {
     "actor_start_timeout_s": _number_rule(above=0, optional=False),
     "connect_timeout_s": _number_rule(above=0, optional=False),
     "object_store_warn_fraction": _number_rule(above=0, at_most=1, optional=False),
+    "worker_niceness": _int_rule(0, optional=False, maximum=19),
     "init_kwargs": _dict_rule,
 }
 
@@ -529,6 +530,7 @@ VALID_RAY_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "actor_start_timeout_s": st.floats(1e-3, 1e5) | st.integers(1, 10**5),
     "connect_timeout_s": st.floats(1e-3, 1e5) | st.integers(1, 10**5),
     "object_store_warn_fraction": st.floats(1e-6, 1.0),
+    "worker_niceness": st.integers(0, 19),
     "init_kwargs": st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 }
 

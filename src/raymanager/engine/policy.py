@@ -28,10 +28,13 @@ __all__ = [
 ]
 
 #: Work per remote call the group sizing aims at: long enough that the call's
-#: fixed cost (CPU in the driver and in the actor, on the same cores as the
-#: work on a small machine) is a small share, short enough that actors rarely
-#: wait on each other at the end of a run (the last calls are cut shorter).
-TARGET_CALL_SECONDS = 0.1
+#: fixed cost (CPU in the driver, in the actor and in Ray's daemons, on the
+#: same cores as the work on a small machine) is a small share, short enough
+#: that a worker's death loses little and results stream out steadily (the
+#: last calls of a run are cut shorter, so actors rarely wait on each other).
+#: Chosen with benchmarks/actor_gap.py --work w1 (0.1, 0.2 and 0.3 s in
+#: turns); the figures are on the docs' results page.
+TARGET_CALL_SECONDS = 0.2
 #: Work per call below which a call's fixed cost would dominate: the tail of a
 #: run of tiny batches is not cut finer than this.
 MIN_CALL_SECONDS = 0.005
@@ -96,8 +99,8 @@ def group_size(
     GROWTH_PER_CALL x the largest call returned.
 
     >>> group_size(seconds_per_batch=0.001, width=2, remaining=None, timeout_s=None,
-    ...            batch_nbytes=None, max_inflight_bytes=1 << 30, largest_returned=64)
-    100
+    ...            batch_nbytes=None, max_inflight_bytes=1 << 30, largest_returned=256)
+    200
     """
     if seconds_per_batch is None:
         return 1  # the first call on each actor measures how long a batch takes
