@@ -426,14 +426,48 @@ def render_recovery(name: str, report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_eval_overlap(name: str, report: dict[str, Any]) -> str:
+    """``raymanager train`` with evaluations overlapped against between rounds
+    (``benchmarks/eval_overlap.py``)."""
+    settings = report["settings"]
+    what = (f"`raymanager train`'s loop on {settings['env']} with its default options, "
+            f"{settings['rounds']} rounds ({report['evaluated_rounds']} evaluated), each "
+            "evaluation beside the next round's training against between rounds, in turns on "
+            "one Ray; time from the end of round 1 to the end of the last, from each run's "
+            "metrics.csv; the two runs' rows checked equal but for the clock.")
+    rows = [[str(i + 1), f"{t['overlapped']:.2f} s", f"{t['barrier']:.2f} s", f"{t['ratio']:.3f}"]
+            for i, t in enumerate(report["turns"])]
+    rows.append(["median", "", "", f"{report['median_ratio']:.3f}"])
+    lines = [*_header(name, report, what), "",
+             *_table(["turn", "overlapped", "barrier", "overlapped / barrier"], rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_train_scaling(name: str, report: dict[str, Any]) -> str:
+    """Training rounds on 1 and 2 actors against forked pools of 1 and 2 processes, in turns
+    (``benchmarks/train_scaling.py --interleaved``)."""
+    what = (f"The same {report['rounds']} training rounds of {report['env']} (the CLI's "
+            "defaults; start-up rounds left out) on raymanager pools of 1 and 2 training "
+            "actors and on forked `multiprocessing` pools of 1 and 2 processes, each round "
+            "run four times in rotating order, all four computing the same weights (checked).")
+    rows = [[kind, f"{seconds:.1f} s"] for kind, seconds in report["seconds"].items()]
+    rows += [["raymanager 2 / 1 actors", f"{report['ratio']:.3f}x"],
+             ["forked 2 / 1 processes (the ceiling)", f"{report['ceiling_ratio']:.3f}x"],
+             ["raymanager's scaling / the ceiling's", f"{report['of_ceiling']:.3f}"]]
+    lines = [*_header(name, report, what), "", *_table(["pool", "time"], rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "actor_gap": render_actor_gap,
     "engine_ab": render_engine_ab,
     "engine_scale": render_engine_scale,
+    "eval_overlap": render_eval_overlap,
     "journal": render_journal,
     "recovery": render_recovery,
     "mujoco_step_cost": render_mujoco_step_cost,
     "sweep": render_sweep,
+    "train_scaling": render_train_scaling,
 }
 
 
@@ -491,7 +525,9 @@ def readme_with_table(readme: str, table: Sequence[str],
 
 
 def _run_of(report: dict[str, Any]) -> str:
-    return f"{report['date'][:10]}, `{report['command']}`"
+    """When and how a report was made, for a table cell (its pipes escaped)."""
+    command = report["command"].replace("|", "\\|")
+    return f"{report['date'][:10]}, `{command}`"
 
 
 def tax_table(reports: Sequence[dict[str, Any]]) -> list[str]:
@@ -527,6 +563,16 @@ def tax_table(reports: Sequence[dict[str, Any]]) -> list[str]:
             if pool:
                 rows.append([label, f"{pool['median_ratio']:.3f}",
                              "≤ 1.10" if "spare" in label else "-", _run_of(recovery)])
+    for report in reports:
+        if report.get("kind") == "train_scaling":
+            rows.append([f"training on {report['env']}, 2 / 1 actors, over the forked "
+                         "ceiling's 2 / 1", f"{report['of_ceiling']:.3f}", "≥ 0.98",
+                         _run_of(report)])
+    for report in reports:
+        if report.get("kind") == "eval_overlap":
+            rows.append([f"`raymanager train` on {report['settings']['env']}, evaluation beside "
+                         "the next round / between rounds", f"{report['median_ratio']:.3f}",
+                         "< 1", _run_of(report)])
     if not rows:
         return []
     return [*_table(["measure (2 workers)", "median", "target", "measured"], rows), "",

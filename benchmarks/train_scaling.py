@@ -32,6 +32,8 @@ import argparse
 import csv
 import json
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,13 @@ from typing import Any
 import cpu
 import numpy as np
 from es_single_process import run_single_process
+from machine import describe
 
 from raymanager import BatchConfig, RayConfig, RayManager, TrainingActor
 from raymanager.agents import combine_round, make_agent, round_seeds
 from raymanager.rounds import run_round
 
+DEFAULT_OUT = "benchmarks/results/train_scaling.json"
 SEEDS_PER_ROUND = 128
 BATCH_SIZE = 64
 CHUNK_SIZE = 64
@@ -186,7 +190,7 @@ def compare_runs(one: str, two: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--out", default="benchmarks/results/train_scaling.json")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--metrics", nargs=2, metavar=("RUN_1_ACTOR", "RUN_2_ACTORS"),
                         help="only compare two CLI run directories (see the docstring)")
     parser.add_argument("--interleaved", metavar="ENV",
@@ -198,6 +202,13 @@ def main() -> None:
     if args.interleaved:
         row = interleaved(args.interleaved, args.rounds)
         print(json.dumps(row))
+        if args.out != DEFAULT_OUT:  # a report the results page renders
+            report = {"kind": "train_scaling",
+                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      "command": shlex.join(["python", "benchmarks/train_scaling.py",
+                                             *sys.argv[1:]]),
+                      "machine": describe(("ray", "numpy", "gymnasium")), **row}
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         times = ", ".join(f"{kind} {value:.1f} s" for kind, value in row["seconds"].items())
         print(f"{row['env']}: {row['rounds']} rounds, {row['env_steps']:,} env steps each way: "
               f"{times}; raymanager 2/1 actors {row['ratio']:.3f}x, multiprocessing 2/1 "

@@ -83,6 +83,46 @@ def test_same_seed_same_learning_curve(ray_session: RayManager, tmp_path: Path) 
     assert curves[0] == curves[2]
 
 
+def test_an_overlapped_evaluation_changes_no_row_and_no_weight(ray_session: RayManager,
+                                                             tmp_path: Path) -> None:
+    """Each evaluation beside the next round's training (the default) against a barrier:
+    the same rows but for the clock, the same checkpoint; and a target met at an evaluation
+    ends the run at that round both ways (the round trained beside it is dropped)."""
+    base: dict[str, Any] = dict(seeds_per_round=8, batch_size=4, chunk_size=4, eval_every=1,
+                                eval_episodes=6, max_rounds=4, target_return=1e9,
+                                progress=False, output_dir=str(tmp_path))
+
+    def without_clock(run: str) -> list[dict[str, str]]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows(tmp_path / run)]
+
+    for overlap in (True, False):
+        summary = train(TrainConfig(**base, overlap_eval=overlap, run_name=f"all-{overlap}"))
+        assert summary.rounds == 4 and not summary.solved
+        seconds = [float(r["seconds"]) for r in rows(tmp_path / f"all-{overlap}")]
+        assert seconds == sorted(seconds)
+    assert without_clock("all-True") == without_clock("all-False")
+    assert len(without_clock("all-True")) == 4
+    overlapped, barrier = load_checkpoint(tmp_path / "all-True"), load_checkpoint(
+        tmp_path / "all-False")
+    assert overlapped.round == barrier.round == 4
+    for key in barrier.weights:
+        np.testing.assert_array_equal(overlapped.weights[key], barrier.weights[key])
+
+    # The first round after round 1 to beat every earlier evaluation sets the target:
+    # the run meets it there, and the round trained beside that evaluation is dropped.
+    returns = [float(r["eval_return_mean"]) for r in rows(tmp_path / "all-False")]
+    met = next(i for i in range(1, 4) if returns[i] > max(returns[:i])) + 1
+    # Between that evaluation and the best before it (metrics.csv rounds its numbers).
+    target = (returns[met - 1] + max(returns[:met - 1])) / 2
+    for overlap in (True, False):
+        summary = train(TrainConfig(**{**base, "target_return": target},
+                                    overlap_eval=overlap, run_name=f"met-{overlap}"))
+        assert summary.solved and summary.rounds == met
+        assert load_checkpoint(tmp_path / f"met-{overlap}").round == met
+    assert without_clock("met-True") == without_clock("met-False") == without_clock(
+        "all-False")[:met]
+
+
 def test_ars_actor_count_and_resume_change_nothing(ray_session: RayManager,
                                                    tmp_path: Path) -> None:
     """ARS, same seed: 3 rounds on 2 actors == 2 rounds on 1 actor, then resumed for 1 more.

@@ -17,6 +17,8 @@ Read top to bottom, one round is::
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -169,6 +171,15 @@ def train(
     return loop.summary(run_dir, interrupted)
 
 
+@dataclass
+class _PendingEval:
+    """A trained round whose evaluation is still running: its row and standing so far."""
+
+    row: dict[str, Any]
+    standing: _Standing
+    evaluation: concurrent.futures.Future[tuple[dict[str, Any], float]]
+
+
 class _Loop:
     """One run's rounds, from its standing to a budget, the target, or a stop."""
 
@@ -183,11 +194,14 @@ class _Loop:
     def elapsed(self) -> float:
         return self.seconds_before + time.monotonic() - self.start
 
-    def save(self) -> None:
+    def save(self, seconds: float | None = None) -> None:
+        """Checkpoint the standing; ``seconds``: the run's clock at its round's end
+        (now by default; an overlapped evaluation ended before the save)."""
         s = self.standing
         if s.weights is None:  # stopped before the first weights existed
             return
-        self.files.checkpoint(Checkpoint(s.weights, s.round, s.env_steps, self.elapsed(),
+        seconds = self.elapsed() if seconds is None else seconds
+        self.files.checkpoint(Checkpoint(s.weights, s.round, s.env_steps, seconds,
                                          dataclasses.asdict(self.plan.config),
                                          slim(s.last_eval), episodes=s.episodes))
 
@@ -226,57 +240,122 @@ class _Loop:
 
     def _rounds(self, manager: RayManager, train_pool: ActorPool, eval_pool: ActorPool,
                 learner: Agent) -> bool:
+        """The rounds; with ``overlap_eval``, each evaluation runs beside the next round.
+
+        An evaluated round is committed (its row written, the standing moved,
+        the checkpoint saved) once its evaluation is back, which is after the
+        next round's training when the two overlap. That next round started
+        from the evaluated round's weights, as it would have after a barrier,
+        so a run's rounds, rows and checkpoints are the same either way; only
+        when the evaluation reaches the target is the next round's training
+        dropped, unrecorded.
+        """
         plan = self.plan
         # Throughput is over training time: Ray's and the actors' start-up excluded.
         ready_at, steps_at_ready = time.monotonic(), self.standing.env_steps
-        while not self.standing.solved and self.standing.round < plan.max_rounds:
-            if plan.max_seconds is not None and self.elapsed() >= plan.max_seconds:
-                return False
-            if self.stop is not None and self.stop.is_set():
-                return True
-            s = self.standing
-            assert s.weights is not None
-            seeds = round_seeds(plan.seed, s.round, plan.seeds_per_round)
-            step = run_round(manager, train_pool, s.weights, seeds, plan.train_batch, learner)
-            train_steps = int(step.metrics["env_steps"])
-            train_episodes = int(step.metrics["episodes"])
-            round_index = s.round + 1
-            row: dict[str, Any] = {
-                "round": round_index,
-                "train_env_steps": train_steps,
-                "fitness_mean": step.metrics["fitness_mean"],
-                "fitness_max": step.metrics["fitness_max"],
-                "loss": step.metrics["loss"],
-                "restarts": train_pool.restarts + eval_pool.restarts,
-                "episodes": s.episodes + train_episodes,
-                "train_episodes": train_episodes,
-                "batches": step.batches,
-                "result_bytes": step.result_bytes,
-                "broadcast_bytes": step.broadcast_bytes,
-                "bytes_per_round": step.result_bytes + step.broadcast_bytes,
-            }
-            last_eval, solved = s.last_eval, s.solved
-            if round_index % plan.eval_every == 0 or round_index == plan.max_rounds:
-                last_eval = evaluate_weights(manager, eval_pool, step.weights, plan, round_index)
-                solved = last_eval["return_mean"] >= plan.target
-                row.update({f"eval_{k}": last_eval[k] for k in (
-                    "return_mean", "return_std", "return_min", "return_max",
-                    "length_mean", "episodes")})
-            row["seconds"], row["env_steps"] = self.elapsed(), s.env_steps + train_steps
-            self.files.append(row)
-            # The row is written: this round is what a stop now rolls back to,
-            # so that the checkpoint and metrics.csv always agree.
-            self.standing = _Standing(round_index, s.env_steps + train_steps,
-                                      s.episodes + train_episodes, step.weights, last_eval,
-                                      solved)
-            if "eval_return_mean" in row:
-                self.save()
-            if self.on_round is not None:
-                self.on_round({**row, "target": plan.target, "max_rounds": plan.max_rounds,
-                               "max_seconds": plan.max_seconds,
-                               "training_seconds": time.monotonic() - ready_at,
-                               "training_env_steps": self.standing.env_steps - steps_at_ready})
-        return False
+        pending: _PendingEval | None = None
+        evaluator = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raymanager-eval")
+        try:
+            while True:
+                # The head: where the next round starts from, committed or not.
+                s = self.standing if pending is None else pending.standing
+                if s.solved or s.round >= plan.max_rounds:
+                    return False
+                if plan.max_seconds is not None and self.elapsed() >= plan.max_seconds:
+                    return False
+                if self.stop is not None and self.stop.is_set():
+                    return True
+                assert s.weights is not None
+                seeds = round_seeds(plan.seed, s.round, plan.seeds_per_round)
+                step = run_round(manager, train_pool, s.weights, seeds, plan.train_batch,
+                                 learner)
+                if pending is not None:
+                    current, pending = pending, None
+                    if self._settle(current, ready_at, steps_at_ready):
+                        return False  # the target is met: the round just trained is dropped
+                    s = self.standing
+                train_steps = int(step.metrics["env_steps"])
+                train_episodes = int(step.metrics["episodes"])
+                round_index = s.round + 1
+                row: dict[str, Any] = {
+                    "round": round_index,
+                    "train_env_steps": train_steps,
+                    "fitness_mean": step.metrics["fitness_mean"],
+                    "fitness_max": step.metrics["fitness_max"],
+                    "loss": step.metrics["loss"],
+                    "restarts": train_pool.restarts + eval_pool.restarts,
+                    "episodes": s.episodes + train_episodes,
+                    "train_episodes": train_episodes,
+                    "batches": step.batches,
+                    "result_bytes": step.result_bytes,
+                    "broadcast_bytes": step.broadcast_bytes,
+                    "bytes_per_round": step.result_bytes + step.broadcast_bytes,
+                    "env_steps": s.env_steps + train_steps,
+                }
+                after = _Standing(round_index, s.env_steps + train_steps,
+                                  s.episodes + train_episodes, step.weights, s.last_eval, False)
+                if round_index % plan.eval_every and round_index != plan.max_rounds:
+                    row["seconds"] = self.elapsed()
+                    self._commit(row, after, ready_at, steps_at_ready)
+                    continue
+                evaluation = evaluator.submit(self._evaluate, manager, eval_pool, step.weights,
+                                              round_index)
+                if not plan.config.overlap_eval or round_index == plan.max_rounds:
+                    self._settle(_PendingEval(row, after, evaluation), ready_at, steps_at_ready)
+                else:
+                    pending = _PendingEval(row, after, evaluation)
+        except BaseException:
+            # Ctrl-C or an error during the next round: the evaluation still
+            # completes its own round (unless it failed too, or a second Ctrl-C
+            # comes), so the checkpoint is the latest complete round.
+            unsettled, pending = pending, None
+            if unsettled is not None:
+                with contextlib.suppress(Exception):
+                    self._settle(unsettled, ready_at, steps_at_ready)
+            raise
+        finally:
+            if pending is not None:  # a budget or a stop ended the rounds
+                self._settle(pending, ready_at, steps_at_ready)
+            # Every evaluation we still wanted is settled by now.
+            evaluator.shutdown(wait=False)
+
+    def _evaluate(self, manager: RayManager, eval_pool: ActorPool,
+                  weights: dict[str, np.ndarray], round_index: int) -> tuple[dict[str, Any],
+                                                                             float]:
+        """An evaluation and the run's clock when it ended (in the evaluator's thread)."""
+        evaluation = evaluate_weights(manager, eval_pool, weights, self.plan, round_index)
+        return evaluation, self.elapsed()
+
+    def _settle(self, pending: _PendingEval, ready_at: float, steps_at_ready: int) -> bool:
+        """Wait for a pending evaluation, then commit its round; True when it met the target."""
+        evaluation, seconds = pending.evaluation.result()
+        solved = bool(evaluation["return_mean"] >= self.plan.target)
+        row = {**pending.row, **{f"eval_{k}": evaluation[k] for k in (
+            "return_mean", "return_std", "return_min", "return_max", "length_mean",
+            "episodes")}, "seconds": seconds}
+        standing = dataclasses.replace(pending.standing, last_eval=evaluation, solved=solved)
+        self._commit(row, standing, ready_at, steps_at_ready, seconds)
+        return solved
+
+    def _commit(self, row: dict[str, Any], standing: _Standing, ready_at: float,
+                steps_at_ready: int, eval_seconds: float | None = None) -> None:
+        """Write a finished round's row, then move the standing to it (checkpointed if
+        evaluated), then tell the progress hook."""
+        # Columns in the order metrics.csv has always had.
+        ordered = {k: v for k, v in row.items() if k not in ("seconds", "env_steps")}
+        ordered["seconds"], ordered["env_steps"] = row["seconds"], row["env_steps"]
+        self.files.append(ordered)
+        # The row is written: this round is what a stop now rolls back to,
+        # so that the checkpoint and metrics.csv always agree.
+        self.standing = standing
+        if eval_seconds is not None:
+            self.save(eval_seconds)
+        if self.on_round is not None:
+            self.on_round({**ordered, "target": self.plan.target,
+                           "max_rounds": self.plan.max_rounds,
+                           "max_seconds": self.plan.max_seconds,
+                           "training_seconds": time.monotonic() - ready_at,
+                           "training_env_steps": self.standing.env_steps - steps_at_ready})
 
     def summary(self, run_dir: Path, interrupted: bool) -> TrainSummary:
         incomplete: tuple[str, ...] = ()

@@ -92,6 +92,8 @@ class TrainConfig:
     )
     num_cpus: int | None = field(default=None, metadata=_help("CPUs of a local Ray"))
     progress: bool = field(default=True, metadata=_help("live progress display"))
+    overlap_eval: bool = field(default=True, metadata=_help(
+        "evaluate each evaluated round beside the next round's training, not between them"))
 
     def __post_init__(self) -> None:
         for name in ("num_actors", "num_eval_actors", "seeds_per_round", "batch_size",
@@ -218,7 +220,7 @@ def round_defaults(env: str, agent: str) -> dict[str, int]:
 #: Options a resumed run may change: budgets and where it runs. Any other
 #: option would change what the checkpoint's weights mean.
 RESUMABLE_OPTIONS = ("max_rounds", "max_seconds", "target_return", "progress", "address",
-                     "num_cpus", "num_actors", "num_eval_actors")
+                     "num_cpus", "num_actors", "num_eval_actors", "overlap_eval")
 
 
 def check_resumable(saved: TrainConfig, config: TrainConfig,
