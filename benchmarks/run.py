@@ -993,7 +993,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     add("W1 with one SIGKILL / without, spare_actors=1 (paired)",
         report.get("fault_tolerance_spare", {}).get("median_ratio"), 1.10, False)
     big = [r for r in report.get("driver_scaling", []) if r["actors"] == 64]
-    add("64 sleep-bound actors, of ideal", big[0]["of_ideal"] if big else None, 0.90, True)
+    add("64 sleep-bound actors, of ideal", big[0]["of_ideal"] if big else None, 0.90, True,
+        "a full run (not --quick)")
     return rows
 
 
