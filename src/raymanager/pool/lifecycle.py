@@ -18,7 +18,7 @@ from raymanager.engine.slots import Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure
 from raymanager.errors import PoolBrokenError
 from raymanager.pool import placement as placing
-from raymanager.pool.base import PoolBase, PoolState
+from raymanager.pool.base import PoolState
 from raymanager.pool.observe import ACTOR_NAME_PREFIX
 from raymanager.pool.ray_errors import (
     FailureKind,
@@ -26,6 +26,7 @@ from raymanager.pool.ray_errors import (
     is_node_death,
 )
 from raymanager.pool.retiring import close_then_kill, first_line
+from raymanager.pool.spares import SpareKeeper
 from raymanager.pool.start_errors import not_started_error, start_error
 
 __all__ = ["GIVE_UP_AFTER", "ActorLifecycle"]
@@ -48,7 +49,7 @@ GROW_CHECK_S = 0.5
 
 
 
-class ActorLifecycle(PoolBase):
+class ActorLifecycle(SpareKeeper):
     """Starts, replaces and retires the actors of a pool's slots."""
 
     def _new_slot(self) -> Slot:
@@ -158,92 +159,6 @@ class ActorLifecycle(PoolBase):
             slot.handle.replay.remote(method, payload_ref)
         slot.ready_ref = slot.handle.ready.remote()
 
-    # ------------------------------------------------------------------ spares
-
-    def _start_spare(self) -> None:
-        """Start one warm spare actor, outside the pool's count (lock held). Not waited for."""
-        spare = Slot(-1, state=SlotState.SPARE, spawned_at=time.monotonic())
-        self._spare_starts += 1
-        options = dict(self._options)
-        options["name"] = f"{ACTOR_NAME_PREFIX}{self.pool_id}/{self.actor_name}/" \
-                          f"spare.{self._spare_starts}"
-        spare.handle = self._remote_class.options(**options).remote(
-            self.actor_class, self.actor_config
-        )
-        # Brought to the broadcasts' state now; those sent later are replayed
-        # when it is promoted.
-        spare.replays = dict(self._broadcasts)
-        for method, payload_ref in spare.replays.items():
-            spare.handle.replay.remote(method, payload_ref)
-        spare.ready_ref = spare.handle.ready.remote()
-        self._spares.append(spare)
-
-    def _poll_spares(self, now: float) -> None:
-        """Take note of spares that answered ready(); replace those that failed (lock held)."""
-        starting = {s.ready_ref: s for s in self._spares if s.ready_ref is not None}
-        if starting:
-            done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
-            for ref in done:
-                spare = starting[ref]
-                spare.ready_ref = None
-                try:
-                    pid, node_id, failure, answers = ray.get(ref)
-                except Exception as exc:
-                    if classify(exc) is not FailureKind.LOST:
-                        raise
-                    failure = first_line(exc)
-                if failure is None:
-                    spare.pid, spare.node_id, spare.replay_answers = pid, node_id, answers
-                    continue
-                # A spare that cannot start is tried again only after a while:
-                # the pool's own slots report the error if it is the class's.
-                self._kill(spare)
-                spare.retry_at = now + BACKOFF_MAX_S
-        for spare in [s for s in self._spares if s.retry_at and now >= s.retry_at]:
-            self._spares.remove(spare)
-            self._start_spare()
-
-    def _promote(self, spare: Slot, slot: Slot) -> None:
-        """``spare``'s actor becomes ``slot``'s next generation (lock held)."""
-        self._spares.remove(spare)
-        slot.generation += 1
-        slot.handle = spare.handle
-        slot.planned_node = None
-        slot.state = SlotState.STARTING
-        slot.pid = slot.node_id = None
-        slot.spawned_at = time.monotonic()
-        slot.sent_to_generation = slot.done_by_generation = 0
-        slot.calls.clear()
-        slot.replays = dict(self._broadcasts)
-        slot.replay_answers = {}
-        for method, payload_ref in slot.replays.items():
-            if spare.replays.get(method) is not payload_ref:  # broadcast after it started
-                slot.handle.replay.remote(method, payload_ref)
-        # Answers at once (the actor is up) with every replay's answer.
-        slot.ready_ref = slot.handle.ready.remote()
-        self.promoted += 1
-        logger.info("actor %s: a warm spare took its place", slot.label(self.actor_name))
-        self._spares_owed += 1
-        self.start_owed_spares()
-
-    def start_owed_spares(self) -> None:
-        """Start the spares owed for promoted ones, once no call is in flight (lock held).
-
-        Not at once: on a small machine a process start takes a core from the
-        work for a second, which is what the spare was there to save.
-        """
-        if (self._spares_owed and self._state is PoolState.RUNNING and not self._runs
-                and not any(slot.calls for slot in self._slots)):
-            for _ in range(self._spares_owed):
-                self._start_spare()
-            self._spares_owed = 0
-
-    def _retire_spares(self) -> None:
-        for spare in self._spares:
-            self._kill(spare)
-        self._spares.clear()
-        self._spares_owed = 0
-
     @staticmethod
     def _kill(slot: Slot) -> None:
         # Already dead, or Ray already shut down: nothing left to kill.
@@ -271,18 +186,6 @@ class ActorLifecycle(PoolBase):
             with self._lock:
                 for ref in done:
                     self._on_ready(pending[ref], ref, initial=True)
-
-    def _wait_spares(self) -> None:
-        """Give the spares started with the pool the start timeout to be ready.
-
-        One that is not stays a spare in the making; the pool works without it.
-        """
-        with self._lock:
-            refs = [s.ready_ref for s in self._spares if s.ready_ref is not None]
-        if refs:
-            ray.wait(refs, num_returns=len(refs), timeout=self._start_timeout_s)
-        with self._lock:
-            self._poll_spares(time.monotonic())
 
     def poll(self) -> None:
         """Advance starting and backing-off slots without blocking (lock held).
