@@ -43,7 +43,10 @@ MIN_CALL_SECONDS = 0.005
 #: a queued call could wait while another actor sits idle, so it is queued
 #: only while QUEUE_AHEAD_CALLS_LEFT full calls per actor of work are left:
 #: the tail, where calls shrink and an idle actor should take what is left,
-#: has none (the driver-scaling row of benchmarks/run.py chose both).
+#: has none (the driver-scaling row of benchmarks/run.py chose both), unless
+#: the pool is so wide that serving every actor keeps the driver busy a large
+#: share of a call (see queue_depth; chosen with 64 sleep-bound actors, in
+#: turns).
 QUEUE_AHEAD_MAX_BATCH_S = 0.02
 QUEUE_AHEAD_CALLS_LEFT = 2
 #: A call running past STRAGGLER_FACTOR x its expected time + STRAGGLER_SLACK_S
@@ -140,10 +143,16 @@ def queue_depth(
     """Calls to keep on one actor at once: running, or queued behind.
 
     Never below ``max_concurrency`` (the calls run side by side, none waits),
-    else two for short timed batches or far from the tail, else one.
+    else two for short timed batches, for calls no longer than the length at
+    which serving every actor keeps the driver busy 1/DRIVER_SHARE of the time
+    (DRIVER_SHARE x width x DRIVER_SECONDS_PER_CALL, the floor group_size puts
+    under a wide pool's calls), or far from the tail; else one.
 
     >>> queue_depth(max_concurrency=1, seconds_per_batch=0.001, remaining=None,
     ...             width=2, size=100)
+    2
+    >>> queue_depth(max_concurrency=1, seconds_per_batch=0.04, remaining=10,
+    ...             width=64, size=2)  # a 64-actor tail
     2
     """
     if max_concurrency > 1:
@@ -151,6 +160,13 @@ def queue_depth(
     if seconds_per_batch is None:
         return 1  # nothing is queued behind a batch nobody has timed
     if seconds_per_batch <= QUEUE_AHEAD_MAX_BATCH_S:
+        return 2
+    if seconds_per_batch * size <= DRIVER_SHARE * width * DRIVER_SECONDS_PER_CALL:
+        # Calls this short keep the driver busy a large share of the time, so
+        # an actor left with nothing queued waits for it at every call's end
+        # (in a many-actor tail, where calls end together, each waits its
+        # turn behind the others). On 2 actors this holds only below 16 ms
+        # of work, which the rule above already queues.
         return 2
     # A stream of unknown length never counts as far from its tail.
     far_from_tail = remaining is not None and remaining >= QUEUE_AHEAD_CALLS_LEFT * width * size
