@@ -458,8 +458,29 @@ def render_train_scaling(name: str, report: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_driver_scaling(name: str, report: dict[str, Any]) -> str:
+    """Sleep-bound batches on pools of many actors, in turns (``benchmarks/driver_scaling.py``)."""
+    settings = report["settings"]
+    what = (f"Batches that sleep {settings['batch_s'] * 1e3:.0f} ms (no CPU) on pools of "
+            f"each size on one private Ray with 2 CPUs, each run sized to "
+            f"{settings['seconds']:g} s of ideal work, {settings['turns']} turns with the sizes "
+            "in rotating order. Throughput of ideal = batches per second over actors / "
+            "batch time; it splits into the actors' busy share and the OS waking a sleeper "
+            "late (mean batch time over the sleep).")
+    rows = [[str(size["actors"]), f"{size['median_of_ideal']:.3f}",
+             ", ".join(f"{r:.3f}" for r in size["of_ideal"]),
+             f"{size['median_busy_fraction']:.3f}", f"{size['median_batch_ms']:.2f} ms",
+             f"{size['median_driver_cpu_us_per_batch']:.0f} µs", size["check"]]
+            for size in report["sizes"]]
+    header = ["actors", "of ideal (median)", "turns", "actors busy", "mean batch",
+              "driver CPU per batch", "results"]
+    lines = [*_header(name, report, what), "", *_table(header, rows)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "actor_gap": render_actor_gap,
+    "driver_scaling": render_driver_scaling,
     "engine_ab": render_engine_ab,
     "engine_scale": render_engine_scale,
     "eval_overlap": render_eval_overlap,
@@ -532,7 +553,8 @@ def _run_of(report: dict[str, Any]) -> str:
 
 def tax_table(reports: Sequence[dict[str, Any]]) -> list[str]:
     """The Ray tax on one machine, against its targets: from the newest ``actor_gap`` (loop
-    and W1) and ``recovery`` reports. Empty when there is none."""
+    and W1) and ``recovery`` reports, and the ``driver_scaling``, ``train_scaling`` and
+    ``eval_overlap`` reports. Empty when there is none."""
     rows = []
     newest: dict[str, dict[str, Any]] = {}
     for report in reports:
@@ -564,6 +586,14 @@ def tax_table(reports: Sequence[dict[str, Any]]) -> list[str]:
                 rows.append([label, f"{pool['median_ratio']:.3f}",
                              "≤ 1.10" if "spare" in label else "-", _run_of(recovery)])
     for report in reports:
+        if report.get("kind") == "driver_scaling":
+            for size in report["sizes"]:
+                if size["actors"] == 64:
+                    rows.append(["64 actors on batches sleeping "
+                                 f"{report['settings']['batch_s'] * 1e3:.0f} ms, throughput "
+                                 "of ideal", f"{size['median_of_ideal']:.3f}", "≥ 0.90",
+                                 _run_of(report)])
+    for report in reports:
         if report.get("kind") == "train_scaling":
             rows.append([f"training on {report['env']}, 2 / 1 actors, over the forked "
                          "ceiling's 2 / 1", f"{report['of_ceiling']:.3f}", "≥ 0.98",
@@ -575,7 +605,7 @@ def tax_table(reports: Sequence[dict[str, Any]]) -> list[str]:
                          "< 1", _run_of(report)])
     if not rows:
         return []
-    return [*_table(["measure (2 workers)", "median", "target", "measured"], rows), "",
+    return [*_table(["measure (2 workers unless named)", "median", "target", "measured"], rows), "",
             "Each ratio is taken in turns in one run, so the machine's drift falls on both "
             "sides alike; the results page has every variant and the CPU around the work."]
 

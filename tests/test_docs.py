@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from raymanager import RayManager
 from raymanager.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,3 +250,25 @@ def test_the_actor_gap_puts_an_actor_beside_a_forked_process_and_the_readme_show
         "recovery", recovery)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert pages.TAX_MARKERS[0] in readme and pages.TAX_MARKERS[1] in readme
+
+
+@pytest.mark.slow
+def test_driver_scaling_turns_make_a_report_that_the_page_and_readme_show(
+        manager: RayManager) -> None:
+    """Real (short) sleep-bound runs, summarized per pool size, and rendered."""
+    scaling = _benchmark_module("driver_scaling")
+    runs = {size: [scaling.measure(manager, size, 0.01, 0.2) for _ in range(2)]
+            for size in (2, 64)}
+    sizes = scaling.summarize(runs)
+    assert [size["actors"] for size in sizes] == [2, 64]
+    assert all(size["check"] == "ok" and len(size["of_ideal"]) == 2 for size in sizes)
+    assert all(0 < size["median_of_ideal"] <= 1.05 for size in sizes)
+    report = {"kind": "driver_scaling", "date": "2026-12-05T00:00:00Z",
+              "command": "python benchmarks/driver_scaling.py", "machine": {},
+              "settings": {"batch_s": 0.01, "seconds": 0.2, "turns": 2}, "sizes": sizes}
+    pages = _benchmark_module("results_page")
+    section = pages.render_report("scaling", report)
+    assert f"| 64 | {sizes[1]['median_of_ideal']:.3f} |" in section
+    table = pages.tax_table([report])
+    assert table[2].startswith("| 64 actors on batches sleeping 10 ms, throughput of ideal | "
+                               f"{sizes[1]['median_of_ideal']:.3f} | ≥ 0.90 | 2026-12-05, ")
