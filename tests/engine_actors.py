@@ -7,6 +7,7 @@ driver knows which batch is the culprit whatever actor runs it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ class Misbehave(RayActor[Any, Any]):
     exits the process, hangs, returns an unpicklable object, raises
     KeyboardInterrupt or calls sys.exit. ``sleep_on`` maps a first value to
     seconds to sleep; ``big_result`` returns a 200 KiB array per batch.
+    ``sigterm_once_on`` sends SIGTERM to its own process on that batch, once
+    (while the file ``sigterm_marker`` does not exist), as a drained node's
+    raylet does: Ray's handler then raises SystemExit inside the batch.
     """
 
     def process_batch(self, batch: Any) -> Any:
@@ -42,6 +46,11 @@ class Misbehave(RayActor[Any, Any]):
             raise KeyboardInterrupt
         if first in config.get("sys_exit_on", ()):
             sys.exit(3)
+        marker = config.get("sigterm_marker")
+        if first in config.get("sigterm_once_on", ()) and not Path(marker).exists():
+            Path(marker).touch()
+            os.kill(os.getpid(), signal.SIGTERM)  # our own actor's process
+            time.sleep(5)  # the handler raises in here
         delay = config.get("sleep_on", {}).get(str(first), config.get("sleep_s", 0.0))
         if delay:
             time.sleep(delay)

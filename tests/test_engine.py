@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import ray
 from engine_actors import FalsyConstructor, FlakyStart, Misbehave, RowsSeen, Unpickles
 from procs import still_running
 
@@ -275,6 +276,33 @@ def test_keyboard_interrupt_and_sys_exit_in_a_batch_are_that_batch_s_error(
     assert isinstance(results[4].__cause__, KeyboardInterrupt)
     assert isinstance(results[7].__cause__, SystemExit) and results[7].__cause__.code == 3
     assert results[7].attempts == 1 and pool.restarts == 0  # the user's decision: no retry
+
+
+def test_ray_ending_the_worker_inside_a_batch_is_a_death_not_that_batch_s_error(
+    manager: RayManager, tmp_path: Path
+) -> None:
+    # A drained node's raylet SIGTERMs its workers; Ray's handler raises
+    # SystemExit inside whatever batch is running. Unlike a user's sys.exit(),
+    # that batch did nothing wrong: it must run again on a replacement.
+    pool = manager.create_actor_pool(
+        Misbehave, {"sigterm_once_on": [5], "sigterm_marker": str(tmp_path / "sent")},
+        num_actors=2,
+    )
+    results = manager.process_in_parallel(pool, list(range(10)), BatchConfig(batch_size=1))
+    assert (tmp_path / "sent").exists()
+    assert results == [[2 * i] for i in range(10)]
+    assert pool.restarts == 1
+
+
+def test_ray_s_exits_are_raised_again_by_the_host_and_a_user_s_are_kept() -> None:
+    from raymanager.pool.host import capture
+
+    ray_exit = SystemExit(1)
+    ray_exit.ray_terminate_msg = "The process receives a SIGTERM."  # type: ignore[attr-defined]
+    for exc in (ray_exit, ray.exceptions.AsyncioActorExit()):
+        with pytest.raises(type(exc)):
+            capture(exc)
+    assert capture(SystemExit(3)).type_name == "SystemExit"
 
 
 # ----------------------------------------------------------------- delivery

@@ -43,7 +43,19 @@ class HostStartError(Exception):
 
 
 def capture(exc: BaseException) -> Failure:
-    """Wrap ``exc`` so that it, or at least its traceback, reaches the driver."""
+    """Wrap ``exc`` so that it, or at least its traceback, reaches the driver.
+
+    Ray's own exits are raised again instead: the SystemExit that Ray's
+    SIGTERM handler raises when a node is drained or the actor is being
+    killed, and ``ray.actor.exit_actor()``'s. They end this process; the
+    driver must see an actor death (the batches move elsewhere), not a batch
+    that failed by its own decision as a user's ``sys.exit()`` does.
+
+    >>> capture(SystemExit(3)).type_name
+    'SystemExit'
+    """
+    if is_ray_exit(exc):
+        raise exc
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         pickle.loads(pickle.dumps(exc))  # only to test that the exception can travel
@@ -51,6 +63,21 @@ def capture(exc: BaseException) -> Failure:
     except Exception:
         kept = None
     return Failure(kept, tb, type(exc).__qualname__)
+
+
+def is_ray_exit(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ray ending this worker process, not the user's code.
+
+    Ray marks the SystemExit it raises (its SIGTERM handler, ``exit_actor()``)
+    with a ``ray_terminate_msg`` attribute; async actors exit by
+    ``AsyncioActorExit``.
+
+    >>> is_ray_exit(SystemExit(1))
+    False
+    """
+    if isinstance(exc, SystemExit) and hasattr(exc, "ray_terminate_msg"):
+        return True
+    return isinstance(exc, ray.exceptions.AsyncioActorExit)
 
 
 class ActorHost:
