@@ -17,7 +17,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "raymanager"
 author = "raymanager contributors"
-copyright = "the raymanager contributors"  # noqa: A001 - Sphinx's name
+copyright = "the raymanager contributors"  # the name Sphinx reads
 
 extensions = [
     "myst_parser",
