@@ -257,11 +257,14 @@ def test_driver_scaling_turns_make_a_report_that_the_page_and_readme_show(
         manager: RayManager) -> None:
     """Real (short) sleep-bound runs, summarized per pool size, and rendered."""
     scaling = _benchmark_module("driver_scaling")
-    runs = {size: [scaling.measure(manager, size, 0.01, 0.2) for _ in range(2)]
-            for size in (2, 64)}
+    # Two turns of 2 actors, one of 64 (starting 64 worker processes on 2
+    # cores takes tens of seconds).
+    runs = {2: [scaling.measure(manager, 2, 0.01, 0.2) for _ in range(2)],
+            64: [scaling.measure(manager, 64, 0.01, 0.2)]}
     sizes = scaling.summarize(runs)
     assert [size["actors"] for size in sizes] == [2, 64]
-    assert all(size["check"] == "ok" and len(size["of_ideal"]) == 2 for size in sizes)
+    assert [len(size["of_ideal"]) for size in sizes] == [2, 1]
+    assert all(size["check"] == "ok" for size in sizes)
     assert all(0 < size["median_of_ideal"] <= 1.05 for size in sizes)
     report = {"kind": "driver_scaling", "date": "2026-12-05T00:00:00Z",
               "command": "python benchmarks/driver_scaling.py", "machine": {},
