@@ -49,7 +49,6 @@ import functools  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
-import shlex  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -425,10 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or "fork" not in names:
         parser.error(f"unknown variants {unknown}; 'fork' (the reference) must be one")
     report: dict[str, Any] = {
-        "kind": "actor_gap",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": shlex.join(["python", "benchmarks/actor_gap.py", *sys.argv[1:]]),
-        "machine": machine.describe(("ray", "numpy", "threadpoolctl")),
+        **machine.report_header("actor_gap", __file__, ("ray", "numpy", "threadpoolctl")),
     }
     report.update(measure(args.work, names, args.rounds, args.batches, args.workers))
     report["machine"]["load_average_end"] = list(os.getloadavg())

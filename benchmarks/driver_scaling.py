@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
-        "kind": "driver_scaling",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": shlex.join(["python", "benchmarks/driver_scaling.py", *sys.argv[1:]]),
-        "machine": machine.describe(),
+        **machine.report_header("driver_scaling", __file__),
         "settings": {"batch_s": args.batch_s, "seconds": args.seconds, "turns": args.turns},
     }
     runs: dict[int, list[dict[str, Any]]] = {actors: [] for actors in args.actors}

@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import statistics
-import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,10 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
-        "kind": "eval_overlap",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": shlex.join(["python", "benchmarks/eval_overlap.py", *sys.argv[1:]]),
-        "machine": machine.describe(("ray", "numpy", "gymnasium")),
+        **machine.report_header("eval_overlap", __file__, ("ray", "numpy", "gymnasium")),
         "settings": {"env": args.env, "rounds": args.rounds, "turns": args.turns},
         "turns": [],
     }

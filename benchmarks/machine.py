@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shlex
 import subprocess
+import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -46,4 +49,22 @@ def describe(packages: tuple[str, ...] = ("ray", "numpy")) -> dict[str, Any]:
         "load_average_start": list(os.getloadavg()),
         "git": git or None,
         **{name: package_version(name) for name in packages},
+    }
+
+
+def report_header(kind: str, script: str,
+                  packages: tuple[str, ...] = ("ray", "numpy")) -> dict[str, Any]:
+    """The fields every report starts with: its kind (which the results page
+    renders it by), when, the command that runs ``script`` (its ``__file__``)
+    again with this process's arguments, and :func:`describe`.
+
+    >>> list(report_header("demo", "benchmarks/demo.py"))
+    ['kind', 'date', 'command', 'machine']
+    """
+    script = Path(script).name
+    return {
+        "kind": kind,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": shlex.join(["python", f"benchmarks/{script}", *sys.argv[1:]]),
+        "machine": describe(packages),
     }

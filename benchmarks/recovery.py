@@ -21,9 +21,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shlex  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -69,10 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workload = Workload("W1", data, 128, reps, "400 batches of 128x64 float32, ~10 ms each")
     reference = [process(data[i : i + 128], reps) for i in range(0, len(data), 128)]
     report: dict[str, Any] = {
-        "kind": "recovery",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": shlex.join(["python", "benchmarks/recovery.py", *sys.argv[1:]]),
-        "machine": machine.describe(),
+        **machine.report_header("recovery", __file__),
         "settings": {"turns": args.turns, "reps": reps, "workers": 2},
     }
     with RayManager(RayConfig(num_cpus=2)) as manager:

@@ -32,8 +32,6 @@ import argparse
 import csv
 import json
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from typing import Any
 import cpu
 import numpy as np
 from es_single_process import run_single_process
-from machine import describe
+from machine import report_header
 
 from raymanager import BatchConfig, RayConfig, RayManager, TrainingActor
 from raymanager.agents import combine_round, make_agent, round_seeds
@@ -203,11 +201,8 @@ def main() -> None:
         row = interleaved(args.interleaved, args.rounds)
         print(json.dumps(row))
         if args.out != DEFAULT_OUT:  # a report the results page renders
-            report = {"kind": "train_scaling",
-                      "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "command": shlex.join(["python", "benchmarks/train_scaling.py",
-                                             *sys.argv[1:]]),
-                      "machine": describe(("ray", "numpy", "gymnasium")), **row}
+            report = {**report_header("train_scaling", __file__,
+                                      ("ray", "numpy", "gymnasium")), **row}
             Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         times = ", ".join(f"{kind} {value:.1f} s" for kind, value in row["seconds"].items())
         print(f"{row['env']}: {row['rounds']} rounds, {row['env_steps']:,} env steps each way: "
