@@ -190,6 +190,34 @@ def test_a_run_grows_an_elastic_pool_to_its_max() -> None:
     assert out.actors == 3
 
 
+def test_a_wide_pool_s_tail_queues_ahead_and_keeps_every_promise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 actors on 40 ms batches: near the end the tail rule queues a call
+    behind a running one (a depth the far-from-tail rule would not give), and
+    a kill, a raise and a hang among the last batches are still charged to
+    their own batch only, each result delivered once, in order."""
+    from raymanager.engine import policy
+
+    tail_depths: list[int] = []
+    decide = policy.queue_depth
+
+    def spy(**kwargs: Any) -> int:
+        depth = decide(**kwargs)
+        remaining, width, size = kwargs["remaining"], kwargs["width"], kwargs["size"]
+        if remaining is not None and remaining < policy.QUEUE_AHEAD_CALLS_LEFT * width * size:
+            tail_depths.append(depth)
+        return depth
+
+    monkeypatch.setattr(policy, "queue_depth", spy)
+    out = simulate(num_batches=3000, num_actors=64, batch_seconds=lambda i: 0.04,
+                   kill_at={2950: 1}, raise_at={2970: 1}, hang_at={2990: 1},
+                   timeout_s=2.0, on_error="continue", max_retries=2)
+    assert 2 in tail_depths
+    assert out.order == list(range(3000))
+    assert all(out.results[i] == i for i in range(3000) if i != 2970)
+    assert isinstance(out.results[2970], Exception)
+
+
 def test_the_read_ahead_before_the_first_result_is_small() -> None:
     # Calls grow from one batch by doubling: a slow generator is not read far
     # ahead of its first result.
