@@ -26,6 +26,7 @@ EXPECTED = [
     "RemoteTraceback",
     "ResourceUnavailableError",
     "RunFileError",
+    "RunLockedError",
     "TrainingActor",
     "WorkerDiedError",
 ]

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from raymanager import RayManager, RunFileError
 from raymanager.progress import LiveDisplay, format_duration
+from raymanager.run_lock import LOCK_FILE
 from raymanager.training import (
     METRIC_COLUMNS,
     Checkpoint,
@@ -159,7 +160,7 @@ def test_a_curve_that_cannot_be_drawn_is_one_warning_and_exit_3(
     assert "No space left on device" in warnings[0]
     run_dir = tmp_path / "curve"
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoint", "config.yaml", "metrics.csv", "tensorboard"]  # no partial PNG
+        LOCK_FILE, "checkpoint", "config.yaml", "metrics.csv", "tensorboard"]  # no partial PNG
     assert load_checkpoint(run_dir).round == 1
 
 

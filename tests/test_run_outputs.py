@@ -88,7 +88,22 @@ def test_video_of_cartpole_episodes(tmp_path: Path) -> None:
         assert gif.size == (600, 400)
         # Pillow merges identical consecutive frames into one longer frame: count time.
         total_ms = sum(frame.info["duration"] for frame in ImageSequence.Iterator(gif))
+        stored = gif.n_frames
     assert total_ms == result.frames * round(1000 / 50)  # CartPole renders at 50 fps
+    # What the file holds is said, not only what was rendered.
+    assert result.stored_frames == stored and result.seconds == result.frames / 50
+    done = subprocess.run(
+        [sys.executable, "-m", "raymanager", "evaluate", str(run_dir), "--video",
+         str(tmp_path / "one.gif")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "one.gif") as gif:
+        held = gif.n_frames
+        seconds = sum(frame.info["duration"] for frame in ImageSequence.Iterator(gif)) / 1000
+    said = " ".join(done.stdout.split())
+    assert f"({seconds:.1f} s, " in said, said
+    # Every frame kept ("N frames;"), or said to be merged.
+    assert (f" {held} frames;" in said
+            or f"{held} stored: identical consecutive frames merged" in said), said
 
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy"}
     done = subprocess.run(
@@ -96,7 +111,7 @@ def test_video_of_cartpole_episodes(tmp_path: Path) -> None:
          str(tmp_path / "policy.mp4")], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "policy.mp4"))
-    assert f"({frames} frames, 1 episode(s)" in done.stdout
+    assert f"{frames} frames; 1 episode(s)" in done.stdout
 
 
 def test_video_refuses_other_formats(tmp_path: Path) -> None:

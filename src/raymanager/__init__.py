@@ -27,6 +27,7 @@ from raymanager.errors import (
     RemoteTraceback,
     ResourceUnavailableError,
     RunFileError,
+    RunLockedError,
     WorkerDiedError,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "RemoteTraceback",
     "ResourceUnavailableError",
     "RunFileError",
+    "RunLockedError",
     "TrainingActor",
     "WorkerDiedError",
 ]

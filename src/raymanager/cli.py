@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -89,11 +90,11 @@ def _report(summary: TrainSummary) -> None:
     out = Console()
     out.print(table)
     run_dir = summary.run_dir
-    # Where to look next, as lines a user can copy.
+    # Where to look next, as lines a user can copy (paths quoted for a shell).
     out.print(f"learning curve: {run_dir / CURVE_FILE}\n"
               f"metrics:        {run_dir / METRICS_FILE}\n"
-              f"TensorBoard:    tensorboard --logdir {run_dir / TENSORBOARD_DIR}"
-              f"  (pip install tensorboard)", highlight=False, soft_wrap=True)
+              f"TensorBoard:    tensorboard --logdir {shlex.quote(str(run_dir / TENSORBOARD_DIR))}"
+              f"  (pip install tensorboard)", highlight=False, soft_wrap=True, markup=False)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -146,9 +147,14 @@ def _record_video(args: argparse.Namespace) -> int:
 
     result = record_video(args.checkpoint, args.video, episodes=args.video_episodes)
     returns = ", ".join(f"{value:.1f}" for value in result.returns)
-    Console().print(f"video: {result.path} ({result.frames} frames, "
+    if result.stored_frames == result.frames:
+        frames = f"{result.frames} frames"
+    else:
+        frames = (f"{result.frames} frames rendered, {result.stored_frames} stored: identical "
+                  f"consecutive frames merged")
+    Console().print(f"video: {result.path} ({result.seconds:.1f} s, {frames}; "
                     f"{len(result.returns)} episode(s), returns {returns})",
-                    highlight=False, soft_wrap=True)
+                    highlight=False, soft_wrap=True, markup=False)
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from raymanager.training import TrainConfig
+from raymanager.training.options import ROUND_DEFAULT_KEYS, round_defaults
 
 __all__ = ["add_option_flags", "given_options", "read_yaml_config", "yaml_problem"]
 
@@ -57,7 +58,22 @@ def _flag_type(annotation: Any) -> tuple[Any, bool]:
     return _yaml_mapping, False  # dicts: a YAML/JSON literal such as '{a: 1}'
 
 
+#: The example task whose ARS defaults ``--help`` shows (they differ per task).
+_ARS_EXAMPLE_ENV = "HalfCheetah-v5"
+
+
 def _default_text(spec: dataclasses.Field[Any]) -> str:
+    """The default a flag's help shows: the value a run will use, never a bare "none".
+
+    >>> [_default_text(f) for f in dataclasses.fields(TrainConfig) if f.name == "batch_size"]
+    ['es 64; ars per task, 2 on HalfCheetah-v5']
+    """
+    if spec.name in ROUND_DEFAULT_KEYS:  # None: filled in per agent and env by plan_run
+        es = round_defaults(TrainConfig.env, "es")[spec.name]
+        ars = round_defaults(_ARS_EXAMPLE_ENV, "ars")[spec.name]
+        return f"es {es}; ars per task, {ars} on {_ARS_EXAMPLE_ENV}"
+    if "default" in spec.metadata:
+        return str(spec.metadata["default"])
     if spec.default is not dataclasses.MISSING:
         default = spec.default
     elif spec.default_factory is not dataclasses.MISSING:

@@ -18,8 +18,10 @@ catches them all; the subclasses carry the data a caller needs to act::
     │                             batch whose input changed, unreadable or unwritable (its
     │                             path), or a result it cannot store
     ├── CheckpointError           a checkpoint cannot be read: corrupt (also a ValueError)
-    └── RunFileError              a file of a run cannot be written: full disk, no permission
-                                  (also an OSError: errno, filename)
+    ├── RunFileError              a file of a run cannot be written: full disk, no permission
+    │                             (also an OSError: errno, filename)
+    └── RunLockedError            a run or sweep directory is in use by another process
+                                  (its path; pid, host, command of the holder)
 
 Configuration mistakes are plain ``ValueError`` / ``TypeError`` (see config.py).
 
@@ -47,6 +49,7 @@ __all__ = [
     "RemoteTraceback",
     "ResourceUnavailableError",
     "RunFileError",
+    "RunLockedError",
     "WorkerDiedError",
 ]
 
@@ -209,3 +212,21 @@ class RunFileError(RayManagerError, OSError):
     the file that could not be written, e.g.
     ``[Errno 28] No space left on device: 'runs/x/metrics.csv'``.
     """
+
+
+class RunLockedError(RayManagerError):
+    """A run or sweep directory is being written by another process (one writer at a time).
+
+    Attributes:
+        path: the directory.
+        pid, host, command: the process that holds it, as it recorded itself
+            (``None`` where it left no record).
+
+    The lock dies with its holder, even one killed with SIGKILL: once that
+    process is gone, the directory can be opened again.
+    """
+
+    def __init__(self, message: str, *, path: str, pid: int | None = None,
+                 host: str | None = None, command: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.pid, self.host, self.command = path, pid, host, command

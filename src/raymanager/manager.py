@@ -310,6 +310,11 @@ class RayManager:
             raise TypeError(
                 f"actor_class must be a subclass of RayActor, got {actor_class!r}{hint}"
             )
+        missing = sorted(getattr(actor_class, "__abstractmethods__", ()))
+        if missing:  # found here, not after a round trip as "raised in its constructor"
+            raise TypeError(f"{actor_class.__name__} does not implement "
+                            f"{', '.join(missing)}: a RayActor subclass must define "
+                            f"{' and '.join(f'{name}(...)' for name in missing)}")
         if actor_config is None:
             actor_config = {}
         if not isinstance(actor_config, Mapping):

@@ -13,7 +13,8 @@ SDL's dummy video driver, MuJoCo renders through EGL or OSMesa
 :class:`VideoError` says what to install.
 
     >>> record_video("runs/CartPole-v1-seed0", "policy.gif")   # doctest: +SKIP
-    VideoResult(path=PosixPath('policy.gif'), frames=501, returns=[500.0], lengths=[500])
+    VideoResult(path=PosixPath('policy.gif'), frames=501, returns=[500.0], lengths=[500],
+                stored_frames=231, seconds=10.02)
 
 No ray import here.
 """
@@ -41,12 +42,19 @@ class VideoError(RuntimeError):
 
 @dataclass
 class VideoResult:
-    """Where the video went, and what its episodes did."""
+    """Where the video went, and what its episodes did.
+
+    ``frames`` were rendered; the file holds ``stored_frames`` of them: a GIF
+    (Pillow) merges a run of identical frames into one longer frame, so it
+    may hold fewer, and still plays for ``seconds``.
+    """
 
     path: Path
     frames: int
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    stored_frames: int = 0
+    seconds: float = 0.0
 
 
 def _prepare_headless(env_id: str) -> None:
@@ -107,15 +115,18 @@ def _first_frame(env: Any, env_id: str, seed: int) -> Any:
     return observation
 
 
-def _write(frames: list[np.ndarray], path: Path, fps: int) -> None:
+def _write(frames: list[np.ndarray], path: Path, fps: int) -> int:
+    """Write the video; return the frames the file holds."""
     if path.suffix == ".gif":
         from PIL import Image
 
         images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
-        # disposal=1 and no optimizer: one GIF frame per rendered frame.
+        # No optimizer; Pillow still merges identical consecutive frames (their
+        # durations add up), so the file is read back for what it holds.
         images[0].save(path, save_all=True, append_images=images[1:], loop=0,
                        duration=round(1000 / fps), optimize=False, disposal=1)
-        return
+        with Image.open(path) as written:
+            return int(getattr(written, "n_frames", 1))
     try:
         from moviepy import ImageSequenceClip
     except ImportError:
@@ -126,6 +137,7 @@ def _write(frames: list[np.ndarray], path: Path, fps: int) -> None:
         clip.write_videofile(str(path), logger=None)
     finally:
         clip.close()
+    return len(frames)  # an MP4 keeps every frame
 
 
 def record_video(
@@ -180,6 +192,7 @@ def record_video(
     finally:
         env.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write(frames, path, fps)
+    result.stored_frames = _write(frames, path, fps)
     result.frames = len(frames)
+    result.seconds = len(frames) / fps
     return result

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raymanager.cli_flags import add_option_flags, comma_list, given_options, read_yaml_config
-from raymanager.sweep.runner import RUNS_DIR, SweepResult, run_sweep
+from raymanager.sweep.runner import RUNS_DIR, SweepResult, resume_command, run_sweep
 from raymanager.sweep.spec import SweepSpec
 from raymanager.sweep.summary import SUMMARY_CSV, SUMMARY_MD, SUMMARY_PNG
 from raymanager.training import RESUMABLE_OPTIONS, TrainConfig
@@ -46,6 +46,12 @@ def add_sweep_parser(commands: Any, console: Console) -> None:
     parser.add_argument("--resume", metavar="SWEEP_DIR",
                         help="continue a sweep: runs cut short go on, finished runs stay")
     add_option_flags(parser, lists=True, skip=("seed", "progress"))
+    # A sweep has no live line; its progress is a line of news per run event.
+    parser.add_argument("--progress", dest="progress", action=argparse.BooleanOptionalAction,
+                        default=argparse.SUPPRESS,
+                        help="print a line as each run starts, evaluates and ends, and when "
+                             "Ctrl-C stops the runs (--no-progress: only the final table "
+                             "and summary; -v logs them) (default: on)")
     parser.set_defaults(run=lambda args: _cmd_sweep(args, console))
 
 
@@ -74,8 +80,11 @@ def sweep_spec_of(args: argparse.Namespace) -> SweepSpec:
 
 
 def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
-    def on_event(line: str) -> None:
+    def print_event(line: str) -> None:
         console.print(line, highlight=False, soft_wrap=True, markup=False)
+
+    # None: the runner logs its news at INFO instead (shown with -v).
+    on_event = print_event if getattr(args, "progress", True) else None
 
     if args.resume:
         changes = given_options(args)
@@ -115,5 +124,5 @@ def _report(result: SweepResult, console: Console) -> None:
         out.print(md.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True)
     out.print(f"summary: {result.sweep_dir / SUMMARY_CSV}, {md}, {result.sweep_dir / SUMMARY_PNG}\n"
               f"runs:    {result.sweep_dir / RUNS_DIR}/\n"
-              f"resume:  raymanager sweep --resume {result.sweep_dir}",
+              f"resume:  {resume_command(result.sweep_dir)}",
               highlight=False, soft_wrap=True, markup=False)

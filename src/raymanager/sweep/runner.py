@@ -22,6 +22,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,17 +35,20 @@ import yaml
 from raymanager.config import RayConfig
 from raymanager.durable import write_atomically
 from raymanager.manager import RayManager
+from raymanager.run_lock import DirectoryLock
 from raymanager.sweep.spec import PlannedRun, SweepSpec
 from raymanager.sweep.summary import summarize, write_summary
 from raymanager.training import (
     CHECKPOINT_DIR,
     RESUMABLE_OPTIONS,
     TrainSummary,
+    plan_run,
     resume_config,
     train,
 )
 
-__all__ = ["RUNS_DIR", "SPEC_FILE", "RunOutcome", "SweepResult", "new_sweep_dir", "read_sweep_spec",
+__all__ = ["RUNS_DIR", "SPEC_FILE", "RunOutcome", "SweepResult", "check_runs",
+           "claim_new_sweep_dir", "new_sweep_dir", "read_sweep_spec", "resume_command",
            "run_sweep"]
 
 logger = logging.getLogger("raymanager")
@@ -90,18 +94,49 @@ def new_sweep_dir(spec: SweepSpec) -> Path:
     """The sweep's directory: ``output_dir/run_name``, or ``output_dir/sweep-{env}-{time}``.
 
     An existing directory that holds a sweep raises FileExistsError (continue it
-    with ``--resume``).
+    with ``--resume``); one that another process is writing, RunLockedError.
+    The directory's lock is released on return: :func:`claim_new_sweep_dir` keeps it.
     """
+    lock = claim_new_sweep_dir(spec)
+    lock.release()
+    return lock.directory
+
+
+def claim_new_sweep_dir(spec: SweepSpec) -> DirectoryLock:
+    """:func:`new_sweep_dir`, returning the directory's lock held (release it when done)."""
     base = spec.base
     output = Path(base.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     name = base.run_name or f"sweep-{base.env}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = output / name
+    sweep_dir.mkdir(exist_ok=True)
+    lock = DirectoryLock(sweep_dir, what="sweep").acquire()
     if (sweep_dir / SPEC_FILE).exists():
+        lock.release()
         raise FileExistsError(f"{sweep_dir} already holds a sweep; continue it with "
-                              f"`raymanager sweep --resume {sweep_dir}`")
-    (sweep_dir / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-    return sweep_dir
+                              f"`{resume_command(sweep_dir)}`")
+    (sweep_dir / RUNS_DIR).mkdir(exist_ok=True)
+    return lock
+
+
+def resume_command(sweep_dir: Path) -> str:
+    """The command that continues the sweep in ``sweep_dir``, ready to paste.
+
+    >>> resume_command(Path("runs/my sweep"))
+    "raymanager sweep --resume 'runs/my sweep'"
+    """
+    return f"raymanager sweep --resume {shlex.quote(str(sweep_dir))}"
+
+
+def check_runs(spec: SweepSpec) -> None:
+    """Resolve each grid point's options as its runs will (env id, agent, options):
+    a mistake raises here, once, before Ray starts, not once per run."""
+    seen: set[str] = set()
+    for run in spec.runs():
+        point = repr(sorted(run.point.items()))
+        if point not in seen:  # seeds never make options invalid: one run per point
+            seen.add(point)
+            plan_run(run.config)
 
 
 def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
@@ -137,13 +172,20 @@ def run_sweep(
     changes = dict(changes or {})
     if resume is not None:
         sweep_dir = Path(resume)
-        saved = read_sweep_spec(sweep_dir)
-        not_allowed = sorted(set(changes) - set(RESUMABLE_OPTIONS))
-        if not_allowed:
-            raise ValueError(f"a resumed sweep may change only {', '.join(RESUMABLE_OPTIONS)}; "
-                             f"got {not_allowed}")
-        spec = dataclasses.replace(saved, base=dataclasses.replace(saved.base, **changes),
-                                   parallel=parallel or saved.parallel)
+        read_sweep_spec(sweep_dir)  # not a sweep directory: say so before writing a lock into it
+        lock = DirectoryLock(sweep_dir, what="sweep").acquire()
+        try:
+            saved = read_sweep_spec(sweep_dir)
+            not_allowed = sorted(set(changes) - set(RESUMABLE_OPTIONS))
+            if not_allowed:
+                raise ValueError(f"a resumed sweep may change only "
+                                 f"{', '.join(RESUMABLE_OPTIONS)}; got {not_allowed}")
+            spec = dataclasses.replace(saved, base=dataclasses.replace(saved.base, **changes),
+                                       parallel=parallel or saved.parallel)
+            check_runs(spec)
+        except BaseException:
+            lock.release()
+            raise
     elif spec is None:
         raise TypeError("run_sweep() needs a SweepSpec, or resume= a sweep directory")
     elif changes:
@@ -151,11 +193,20 @@ def run_sweep(
     else:
         if parallel is not None:
             spec = dataclasses.replace(spec, parallel=parallel)
-        sweep_dir = new_sweep_dir(spec)
-        write_atomically(sweep_dir / SPEC_FILE,
-                         yaml.safe_dump(spec.to_mapping(), sort_keys=False), binary=False)
-    return _Sweep(spec, sweep_dir, resume is not None, changes, stop or threading.Event(),
-                  on_event).run()
+        check_runs(spec)
+        lock = claim_new_sweep_dir(spec)
+        sweep_dir = lock.directory
+        try:
+            write_atomically(sweep_dir / SPEC_FILE,
+                             yaml.safe_dump(spec.to_mapping(), sort_keys=False), binary=False)
+        except BaseException:
+            lock.release()
+            raise
+    try:
+        return _Sweep(spec, sweep_dir, resume is not None, changes, stop or threading.Event(),
+                      on_event).run()
+    finally:
+        lock.release()
 
 
 class _Sweep:
@@ -217,7 +268,7 @@ class _Sweep:
                 self.stop.set()
                 self.on_event("stopping: each run saves a checkpoint after its round in "
                               "progress (Ctrl-C again to stop now); resume with "
-                              f"`raymanager sweep --resume {self.sweep_dir}`")
+                              f"`{resume_command(self.sweep_dir)}`")
         return interrupted
 
     def _one(self, run: PlannedRun, run_dir: Path, manager: RayManager) -> RunOutcome:

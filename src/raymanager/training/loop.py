@@ -38,6 +38,7 @@ from raymanager.config import RayConfig
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
 from raymanager.rounds import run_round
+from raymanager.run_lock import DirectoryLock
 from raymanager.training.checkpoint import Checkpoint, load_checkpoint
 from raymanager.training.evaluation import evaluate_weights, slim
 from raymanager.training.options import TrainConfig, check_resumable
@@ -45,7 +46,7 @@ from raymanager.training.plan import TrainPlan, plan_run
 from raymanager.training.run_files import (
     CURVE_FILE,
     RunFiles,
-    new_run_dir,
+    claim_new_run_dir,
     read_run_config,
     remove_run_files,
 )
@@ -109,6 +110,10 @@ def train(
     saves a checkpoint of the last complete round and returns with
     ``interrupted=True``.
 
+    One process at a time writes a run directory: its lock is held from the
+    start to the return, and a run that another process is writing raises
+    :class:`~raymanager.errors.RunLockedError` before Ray starts.
+
     Without ``manager`` the run starts its own Ray (a private local one, or
     the cluster at ``config.address``) and shuts it down at the end; with one
     (a sweep's) it starts its pools on that Ray and shuts down only them.
@@ -123,21 +128,42 @@ def train(
     checkpoint: Checkpoint | None = None
     if resume is not None:
         run_dir = Path(resume)
-        checkpoint = load_checkpoint(run_dir)
-        saved = read_run_config(run_dir)
-        config = saved if config is None else config
-        check_resumable(saved, config.config if isinstance(config, TrainPlan) else config,
-                        run_dir)
+        read_run_config(run_dir)  # not a run directory: say so before writing a lock into it
+        # One writer at a time: the run's files are read under the lock, so a
+        # run still training elsewhere is refused here, before Ray starts.
+        lock = DirectoryLock(run_dir).acquire()
+        try:
+            checkpoint = load_checkpoint(run_dir)
+            saved = read_run_config(run_dir)
+            config = saved if config is None else config
+            check_resumable(saved, config.config if isinstance(config, TrainPlan) else config,
+                            run_dir)
+            plan = config if isinstance(config, TrainPlan) else plan_run(config)
+        except BaseException:
+            lock.release()
+            raise
     elif config is None:
         raise TypeError("train() needs a TrainConfig, or resume= a run directory")
-    plan = config if isinstance(config, TrainPlan) else plan_run(config)
-    if resume is None:
-        run_dir = new_run_dir(plan.config, overwrite=overwrite)
+    else:
+        plan = config if isinstance(config, TrainPlan) else plan_run(config)
+        lock = claim_new_run_dir(plan.config, overwrite=overwrite)
+        run_dir = lock.directory
+    try:
+        return _train_locked(plan, run_dir, checkpoint, lock, start, on_round, manager, stop)
+    finally:
+        lock.release()
+
+
+def _train_locked(plan: TrainPlan, run_dir: Path, checkpoint: Checkpoint | None,
+                  lock: DirectoryLock, start: float, on_round: ProgressHook | None,
+                  manager: RayManager | None, stop: threading.Event | None) -> TrainSummary:
+    """:func:`train` once its run directory's lock is held."""
+    new = checkpoint is None
     try:
         files = RunFiles(run_dir, plan.config, checkpoint.round if checkpoint else None)
     except BaseException:
-        if resume is None:  # a run that could not write its first files leaves no folder
-            remove_run_files(run_dir)
+        if new:  # a run that could not write its first files leaves no folder
+            remove_run_files(run_dir, lock=lock)
         raise
     standing = _Standing() if checkpoint is None else _Standing(
         checkpoint.round, checkpoint.env_steps, checkpoint.episodes, checkpoint.weights,
@@ -159,8 +185,8 @@ def train(
                                            num_cpus=plan.config.num_cpus))
     except BaseException:
         files.close()
-        if resume is None:  # a run that never started leaves no directory behind
-            remove_run_files(run_dir)
+        if new:  # a run that never started leaves no directory behind
+            remove_run_files(run_dir, lock=lock)
         raise
     try:
         interrupted = loop.run(manager, owned)

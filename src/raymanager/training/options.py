@@ -26,14 +26,17 @@ __all__ = [
     "ROUND_DEFAULT_KEYS",
     "TrainConfig",
     "check_resumable",
+    "check_run_name",
     "default_agent_for",
     "hidden_sizes_of",
     "round_defaults",
 ]
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, default: str | None = None) -> dict[str, str]:
+    """A field's line of help, and its default as ``--help`` shows it where None stands
+    for something (``default``)."""
+    return {"help": text} if default is None else {"help": text, "default": default}
 
 
 #: Options left at None take these from :func:`round_defaults`.
@@ -86,11 +89,13 @@ class TrainConfig:
     max_rounds: int = field(default=1000, metadata=_help("round budget"))
     max_seconds: float | None = field(default=600.0, metadata=_help("wall-clock budget"))
     output_dir: str = field(default="runs", metadata=_help("where run directories go"))
-    run_name: str | None = field(default=None, metadata=_help("run directory name"))
+    run_name: str | None = field(default=None, metadata=_help(
+        "run directory name: a plain name, no path", default="{env}-seed{seed}-{date}-{time}"))
     address: str | None = field(
         default=None, metadata=_help("Ray cluster to join ('auto', 'host:port'); None: local")
     )
-    num_cpus: int | None = field(default=None, metadata=_help("CPUs of a local Ray"))
+    num_cpus: int | None = field(default=None, metadata=_help(
+        "CPUs of a local Ray", default="all of this machine's"))
     progress: bool = field(default=True, metadata=_help("live progress display"))
     overlap_eval: bool = field(default=True, metadata=_help(
         "evaluate each evaluated round beside the next round's training, not between them"))
@@ -115,6 +120,7 @@ class TrainConfig:
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"TrainConfig.max_seconds must be > 0, got {self.max_seconds!r}")
         hidden_sizes_of(self.policy)  # a malformed policy fails here, by name
+        check_run_name(self.run_name)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -157,6 +163,26 @@ class TrainConfig:
             config["hidden_sizes"] = list(hidden)  # a list, as config.yaml stores it
         config.update(self.agent_kwargs)
         return config
+
+
+def check_run_name(name: str | None) -> None:
+    """Refuse a run name that is not a plain folder name: it would write outside
+    ``output_dir`` (``../x``, ``/tmp/x``) or into a folder of another run.
+
+    >>> check_run_name("my run")
+    >>> check_run_name("../escape")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: TrainConfig.run_name must be a plain folder name (...), got '../escape'; ...
+    """
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise TypeError(f"TrainConfig.run_name must be a str or None, got {name!r}")
+    # Both separators everywhere: a name must mean one folder on every system.
+    if name in ("", ".", "..") or any(mark in name for mark in ("/", "\\", "\0")):
+        raise ValueError(f"TrainConfig.run_name must be a plain folder name (no '/', '\\', "
+                         f"'..' or '.'), got {name!r}; give folders in output_dir")
 
 
 def hidden_sizes_of(policy: str) -> tuple[int, ...]:

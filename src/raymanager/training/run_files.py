@@ -17,6 +17,7 @@ import io
 import itertools
 import logging
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from raymanager.durable import append_durably
+from raymanager.run_lock import DirectoryLock
 from raymanager.training.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -43,6 +45,7 @@ __all__ = [
     "RUN_FILES",
     "TENSORBOARD_DIR",
     "RunFiles",
+    "claim_new_run_dir",
     "new_run_dir",
     "read_run_config",
     "remove_run_files",
@@ -133,8 +136,18 @@ def new_run_dir(config: TrainConfig, *, overwrite: bool = False) -> Path:
     Without ``run_name`` the name is ``{env}-seed{seed}-{date}-{time}``, with
     ``-2``, ``-3`` ... added when that exists already (two runs started in the
     same second each get their own). An explicit ``run_name`` that holds a run
-    raises FileExistsError (continue it with ``resume``), unless ``overwrite``.
+    raises FileExistsError (continue it with ``resume``), unless ``overwrite``;
+    one that another process is writing raises RunLockedError, ``overwrite`` or
+    not. The directory's lock is released on return: :func:`claim_new_run_dir`
+    keeps it.
     """
+    lock = claim_new_run_dir(config, overwrite=overwrite)
+    lock.release()
+    return lock.directory
+
+
+def claim_new_run_dir(config: TrainConfig, *, overwrite: bool = False) -> DirectoryLock:
+    """:func:`new_run_dir`, returning the directory's lock held (release it when done)."""
     output = Path(config.output_dir)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -149,27 +162,37 @@ def new_run_dir(config: TrainConfig, *, overwrite: bool = False) -> Path:
                 run_dir.mkdir()  # atomic: of two runs racing for a name, one gets it
             except FileExistsError:
                 continue
-            return run_dir
+            return DirectoryLock(run_dir).acquire()
     run_dir = output / str(config.run_name)
     run_dir.mkdir(exist_ok=True)
+    lock = DirectoryLock(run_dir).acquire()  # a live run in it is refused, overwrite or not
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if existing and not overwrite:
+        lock.release()
         raise FileExistsError(
             f"run directory {run_dir} already holds a run ({', '.join(existing)}); continue it "
-            f"with `raymanager train --resume {run_dir}`, or add --overwrite to replace it"
+            f"with `raymanager train --resume {shlex.quote(str(run_dir))}`, or add --overwrite "
+            f"to replace it"
         )
     remove_run_files(run_dir, remove_dir=False)
-    return run_dir
+    return lock
 
 
-def remove_run_files(run_dir: Path, *, remove_dir: bool = True) -> None:
-    """Remove what a run writes in ``run_dir`` (and the folder, if that empties it)."""
+def remove_run_files(run_dir: Path, *, remove_dir: bool = True,
+                     lock: DirectoryLock | None = None) -> None:
+    """Remove what a run writes in ``run_dir`` (and the folder, if that empties it).
+
+    ``lock``, the directory's lock held by the caller, is released, and its
+    file removed with the folder.
+    """
     for name in RUN_FILES:
         path = run_dir / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+    if lock is not None:
+        lock.release(remove_file=remove_dir)
     if remove_dir:
         with contextlib.suppress(OSError):
             run_dir.rmdir()  # only if empty: never the user's own files
