@@ -25,9 +25,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import results_figures as figures
 from results_figures import FigureSpec
@@ -597,18 +596,19 @@ def readme_with_table(readme: str, table: Sequence[str],
 _TARGET_OPS = {"≥": ">=", "≤": "<=", "<": "<"}
 
 
-@dataclass(frozen=True)
-class TaxRow:
+class TaxRow(NamedTuple):
     """One ratio of the Ray tax: ``measure`` for the table, ``short`` for the figure,
     ``target`` as the table shows it (``"≥ 1.00"``, or ``"-"`` for none), and
     ``source``, the report it comes from (its section's name on the page)."""
 
+    # A NamedTuple, not a dataclass: tests load this script with importlib, outside
+    # sys.modules, where a dataclass cannot resolve its own module.
     measure: str
     short: str
     value: float
     target: str
     source: str
-    report: dict[str, Any] = field(compare=False, repr=False)
+    report: dict[str, Any]
 
     @property
     def op_bound(self) -> tuple[str | None, float | None]:
@@ -711,9 +711,12 @@ def tax_table(reports: Sequence[dict[str, Any]],
 
 
 def _when_where(report: dict[str, Any]) -> str:
-    m = report.get("machine", {})
-    return (f"{report.get('date', 'not recorded')} on {m.get('cpu_model')}, "
-            f"{m.get('cpu_count')} CPUs: `{report.get('command', 'not recorded')}`")
+    """``DATE on MACHINE: `COMMAND` ``, for a list of how rows were measured."""
+    m = report.get("machine") or {}
+    machine = (f"{m.get('cpu_model')}, {m.get('cpu_count')} CPUs" if m.get("cpu_count")
+               else "a machine not recorded")
+    return (f"{report.get('date', 'not recorded')} on {machine}: "
+            f"`{report.get('command', 'not recorded')}`")
 
 
 def tax_measured(rows: Sequence[TaxRow]) -> list[str]:
