@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,8 +139,13 @@ def _seed_end(run: dict[str, Any]) -> dict[str, Any]:
             else None}
 
 
-def sweep_figure(name: str, report: dict[str, Any]) -> FigureSpec:
-    """The learning curves of a sweep report, one colour per group (task + options)."""
+def sweep_figure(name: str, report: dict[str, Any],
+                 cited: Mapping[str, float] | None = None) -> FigureSpec:
+    """The learning curves of a sweep report, one colour per group (task + options).
+
+    ``cited`` maps a task (``HalfCheetah``) to the ARS paper's threshold: a target
+    equal to it is labelled as the paper's.
+    """
     runs = {run["run"]: run for run in report["runs"]}
     groups = []
     env_count = len({g["env"] for g in report["groups"]})
@@ -153,7 +158,11 @@ def sweep_figure(name: str, report: dict[str, Any]) -> FigureSpec:
             "median_to_target": {"env_steps": rounded(g.get("median_env_steps_to_target")),
                                  "seconds": rounded(g.get("median_seconds_to_target"))},
         })
-    targets = sorted({t for g in report["groups"] for t in g["targets"]})
+    papers = {value for g in report["groups"] for task, value in (cited or {}).items()
+              if g["env"].split("-v")[0] == task}
+    targets = [{"value": t, "label": f"threshold {t:g}"
+                + (" (the ARS paper's)" if t in papers else "")}
+               for t in sorted({t for g in report["groups"] for t in g["targets"]})]
     seeds = max((g["seeds"] for g in report["groups"]), default=0)
     envs = ", ".join(dict.fromkeys(g["env"] for g in report["groups"]))
     title = f"{envs}: {seeds} seeds{' per group' if len(groups) > 1 else ''} ({name})"
@@ -161,7 +170,7 @@ def sweep_figure(name: str, report: dict[str, Any]) -> FigureSpec:
     alt = (f"{envs}: evaluation return against environment steps and wall seconds, "
            + ("median over seeds with its band" if with_curves else
               "each seed's last and best evaluation at its end (the JSON has no curve)")
-           + ", threshold " + ", ".join(f"{t:g}" for t in targets))
+           + ", threshold " + ", ".join(f"{t['value']:g}" for t in targets))
     data = {"title": title, "targets": targets, "groups": groups}
     return FigureSpec(f"{name}.png", "sweep", data, alt)
 
@@ -177,8 +186,8 @@ def draw_sweep(figure: Any, data: dict[str, Any]) -> None:
             label = group["label"] + ": " if len(groups) > 1 and group["label"] else ""
             _draw_group(axes, x, group, colors[i % len(colors)], label)
         for target in data["targets"]:
-            axes.axhline(target, color="black", linestyle="--", linewidth=1,
-                         label=f"threshold {target:g}")
+            axes.axhline(target["value"], color="black", linestyle="--", linewidth=1,
+                         label=target["label"])
         axes.set_xlabel(xlabel)
         # From zero: how far a return is from the threshold reads at a glance.
         # Room on the right for the last points' "seed N".
