@@ -27,6 +27,7 @@ Figures:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -459,14 +460,28 @@ def draw(spec: FigureSpec, folder: Path = FIGURES_DIR) -> Path:
     handle, tmp = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=DPI,
-                           metadata={METADATA_KEY: spec.digest()})
+            _save_small(figure, stream, spec.digest())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the picture from a web server
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _save_small(figure: Any, stream: Any, digest: str) -> None:
+    """Save ``figure`` as a PNG of 128 colours carrying ``digest``: line art and text lose
+    nothing visible, and the file is a third of the size, for a git repository."""
+    from PIL import Image, PngImagePlugin
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        small = image.convert("RGB").quantize(colors=128)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(METADATA_KEY, digest)
+    small.save(stream, format="png", optimize=True, pnginfo=info)
 
 
 def digest_of(png: Path) -> str | None:

@@ -366,7 +366,7 @@ def in_ars_table(report: dict[str, Any]) -> bool:
 
 def render_sweep(name: str, report: dict[str, Any]) -> str:
     """A sweep of training runs (``benchmarks/sweep_result.py``): its curves, runs and
-    medians (a sweep of the ARS table has its curves beside that table instead)."""
+    medians (a sweep of the ARS table has its figure beside that table instead)."""
     m, varying = report["machine"], report["varying"]
     what = ("Training runs over seeds and a grid of options; medians over the seeds of "
             "each group (task and the options that vary).")
@@ -381,7 +381,7 @@ def render_sweep(name: str, report: dict[str, Any]) -> str:
     how.append("- **options every run shares**: `" + report["common_command"] + "`")
     lines = [*_header(name, report, what), ""]
     if in_ars_table(report):
-        lines += ["Its curves are under [ARS tasks against the paper]"
+        lines += ["Its figure is under [ARS tasks against the paper]"
                   "(#ars-tasks-against-the-paper).", ""]
     else:
         lines += _figure_lines([sweep_figure(name, report)])
