@@ -32,7 +32,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class FigureSpec:
 
     file: str
     kind: str
-    data: dict[str, Any] = field(compare=False)
+    data: dict[str, Any]
     alt: str
 
     def digest(self) -> str:
