@@ -7,8 +7,10 @@
 
 Run it on the machine that ran the sweep, right after: the JSON records this
 machine beside the sweep's summary (:mod:`raymanager.sweep.summary`: every
-run and the medians over seeds per group) and, per run, an equivalent
-``raymanager train`` command rebuilt from its ``config.yaml``. The varying
+run and the medians over seeds per group), per run an equivalent
+``raymanager train`` command rebuilt from its ``config.yaml``, and per run its
+evaluations (round, seconds, env steps, episodes, mean return), from which the
+results page draws the median curve over seeds and its band. The varying
 options are those whose values differ between runs unless ``--varying``
 names them. The date is when the last run wrote its last row.
 """
@@ -28,6 +30,7 @@ import yaml
 from machine import describe
 
 from raymanager.sweep.summary import (
+    RunRecord,
     run_dirs_of,
     summarize,
     summary_to_json,
@@ -54,6 +57,22 @@ def train_flags(config: dict[str, Any]) -> list[tuple[str, str]]:
     return flags
 
 
+def evaluations(record: RunRecord) -> dict[str, list[Any]]:
+    """A run's evaluations as columns (``round``, ``seconds``, ``env_steps``,
+    ``episodes``, ``eval_return_mean``): the points of its learning curve, compact.
+
+    >>> from raymanager.sweep.summary import EvalPoint
+    >>> evaluations(RunRecord("a", Path("a"), "reached",
+    ...                       evaluations=(EvalPoint(2, 7.5, 2000, 20, 480.5),)))["seconds"]
+    [7.5]
+    """
+    points = record.evaluations
+    return {"round": [e.round for e in points], "seconds": [e.seconds for e in points],
+            "env_steps": [e.env_steps for e in points],
+            "episodes": [e.episodes for e in points],
+            "eval_return_mean": [e.value for e in points]}
+
+
 def _command(flags: Sequence[tuple[str, str]]) -> str:
     return " ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags)
 
@@ -69,7 +88,11 @@ def sweep_result(sweep_dir: Path, command: str, varying: Sequence[str] | None = 
     if not run_dirs:
         raise ValueError(f"{sweep_dir} holds no run directory under runs/")
     names = tuple(varying) if varying is not None else varying_options(run_dirs)
-    summary = summary_to_json(summarize(sweep_dir, run_dirs, names))
+    records = summarize(sweep_dir, run_dirs, names)
+    summary = summary_to_json(records)
+    # summary_to_json keeps the medians; the page's curves need each run's points.
+    for run, record in zip(summary["runs"], records.runs, strict=True):
+        run["evaluations"] = evaluations(record)
     flags: dict[str, list[tuple[str, str]]] = {}
     for run_dir in run_dirs:
         config_file = run_dir / "config.yaml"
