@@ -258,3 +258,27 @@ def test_a_stopped_run_keeps_checkpoint_and_metrics_in_agreement(
                "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert rounds(run_dir) == list(range(1, state["round"] + 2))
+
+
+def test_an_internal_error_shows_its_traceback_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug is not the user's mistake: its traceback is shown, not one tidy line."""
+    from raymanager.cli import BUG, main
+    from raymanager.training import run_files
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("an internal call broke")  # the type a user's mistake also raises
+
+    monkeypatch.setattr(run_files.RunFiles, "__init__", broken)
+    status = main(["train", "--no-progress", "--output-dir", str(tmp_path), "--max-rounds", "1"])
+    err = capsys.readouterr().err
+    assert status == BUG == 1
+    assert "Traceback" in err and "ValueError: an internal call broke" in err
+    assert "internal error" in err and "please report it" in err
+    assert not any(line.startswith("error:") for line in err.splitlines())  # no tidy line
+    assert not any(tmp_path.iterdir())  # the run that never started left no folder
+    # A mistake in the options is still one line and exit status 2, before anything runs.
+    assert main(["train", "--no-progress", "--num-actors", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1 and "num_actors" in err

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from raymanager import RayManager, RunFileError
 from raymanager.progress import LiveDisplay, format_duration
-from raymanager.run_lock import LOCK_FILE
+from raymanager.rundir import LOCK_FILE
 from raymanager.training import (
     METRIC_COLUMNS,
     Checkpoint,

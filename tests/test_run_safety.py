@@ -24,7 +24,7 @@ import pytest
 
 from raymanager import RayActor, RayManager, RunLockedError
 from raymanager.cli import build_parser
-from raymanager.run_lock import LOCK_FILE, DirectoryLock
+from raymanager.rundir import LOCK_FILE, DirectoryLock
 from raymanager.sweep.command import sweep_spec_of
 from raymanager.training import TrainConfig, new_run_dir
 
@@ -36,7 +36,7 @@ TINY = ["--seeds-per-round", "8", "--batch-size", "4", "--chunk-size", "4",
 #: A process that takes a directory's lock, says so, and holds it until killed.
 HOLDER = """
 import sys, time
-from raymanager.run_lock import DirectoryLock
+from raymanager.rundir import DirectoryLock
 DirectoryLock(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(600)
@@ -267,9 +267,9 @@ def test_printed_commands_paste_with_spaces_in_paths(tmp_path: Path) -> None:
 
 
 def test_the_sweep_resume_command_pastes() -> None:
-    from raymanager.sweep.runner import resume_command
+    from raymanager.rundir import resume_command
 
-    command = resume_command(Path("my sweeps") / "it's one")
+    command = resume_command("sweep", Path("my sweeps") / "it's one")
     assert shlex.split(command) == ["raymanager", "sweep", "--resume", "my sweeps/it's one"]
 
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import traceback
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raymanager.cli_flags import add_option_flags, given_options, read_yaml_config
+from raymanager.config import RayConfig
 from raymanager.errors import RayManagerError
 from raymanager.progress import LiveDisplay
 from raymanager.sweep.command import add_sweep_parser
@@ -42,6 +43,7 @@ from raymanager.training import (
     TrainSummary,
     evaluate_checkpoint,
     load_checkpoint,
+    plan_evaluation,
     plan_run,
     resume_config,
     train,
@@ -97,38 +99,60 @@ def _report(summary: TrainSummary) -> None:
               f"  (pip install tensorboard)", highlight=False, soft_wrap=True, markup=False)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+#: What a command's prepare step returns: the command itself, once its input is checked.
+Run = Callable[[], int]
+
+
+def _prepare_train(args: argparse.Namespace) -> Run:
     if args.resume:
         if args.config:
             raise ValueError("--resume continues a run with its own options: drop --config")
         config = resume_config(args.resume, given_options(args))
-        done = load_checkpoint(args.resume).round
-        budget = f"{config.max_seconds:g} s" if config.max_seconds is not None else "none"
-        console.print(f"resuming {args.resume} after round {done}: up to round "
-                      f"{config.max_rounds}, time budget {budget} in all "
-                      f"(change with --max-rounds / --max-seconds)", soft_wrap=True)
+        load_checkpoint(args.resume)  # a missing or corrupt checkpoint is said now
     else:
         config = _train_config(args)
     # Resolved once, before Ray starts: the display names the agent and round
     # options actually used (ARS or ES ...), and a wrong env id fails here.
     plan = plan_run(config)
-    display = LiveDisplay(plan.config, console) if config.progress else None
-    if display is not None:
-        display.start()
-    try:
-        summary = train(plan, resume=args.resume, on_round=display, overwrite=args.overwrite)
-    finally:
+
+    def run() -> int:
+        if args.resume:
+            done = load_checkpoint(args.resume).round
+            budget = f"{config.max_seconds:g} s" if config.max_seconds is not None else "none"
+            console.print(f"resuming {args.resume} after round {done}: up to round "
+                          f"{config.max_rounds}, time budget {budget} in all "
+                          f"(change with --max-rounds / --max-seconds)", soft_wrap=True,
+                          highlight=False, markup=False)
+        display = LiveDisplay(plan.config, console) if config.progress else None
         if display is not None:
-            display.stop()
-    _report(summary)
-    if summary.interrupted:
-        return 130
-    return INCOMPLETE if summary.incomplete else 0
+            display.start()
+        try:
+            summary = train(plan, resume=args.resume, on_round=display,
+                            overwrite=args.overwrite)
+        finally:
+            if display is not None:
+                display.stop()
+        _report(summary)
+        if summary.interrupted:
+            return 130
+        return INCOMPLETE if summary.incomplete else 0
+
+    return run
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
+def _prepare_evaluate(args: argparse.Namespace) -> Run:
     if args.video is not None:
-        return _record_video(args)
+        from raymanager.video import check_video_request
+
+        check_video_request(args.video, args.video_episodes)
+        plan_evaluation(args.checkpoint)
+        return lambda: _record_video(args)
+    plan_evaluation(args.checkpoint, args.episodes, num_actors=args.num_actors)
+    RayConfig(address=args.address)
+    return lambda: _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes,
                                  num_actors=args.num_actors, address=args.address)
     table = Table(title=f"evaluation of {args.checkpoint}")
@@ -158,18 +182,23 @@ def _record_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
+def _prepare_info(args: argparse.Namespace) -> Run:
+    config = RayConfig(address=args.address)
+    return lambda: _info(config)
+
+
+def _info(config: RayConfig) -> int:
     import ray
 
-    from raymanager import RayConfig, RayManager
+    from raymanager import RayManager
     from raymanager.pool import list_pools
 
-    with RayManager(RayConfig(address=args.address)) as manager:
+    with RayManager(config) as manager:
         resources = manager.cluster_resources()
         store = manager.object_store_stats()
         nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
         table = Table(title="Ray resources seen by raymanager", show_header=False)
-        where = f"joined {args.address}" if args.address else "private local"
+        where = f"joined {config.address}" if config.address else "private local"
         table.add_row("Ray", f"{ray.__version__} ({where})")
         table.add_row("nodes", str(len(nodes)))
         table.add_row("CPUs", f"{resources.get('CPU', 0):g}")
@@ -192,7 +221,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
                                     for key, count in sorted(node["pools"].items()))
                 table.add_row(f"node {node['address']} ({node_id[:8]})",
                               on_node or "no raymanager actors")
-        elif args.address:
+        elif config.address:
             table.add_row("pools", "none: no raymanager pool has live actors on this cluster")
         else:
             # A private local Ray is this command's own: no other program's pools are in it.
@@ -247,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raymanager",
         description="Train and evaluate agents in parallel on pools of Ray actors.",
-        epilog="exit status: 0 done; 1 a sweep in which a run failed; 2 a mistake in the "
+        epilog="exit status: 0 done; 1 a sweep in which a run failed, or an internal error "
+               "(a bug: its traceback); 2 a mistake in the "
                "options or files, or a full or unwritable disk (one 'error:' line); 3 a run "
                "that finished without all its files (the learning curve could not be "
                "drawn); 130 Ctrl-C; 143 SIGTERM",
@@ -259,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an agent (default: ES on CartPole)",
         description="Train an agent; options: defaults, then --config YAML, then flags.")
     _add_train_flags(train_parser)
-    train_parser.set_defaults(run=_cmd_train)
+    train_parser.set_defaults(prepare=_prepare_train)
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint in parallel",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("checkpoint", help="a run directory or its checkpoint/ folder")
@@ -272,13 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
                                ".mp4) in this process")
     evaluate.add_argument("--video-episodes", type=int, default=1,
                           help="episodes to record with --video")
-    evaluate.set_defaults(run=_cmd_evaluate)
+    evaluate.set_defaults(prepare=_prepare_evaluate)
     add_sweep_parser(commands, console)
     info = commands.add_parser("info", help="show the Ray resources raymanager sees",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     info.add_argument("--address", default=None,
                       help="Ray cluster to join (none: a private local Ray)")
-    info.set_defaults(run=_cmd_info)
+    info.set_defaults(prepare=_prepare_info)
     return parser
 
 
@@ -301,22 +331,33 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-#: What a user's mistake or the machine's state can raise: one line, exit status 2.
-USER_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError, VideoError)
+#: What checking a command's input can raise: the user's mistake (a bad value, a
+#: malformed or missing file). One line, exit status 2.
+INPUT_ERRORS = (ValueError, TypeError, OSError, yaml.YAMLError, RayManagerError, VideoError)
+#: What a command can raise once its input is checked that is still not a bug: our
+#: own errors (a run directory in use, a corrupt file, no Ray cluster, a pool that
+#: cannot start) and the machine's (a full disk, no permission). One line, exit 2.
+RUN_ERRORS = (OSError, RayManagerError, VideoError)
 #: Exit status of a run that finished but could not write all its files (the
 #: learning curve on a full disk): its checkpoint and metrics.csv are whole.
 INCOMPLETE = 3
+#: Exit status of an internal error: a bug, shown with its traceback.
+BUG = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``raymanager`` command; returns the exit status.
 
-    A mistake in the options or files (a bad value, a malformed YAML file, a
-    missing or corrupt checkpoint, an unwritable or full disk, no Ray cluster
-    at ``--address``) prints one ``error: ...`` line, naming the file where
-    there is one, and returns 2 (with ``-v``, the traceback too). A run that
-    finished but could not write every file (the learning curve on a full
-    disk: one WARNING line) returns 3. Ctrl-C returns 130, SIGTERM 143.
+    Each command first checks its input (options, files, the environment and
+    agent), before Ray starts. A mistake in the options or files (a bad value,
+    a malformed YAML file, a missing or corrupt checkpoint, an unwritable or
+    full disk, no Ray cluster at ``--address``, a run directory in use) prints
+    one ``error: ...`` line, naming the file where there is one, and returns 2
+    (with ``-v``, the traceback too). Any other exception once the input is
+    checked is a bug: its traceback is printed, with a line asking to report
+    it, and the status is 1. A run that finished but could not write every file
+    (the learning curve on a full disk: one WARNING line) returns 3. Ctrl-C
+    returns 130, SIGTERM 143.
 
     >>> main(["train", "--num-actors", "0"])                # doctest: +SKIP
     error: TrainConfig.num_actors must be an int >= 1, got 0
@@ -337,12 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     try:
-        status: int = args.run(args)
-    except USER_ERRORS as error:
-        if args.verbose:  # the traceback, for a report
-            traceback.print_exc()
-        console.print(f"[red]error:[/red] {_message(error)}", highlight=False, soft_wrap=True)
-        status = 2
+        status = _run_command(args)
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)
         status = 130
@@ -352,6 +388,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if terminated:
         return 128 + signal.SIGTERM
     return status
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Check the command's input, then run it; say what went wrong and whose it is."""
+    try:
+        run: Run = args.prepare(args)
+    except INPUT_ERRORS as error:
+        return _error_line(error, args.verbose)
+    try:
+        return run()
+    except RUN_ERRORS as error:
+        return _error_line(error, args.verbose)
+    except Exception:
+        traceback.print_exc()
+        console.print("[red]internal error[/red]: this is a bug in raymanager, or in code it "
+                      "ran for you (a custom agent or actor): the traceback above says where. "
+                      "If it is raymanager's, please report it with that traceback.",
+                      highlight=False, soft_wrap=True)
+        return BUG
+
+
+def _error_line(error: BaseException, verbose: bool) -> int:
+    if verbose:  # the traceback, for a report
+        traceback.print_exc()
+    console.print(f"[red]error:[/red] {_message(error)}", highlight=False, soft_wrap=True)
+    return 2
 
 
 def _message(error: BaseException) -> str:

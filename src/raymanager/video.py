@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoResult", "record_video"]
+__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoResult", "check_video_request", "record_video"]
 
 #: File types ``record_video`` writes, by suffix.
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -140,6 +140,22 @@ def _write(frames: list[np.ndarray], path: Path, fps: int) -> int:
     return len(frames)  # an MP4 keeps every frame
 
 
+def check_video_request(out: str | os.PathLike[str], episodes: int) -> Path:
+    """Refuse a video file type or an episode count :func:`record_video` cannot do.
+
+    >>> check_video_request("policy.avi", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: --video policy.avi: the file must end in .gif or .mp4
+    """
+    path = Path(out)
+    if path.suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"--video {out}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    return path
+
+
 def record_video(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -160,11 +176,7 @@ def record_video(
     from raymanager.agents import make_agent
     from raymanager.training import EVAL_SEED_OFFSET, TrainConfig, load_checkpoint
 
-    path = Path(out)
-    if path.suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"--video {out}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    path = check_video_request(out, episodes)
     checkpoint = load_checkpoint(run_dir)
     config = TrainConfig.from_mapping(checkpoint.config)
     agent_config = config.agent_config()

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from raymanager.cli_flags import add_option_flags, comma_list, given_options, read_yaml_config
-from raymanager.sweep.runner import RUNS_DIR, SweepResult, resume_command, run_sweep
+from raymanager.rundir import RUNS_DIR, SUMMARY_CSV, SUMMARY_MD, SUMMARY_PNG, resume_command
+from raymanager.sweep.runner import SweepResult, check_runs, read_sweep_spec, run_sweep
 from raymanager.sweep.spec import SweepSpec
-from raymanager.sweep.summary import SUMMARY_CSV, SUMMARY_MD, SUMMARY_PNG
 from raymanager.training import RESUMABLE_OPTIONS, TrainConfig
 
 __all__ = ["FAILED", "add_sweep_parser", "sweep_spec_of"]
@@ -52,7 +53,7 @@ def add_sweep_parser(commands: Any, console: Console) -> None:
                         help="print a line as each run starts, evaluates and ends, and when "
                              "Ctrl-C stops the runs (--no-progress: only the final table "
                              "and summary; -v logs them) (default: on)")
-    parser.set_defaults(run=lambda args: _cmd_sweep(args, console))
+    parser.set_defaults(prepare=lambda args: _prepare_sweep(args, console))
 
 
 def sweep_spec_of(args: argparse.Namespace) -> SweepSpec:
@@ -79,13 +80,13 @@ def sweep_spec_of(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec(base, seeds, grid, args.parallel)
 
 
-def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+def _prepare_sweep(args: argparse.Namespace, console: Console) -> Callable[[], int]:
+    """Check the sweep's options and every run's (before Ray starts); return the sweep."""
     def print_event(line: str) -> None:
         console.print(line, highlight=False, soft_wrap=True, markup=False)
 
     # None: the runner logs its news at INFO instead (shown with -v).
     on_event = print_event if getattr(args, "progress", True) else None
-
     if args.resume:
         changes = given_options(args)
         refused = sorted(set(changes) - set(RESUMABLE_OPTIONS))
@@ -93,10 +94,20 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
             raise ValueError(f"--resume continues a sweep with its own options; it may change "
                              f"only {', '.join(RESUMABLE_OPTIONS)} and --parallel")
         changes = {k: v[0] if isinstance(v, list) else v for k, v in changes.items()}
-        result = run_sweep(resume=args.resume, changes=changes, parallel=args.parallel,
-                           on_event=on_event)
-    else:
-        result = run_sweep(sweep_spec_of(args), on_event=on_event)
+        saved = read_sweep_spec(args.resume)
+        check_runs(dataclasses.replace(saved, base=dataclasses.replace(saved.base, **changes)))
+
+        def resume() -> int:
+            return _outcome(run_sweep(resume=args.resume, changes=changes,
+                                      parallel=args.parallel, on_event=on_event), console)
+
+        return resume
+    spec = sweep_spec_of(args)
+    check_runs(spec)
+    return lambda: _outcome(run_sweep(spec, on_event=on_event), console)
+
+
+def _outcome(result: SweepResult, console: Console) -> int:
     _report(result, console)
     if result.interrupted:
         return 130
@@ -124,5 +135,5 @@ def _report(result: SweepResult, console: Console) -> None:
         out.print(md.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True)
     out.print(f"summary: {result.sweep_dir / SUMMARY_CSV}, {md}, {result.sweep_dir / SUMMARY_PNG}\n"
               f"runs:    {result.sweep_dir / RUNS_DIR}/\n"
-              f"resume:  {resume_command(result.sweep_dir)}",
+              f"resume:  {resume_command('sweep', result.sweep_dir)}",
               highlight=False, soft_wrap=True, markup=False)

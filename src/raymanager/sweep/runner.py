@@ -22,7 +22,6 @@ import concurrent.futures
 import dataclasses
 import logging
 import os
-import shlex
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,16 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from raymanager.config import RayConfig
-from raymanager.durable import write_atomically
 from raymanager.manager import RayManager
-from raymanager.run_lock import DirectoryLock
+from raymanager.rundir import (
+    RUNS_DIR,
+    SPEC_FILE,
+    DirectoryLock,
+    RunDirError,
+    checkpoint_exists,
+    claim_sweep_dir,
+    read_mapping,
+    resume_command,
+    write_mapping,
+)
 from raymanager.sweep.spec import PlannedRun, SweepSpec
 from raymanager.sweep.summary import summarize, write_summary
 from raymanager.training import (
-    CHECKPOINT_DIR,
     RESUMABLE_OPTIONS,
     TrainSummary,
     plan_run,
@@ -47,14 +52,11 @@ from raymanager.training import (
     train,
 )
 
-__all__ = ["RUNS_DIR", "SPEC_FILE", "RunOutcome", "SweepResult", "check_runs",
-           "claim_new_sweep_dir", "new_sweep_dir", "read_sweep_spec", "resume_command",
-           "run_sweep"]
+__all__ = ["RunOutcome", "SweepResult", "check_runs", "claim_new_sweep_dir", "new_sweep_dir",
+           "read_sweep_spec", "run_sweep"]
 
 logger = logging.getLogger("raymanager")
 
-SPEC_FILE = "sweep.yaml"
-RUNS_DIR = "runs"
 #: Least time between two live rewrites of the summary (drawing it costs ~0.5 s).
 SUMMARY_EVERY_S = 10.0
 
@@ -105,27 +107,22 @@ def new_sweep_dir(spec: SweepSpec) -> Path:
 def claim_new_sweep_dir(spec: SweepSpec) -> DirectoryLock:
     """:func:`new_sweep_dir`, returning the directory's lock held (release it when done)."""
     base = spec.base
-    output = Path(base.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
     name = base.run_name or f"sweep-{base.env}-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = output / name
-    sweep_dir.mkdir(exist_ok=True)
-    lock = DirectoryLock(sweep_dir, what="sweep").acquire()
-    if (sweep_dir / SPEC_FILE).exists():
-        lock.release()
-        raise FileExistsError(f"{sweep_dir} already holds a sweep; continue it with "
-                              f"`{resume_command(sweep_dir)}`")
-    (sweep_dir / RUNS_DIR).mkdir(exist_ok=True)
-    return lock
+    return claim_sweep_dir(base.output_dir, name)
 
 
-def resume_command(sweep_dir: Path) -> str:
-    """The command that continues the sweep in ``sweep_dir``, ready to paste.
-
-    >>> resume_command(Path("runs/my sweep"))
-    "raymanager sweep --resume 'runs/my sweep'"
-    """
-    return f"raymanager sweep --resume {shlex.quote(str(sweep_dir))}"
+def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
+    """The spec a sweep directory was started with (its ``sweep.yaml``)."""
+    path = Path(sweep_dir) / SPEC_FILE
+    try:
+        values = read_mapping(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{sweep_dir} is not a sweep directory: it has no {SPEC_FILE}") from None
+    except RunDirError as error:
+        raise ValueError(f"{path} is corrupt: {str(error).split(': ', 1)[1]}") from None
+    assert values is not None  # missing_ok is off: a missing file raised above
+    return SweepSpec.from_mapping(values)
 
 
 def check_runs(spec: SweepSpec) -> None:
@@ -137,20 +134,6 @@ def check_runs(spec: SweepSpec) -> None:
         if point not in seen:  # seeds never make options invalid: one run per point
             seen.add(point)
             plan_run(run.config)
-
-
-def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
-    """The spec a sweep directory was started with (its ``sweep.yaml``)."""
-    path = Path(sweep_dir) / SPEC_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep directory: it has no {SPEC_FILE}")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path} is corrupt: {error}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} is corrupt: expected a mapping")
-    return SweepSpec.from_mapping(values)
 
 
 def run_sweep(
@@ -197,8 +180,7 @@ def run_sweep(
         lock = claim_new_sweep_dir(spec)
         sweep_dir = lock.directory
         try:
-            write_atomically(sweep_dir / SPEC_FILE,
-                             yaml.safe_dump(spec.to_mapping(), sort_keys=False), binary=False)
+            write_mapping(sweep_dir / SPEC_FILE, spec.to_mapping())
         except BaseException:
             lock.release()
             raise
@@ -268,7 +250,7 @@ class _Sweep:
                 self.stop.set()
                 self.on_event("stopping: each run saves a checkpoint after its round in "
                               "progress (Ctrl-C again to stop now); resume with "
-                              f"`{resume_command(self.sweep_dir)}`")
+                              f"`{resume_command('sweep', self.sweep_dir)}`")
         return interrupted
 
     def _one(self, run: PlannedRun, run_dir: Path, manager: RayManager) -> RunOutcome:
@@ -285,7 +267,7 @@ class _Sweep:
                 self.write_summary()
 
         try:
-            if (run_dir / CHECKPOINT_DIR / "state.json").exists():
+            if checkpoint_exists(run_dir):
                 config = resume_config(run_dir, self.changes)
                 summary = train(config, resume=run_dir, manager=manager, stop=self.stop,
                                 on_round=on_round)

@@ -9,8 +9,8 @@ One module a job:
   left at "default");
 - :mod:`~raymanager.training.loop`: :func:`train`, the rounds;
 - :mod:`~raymanager.training.evaluation`: evaluation on a pool, and of a checkpoint;
-- :mod:`~raymanager.training.checkpoint`: ``weights.npz`` + ``state.json``, never pickle;
-- :mod:`~raymanager.training.run_files`: the run directory and its rules.
+- :mod:`~raymanager.training.run_files`: the run directory as training writes it (its
+  files, formats, checkpoints and lock are defined in :mod:`raymanager.rundir`).
 
 Options left at None take the defaults of the environment and agent
 (:func:`round_defaults`): ES with 128 seeds per round on CartPole-v1; ARS with
@@ -25,13 +25,20 @@ Only the public API of raymanager is used here (see docs/development.md, "Layers
 from __future__ import annotations
 
 from raymanager.errors import CheckpointError, RunFileError
-from raymanager.training.checkpoint import (
+from raymanager.rundir import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
+    CURVE_FILE,
+    METRIC_COLUMNS,
+    METRICS_FILE,
+    RUN_FILES,
+    TENSORBOARD_DIR,
     Checkpoint,
     load_checkpoint,
     save_checkpoint,
+    tensorboard_scalars,
 )
-from raymanager.training.evaluation import EVAL_SEED_OFFSET, evaluate_checkpoint
+from raymanager.training.evaluation import EVAL_SEED_OFFSET, evaluate_checkpoint, plan_evaluation
 from raymanager.training.loop import ProgressHook, TrainSummary, train
 from raymanager.training.options import (
     RESUMABLE_OPTIONS,
@@ -40,18 +47,7 @@ from raymanager.training.options import (
     round_defaults,
 )
 from raymanager.training.plan import TrainPlan, plan_run
-from raymanager.training.run_files import (
-    CONFIG_FILE,
-    CURVE_FILE,
-    METRIC_COLUMNS,
-    METRICS_FILE,
-    RUN_FILES,
-    TENSORBOARD_DIR,
-    new_run_dir,
-    read_run_config,
-    resume_config,
-    tensorboard_scalars,
-)
+from raymanager.training.run_files import new_run_dir, read_run_config, resume_config
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -74,6 +70,7 @@ __all__ = [
     "evaluate_checkpoint",
     "load_checkpoint",
     "new_run_dir",
+    "plan_evaluation",
     "plan_run",
     "read_run_config",
     "resolved_config",

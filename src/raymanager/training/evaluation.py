@@ -18,11 +18,12 @@ from raymanager.agents.base import round_seeds
 from raymanager.config import RayConfig
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
-from raymanager.training.checkpoint import load_checkpoint
+from raymanager.rundir import Checkpoint, load_checkpoint
 from raymanager.training.options import TrainConfig
 from raymanager.training.plan import TrainPlan, plan_run
 
-__all__ = ["EVAL_SEED_OFFSET", "evaluate_checkpoint", "evaluate_weights", "slim"]
+__all__ = ["EVAL_SEED_OFFSET", "evaluate_checkpoint", "evaluate_weights", "plan_evaluation",
+           "slim"]
 
 #: Evaluation episodes use seeds from a range training seeds never reach.
 EVAL_SEED_OFFSET = 1_000_000_000
@@ -56,6 +57,29 @@ def slim(evaluation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in evaluation.items() if k not in ("returns", "lengths")}
 
 
+def plan_evaluation(
+    path: str | os.PathLike[str], episodes: int = 100, *, num_actors: int = 2,
+    seed: int | None = None,
+) -> tuple[Checkpoint, TrainPlan]:
+    """A checkpoint and the plan of its evaluation, checked before any Ray starts.
+
+    A missing or corrupt checkpoint, a bad count or an environment that cannot
+    be built raises here (FileNotFoundError, CheckpointError, ValueError).
+
+    >>> checkpoint, plan = plan_evaluation("runs/CartPole-v1-seed0", 10)   # doctest: +SKIP
+    >>> plan.eval_episodes                                                # doctest: +SKIP
+    10
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    checkpoint = load_checkpoint(path)
+    config = TrainConfig.from_mapping(checkpoint.config)
+    plan = plan_run(dataclasses.replace(
+        config, eval_episodes=episodes, num_eval_actors=num_actors,
+        seed=config.seed if seed is None else seed))
+    return checkpoint, plan
+
+
 def evaluate_checkpoint(
     path: str | os.PathLike[str], episodes: int = 100, *, num_actors: int = 2,
     address: str | None = None, seed: int | None = None,
@@ -65,13 +89,7 @@ def evaluate_checkpoint(
     >>> evaluate_checkpoint("runs/CartPole-v1-seed0", episodes=100)["return_mean"]  # doctest: +SKIP
     500.0
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
-    checkpoint = load_checkpoint(path)
-    config = TrainConfig.from_mapping(checkpoint.config)
-    plan = plan_run(dataclasses.replace(
-        config, eval_episodes=episodes, num_eval_actors=num_actors,
-        seed=config.seed if seed is None else seed))
+    checkpoint, plan = plan_evaluation(path, episodes, num_actors=num_actors, seed=seed)
     with RayManager(RayConfig(address=address)) as manager:
         pool = manager.create_actor_pool(EvaluationActor, dict(plan.agent_config), num_actors)
         return evaluate_weights(manager, pool, checkpoint.weights, plan, checkpoint.round + 1)

@@ -38,18 +38,17 @@ from raymanager.config import RayConfig
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
 from raymanager.rounds import run_round
-from raymanager.run_lock import DirectoryLock
-from raymanager.training.checkpoint import Checkpoint, load_checkpoint
+from raymanager.rundir import (
+    CURVE_FILE,
+    Checkpoint,
+    DirectoryLock,
+    load_checkpoint,
+    remove_run_files,
+)
 from raymanager.training.evaluation import evaluate_weights, slim
 from raymanager.training.options import TrainConfig, check_resumable
 from raymanager.training.plan import TrainPlan, plan_run
-from raymanager.training.run_files import (
-    CURVE_FILE,
-    RunFiles,
-    claim_new_run_dir,
-    read_run_config,
-    remove_run_files,
-)
+from raymanager.training.run_files import RunFiles, claim_new_run_dir, read_run_config
 
 __all__ = ["ProgressHook", "TrainSummary", "train"]
 
@@ -367,17 +366,14 @@ class _Loop:
                 steps_at_ready: int, eval_seconds: float | None = None) -> None:
         """Write a finished round's row, then move the standing to it (checkpointed if
         evaluated), then tell the progress hook."""
-        # Columns in the order metrics.csv has always had.
-        ordered = {k: v for k, v in row.items() if k not in ("seconds", "env_steps")}
-        ordered["seconds"], ordered["env_steps"] = row["seconds"], row["env_steps"]
-        self.files.append(ordered)
+        self.files.append(row)  # in metrics.csv's column order, whatever the row's
         # The row is written: this round is what a stop now rolls back to,
         # so that the checkpoint and metrics.csv always agree.
         self.standing = standing
         if eval_seconds is not None:
             self.save(eval_seconds)
         if self.on_round is not None:
-            self.on_round({**ordered, "target": self.plan.target,
+            self.on_round({**row, "target": self.plan.target,
                            "max_rounds": self.plan.max_rounds,
                            "max_seconds": self.plan.max_seconds,
                            "training_seconds": time.monotonic() - ready_at,

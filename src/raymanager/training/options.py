@@ -27,6 +27,7 @@ __all__ = [
     "TrainConfig",
     "check_resumable",
     "check_run_name",
+    "default_agent",
     "default_agent_for",
     "hidden_sizes_of",
     "round_defaults",
@@ -207,13 +208,23 @@ def hidden_sizes_of(policy: str) -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
+def default_agent(continuous_actions: bool) -> str:
+    """The built-in agent for an action space: ``"ars"`` for continuous (Box) actions,
+    else ``"es"``. The one place this choice is made.
+
+    >>> default_agent(True), default_agent(False)
+    ('ars', 'es')
+    """
+    return "ars" if continuous_actions else "es"
+
+
 def default_agent_for(env_config: Mapping[str, Any]) -> str:
-    """``"ars"`` for a continuous (Box) action space, else ``"es"``.
+    """:func:`default_agent` for an environment (built once to learn its action space).
 
     >>> default_agent_for({"env": "CartPole-v1"}), default_agent_for({"env": "Pendulum-v1"})
     ('es', 'ars')
     """
-    return "ars" if env_facts(env_config).continuous_actions else "es"
+    return default_agent(env_facts(env_config).continuous_actions)
 
 
 def round_defaults(env: str, agent: str) -> dict[str, int]:

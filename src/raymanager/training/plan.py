@@ -23,7 +23,12 @@ from typing import Any
 from raymanager.agents.base import validate_agent_config
 from raymanager.config import BatchConfig
 from raymanager.envs import EnvFacts, env_facts
-from raymanager.training.options import ROUND_DEFAULT_KEYS, TrainConfig, round_defaults
+from raymanager.training.options import (
+    ROUND_DEFAULT_KEYS,
+    TrainConfig,
+    default_agent,
+    round_defaults,
+)
 
 __all__ = ["TrainPlan", "plan_run"]
 
@@ -76,7 +81,7 @@ def plan_run(config: TrainConfig) -> TrainPlan:
     """
     config = copy.deepcopy(config)  # the plan never shares a mutable dict with the caller
     facts = env_facts({"env": config.env, "env_kwargs": config.env_kwargs})
-    agent = config.agent or ("ars" if facts.continuous_actions else "es")
+    agent = config.agent or default_agent(facts.continuous_actions)
     values: dict[str, Any] = {"agent": agent}
     defaults = round_defaults(config.env, agent)
     for key in ROUND_DEFAULT_KEYS:

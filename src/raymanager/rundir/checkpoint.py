@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from raymanager.durable import write_atomically
-from raymanager.errors import CheckpointError, RunFileError
+from raymanager.errors import CheckpointError
+from raymanager.rundir.files import RunDirError, cannot_write, write_file
+from raymanager.rundir.layout import CHECKPOINT_DIR, STATE_FILE, WEIGHTS_FILE
 
-__all__ = ["CHECKPOINT_DIR", "Checkpoint", "cannot_write", "load_checkpoint", "save_checkpoint",
-           "write_file"]
-
-CHECKPOINT_DIR = "checkpoint"
+__all__ = ["Checkpoint", "checkpoint_exists", "checkpoint_seconds", "load_checkpoint",
+           "save_checkpoint"]
 
 
 @dataclass
@@ -39,18 +38,26 @@ class Checkpoint:
     episodes: int = 0
 
 
-def cannot_write(error: OSError, path: Path) -> RunFileError:
-    """``error`` as our own, naming the file (a failed write may name none)."""
-    return RunFileError(error.errno, error.strerror or str(error) or type(error).__name__,
-                        os.fspath(error.filename or path))
+def checkpoint_exists(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether a run directory holds a checkpoint (its ``checkpoint/state.json``)."""
+    return (Path(run_dir) / CHECKPOINT_DIR / STATE_FILE).exists()
 
 
-def write_file(target: Path, content: Any, *, binary: bool = True) -> None:
-    """Replace ``target`` durably (see :mod:`raymanager.durable`); RunFileError if it fails."""
+def checkpoint_seconds(run_dir: str | os.PathLike[str]) -> float | None:
+    """The run's clock at its checkpoint (None without one), read from ``state.json``
+    alone: cheap enough for a summary that polls runs still training.
+
+    Raises :class:`RunDirError` naming the file when it is not JSON.
+    """
+    path = Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
     try:
-        write_atomically(target, content, binary=binary)
-    except OSError as error:
-        raise cannot_write(error, target) from error
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
+        raise RunDirError(path, f"not valid JSON ({error})") from None
+    seconds = state.get("seconds") if isinstance(state, dict) else None
+    return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
@@ -74,9 +81,9 @@ def save_checkpoint(directory: str | os.PathLike[str], checkpoint: Checkpoint) -
         "config": checkpoint.config,
         "last_eval": checkpoint.last_eval,
     }
-    write_file(target / "weights.npz",
+    write_file(target / WEIGHTS_FILE,
                 lambda handle: np.savez(handle, **checkpoint.weights))  # type: ignore[arg-type]
-    write_file(target / "state.json", json.dumps(state, indent=2))
+    write_file(target / STATE_FILE, json.dumps(state, indent=2))
     return target
 
 
@@ -90,12 +97,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     42
     """
     directory = Path(path)
-    if (directory / CHECKPOINT_DIR / "state.json").exists():
+    if checkpoint_exists(directory):
         directory = directory / CHECKPOINT_DIR
-    state_file, weights_file = directory / "state.json", directory / "weights.npz"
+    state_file, weights_file = directory / STATE_FILE, directory / WEIGHTS_FILE
     if not state_file.exists() or not weights_file.exists():
         raise FileNotFoundError(
-            f"no checkpoint at {path}: expected state.json and weights.npz in it "
+            f"no checkpoint at {path}: expected {STATE_FILE} and {WEIGHTS_FILE} in it "
             f"or in its {CHECKPOINT_DIR}/ folder"
         )
     try:

@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from raymanager.errors import RunLockedError
+from raymanager.rundir.layout import LOCK_FILE
 
-__all__ = ["LOCK_FILE", "DirectoryLock"]
-
-LOCK_FILE = ".raymanager.lock"
+__all__ = ["DirectoryLock"]
 
 
 class DirectoryLock:
