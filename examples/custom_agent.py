@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from raymanager.envs import env_spaces, make_vector_env, run_episodes
+from raymanager.envs import env_spaces
+from raymanager.episodes import make_vector_env, run_episodes
 
 DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.7,

@@ -19,7 +19,7 @@ from raymanager.agents import (
     validate_agent_config,
 )
 from raymanager.agents.es import ESConfig, centered_ranks, perturbation
-from raymanager.envs import make_vector_env, run_episodes
+from raymanager.episodes import make_vector_env, run_episodes
 
 
 def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:

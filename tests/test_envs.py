@@ -15,10 +15,9 @@ from raymanager.envs import (
     env_settings,
     env_spaces,
     make_env,
-    make_vector_env,
-    run_episodes,
     validate_env_config,
 )
+from raymanager.episodes import make_vector_env, run_episodes
 
 
 def always_left(observations: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ def test_halfcheetah_trains_with_defaults(ray_session: RayManager, tmp_path: Pat
     assert summary.rounds == 2
     with open(tmp_path / "cheetah" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == METRIC_COLUMNS
+    assert tuple(rows[0]) == METRIC_COLUMNS
     for row in rows:
         # The paper's V2-t settings: 32 directions, 64 episodes of 20 steps per round.
         assert (row["train_episodes"], row["train_env_steps"], row["batches"]) == (

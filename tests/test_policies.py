@@ -27,7 +27,7 @@ from raymanager.agents import (
 )
 from raymanager.agents.es import ESConfig
 from raymanager.agents.mlp import MAX_HIDDEN_LAYERS, MAX_LAYER_UNITS, check_hidden_sizes
-from raymanager.envs import make_vector_env, run_episodes
+from raymanager.episodes import make_vector_env, run_episodes
 from raymanager.rounds import message_bytes, run_round
 
 PENDULUM: dict[str, Any] = {"env": "Pendulum-v1", "max_episode_steps": 10}

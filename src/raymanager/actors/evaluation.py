@@ -1,7 +1,7 @@
 """EvaluationActor: runs episodes with given weights, ``chunk_size`` at a time.
 
 The data of an evaluation are episode seeds. Each episode's start depends only
-on its seed (see :func:`raymanager.envs.run_episodes`) and the policy is
+on its seed (see :func:`raymanager.episodes.run_episodes`) and the policy is
 deterministic, so the same seeds and weights give the same returns whatever the
 batching, the chunking or the actor. Results carry every episode's return and
 length, so :func:`merge_evaluations` can summarise, say, 100 episodes split
@@ -26,7 +26,8 @@ from gymnasium.vector import VectorEnv
 
 from raymanager.actors.base import RayActor
 from raymanager.agents.base import Agent, make_agent, validate_agent_config
-from raymanager.envs import VectorEnvCache, run_episodes, validate_env_config
+from raymanager.envs import validate_env_config
+from raymanager.episodes import VectorEnvCache, run_episodes
 
 __all__ = ["EvaluationActor", "merge_evaluations", "summarize_episodes"]
 

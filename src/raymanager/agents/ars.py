@@ -37,22 +37,7 @@ from the training rewards ("-t" is the top-b variant; the shift is part of its
 MuJoCo recipe): ``reward_shift`` (default: the env's healthy reward) is
 subtracted per training step. Evaluation returns are the env's own.
 
-Config keys (all optional; hyperparameters default to the paper's V2-t values
-for the environment, see :data:`ARS_PRESETS`, else the generic row):
-
-=======================  =========================================================
-key                      meaning
-=======================  =========================================================
-``learning_rate``        step size alpha
-``noise_std``            exploration noise nu
-``top_directions``       b: directions kept per round (<= directions per round)
-``reward_shift``         subtracted from every training reward
-``normalize_observations``  V2 (True, default) or V1 (False)
-``hidden_sizes``         widths of tanh hidden layers, input side first, each 1-4096,
-                         at most 8; ``[]`` (default) = the paper's linear policy
-``seed``                 draws an MLP's hidden layers; unused by the linear policy
-                         (M starts at 0, as in the paper)
-=======================  =========================================================
+Config keys: see :mod:`raymanager.agents.ars_config`.
 
     >>> agent = ARS({"env": "Pendulum-v1", "max_episode_steps": 20})
     >>> result = agent.rollout(np.arange(4), chunk_size=4)
@@ -64,20 +49,26 @@ This module knows nothing of Ray (see docs/development.md, "Layers").
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from raymanager.agents.mlp import hidden_sizes_from, layer_shapes, mlp_rows
-from raymanager.envs import ENV_CONFIG_KEYS, VectorEnvCache, env_settings, run_episodes
+from raymanager.agents.ars_config import (
+    ARS_CONFIG_KEYS,
+    ARS_PRESETS,
+    ARSConfig,
+    ars_preset,
+)
+from raymanager.agents.config_keys import EPISODE_SEED_BOUND, as_seeds
+from raymanager.agents.mlp import FlatLayout, layer_shapes, mlp_rows
+from raymanager.agents.moments import MomentCollector, merge_moments
 from raymanager.envs import env_spaces as _env_spaces
+from raymanager.episodes import VectorEnvCache, run_episodes
 
 __all__ = [
     "ARS",
@@ -88,172 +79,11 @@ __all__ = [
     "merge_moments",
 ]
 
-#: Every config key the ARS agent reads.
-ARS_CONFIG_KEYS = (
-    "agent",
-    *ENV_CONFIG_KEYS,
-    "learning_rate",
-    "noise_std",
-    "top_directions",
-    "reward_shift",
-    "normalize_observations",
-    "hidden_sizes",
-    "seed",
-)
-
-#: V2-t hyperparameters of the ARS paper (Table 9) by environment family:
-#: step size, directions per round, top directions, noise, survival bonus removed.
-ARS_PRESETS: Mapping[str, Mapping[str, float]] = {
-    "Swimmer": {"learning_rate": 0.02, "directions": 1, "top_directions": 1,
-                "noise_std": 0.01, "reward_shift": 0.0},
-    "Hopper": {"learning_rate": 0.01, "directions": 8, "top_directions": 4,
-               "noise_std": 0.025, "reward_shift": 1.0},
-    "HalfCheetah": {"learning_rate": 0.02, "directions": 32, "top_directions": 4,
-                    "noise_std": 0.03, "reward_shift": 0.0},
-    "Walker2d": {"learning_rate": 0.025, "directions": 40, "top_directions": 30,
-                 "noise_std": 0.01, "reward_shift": 1.0},
-    "Ant": {"learning_rate": 0.015, "directions": 60, "top_directions": 20,
-            "noise_std": 0.025, "reward_shift": 1.0},
-    "Humanoid": {"learning_rate": 0.02, "directions": 230, "top_directions": 230,
-                 "noise_std": 0.0075, "reward_shift": 5.0},
-}
-
-#: For environments outside the table.
-GENERIC_PRESET: Mapping[str, float] = {
-    "learning_rate": 0.02, "directions": 16, "top_directions": 8,
-    "noise_std": 0.03, "reward_shift": 0.0,
-}
-
-# A direction's two episodes start from a seed drawn after it, below 2**31
-# so that every gymnasium env accepts it.
-_EPISODE_SEED_BOUND = 2**31 - 1
 # A state coordinate with a smaller std is left unscaled (only centred).
 _MIN_STD = 1e-6
 
 
-def ars_preset(env_id: str) -> Mapping[str, float]:
-    """The paper's V2-t hyperparameters for ``env_id`` (any version), else generic ones.
-
-    >>> ars_preset("HalfCheetah-v5")["directions"]
-    32
-    >>> ars_preset("Pendulum-v1") == GENERIC_PRESET
-    True
-    """
-    family = env_id.split(":")[-1].split("-")[0]
-    return ARS_PRESETS.get(family, GENERIC_PRESET)
-
-
-@dataclass(frozen=True)
-class ARSConfig:
-    """The ARS keys of a config mapping, checked, with the environment's preset filled in.
-
-    >>> ARSConfig.from_mapping({"env": "Hopper-v5"}).top_directions
-    4
-    >>> ARSConfig.from_mapping({"top_direction": 3})  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: config key 'top_direction' is not used by the 'ars' agent (did you mean ...?)
-    """
-
-    learning_rate: float
-    noise_std: float
-    top_directions: int
-    reward_shift: float
-    normalize_observations: bool
-    seed: int
-    hidden_sizes: tuple[int, ...] = ()
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> ARSConfig:
-        """Read and check the ARS keys of ``config``; raises ValueError/TypeError naming the key."""
-        for key in config:
-            if key not in ARS_CONFIG_KEYS:
-                close = difflib.get_close_matches(str(key), ARS_CONFIG_KEYS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"config key {key!r} is not used by the 'ars' agent{hint}")
-        preset = ars_preset(env_settings(config).env_id)
-        normalize = config.get("normalize_observations", True)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"config['normalize_observations'] must be a bool, got {normalize!r}")
-        shift = config.get("reward_shift", preset["reward_shift"])
-        if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not math.isfinite(
-            shift
-        ):
-            raise ValueError(f"config['reward_shift'] must be a finite number, got {shift!r}")
-        return cls(
-            learning_rate=_positive(config, "learning_rate", preset["learning_rate"]),
-            noise_std=_positive(config, "noise_std", preset["noise_std"]),
-            top_directions=_int_at_least(config, "top_directions",
-                                         int(preset["top_directions"]), 1),
-            reward_shift=float(shift),
-            normalize_observations=normalize,
-            seed=_int_at_least(config, "seed", 0, 0),
-            hidden_sizes=hidden_sizes_from(config),
-        )
-
-
-def _positive(config: Mapping[str, Any], key: str, default: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"config[{key!r}] must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"config[{key!r}] must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _int_at_least(config: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"config[{key!r}] must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"config[{key!r}] must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def merge_moments(
-    a: tuple[float, np.ndarray, np.ndarray], b: tuple[float, np.ndarray, np.ndarray],
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Merge two (count, mean, M2) summaries (Chan et al.'s parallel Welford step).
-
-    ``M2`` is the sum of squared deviations from the mean, so the variance is
-    ``M2 / count``. Merging in a fixed order gives bit-identical results.
-
-    >>> x = np.arange(10.0)[:, None]
-    >>> left = (5.0, x[:5].mean(0), ((x[:5] - x[:5].mean(0)) ** 2).sum(0))
-    >>> right = (5.0, x[5:].mean(0), ((x[5:] - x[5:].mean(0)) ** 2).sum(0))
-    >>> count, mean, m2 = merge_moments(left, right)
-    >>> count, float(mean[0]), float(m2[0] / count) == float(x.var())
-    (10.0, 4.5, True)
-    """
-    count_a, mean_a, m2_a = a
-    count_b, mean_b, m2_b = b
-    if count_b == 0:
-        return count_a, mean_a, m2_a
-    if count_a == 0:
-        return count_b, mean_b, m2_b
-    count = count_a + count_b
-    delta = mean_b - mean_a
-    mean = mean_a + delta * (count_b / count)
-    m2 = m2_a + m2_b + delta**2 * (count_a * count_b / count)
-    return count, mean, m2
-
-
-class _MomentCollector:
-    """Running (count, mean, M2) of the observations of running episodes."""
-
-    def __init__(self, size: int) -> None:
-        self.moments: tuple[float, np.ndarray, np.ndarray] = (0.0, np.zeros(size), np.zeros(size))
-
-    def __call__(self, observations: np.ndarray, alive: np.ndarray) -> None:
-        rows = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)[alive]
-        if len(rows) == 0:
-            return
-        mean = rows.mean(axis=0)
-        self.moments = merge_moments(
-            self.moments, (float(len(rows)), mean, ((rows - mean) ** 2).sum(axis=0)))
-
-
-class _PolicyLayout:
+class _PolicyLayout(FlatLayout):
     """Where each named policy array sits in the flat vector ``theta`` that directions perturb.
 
     >>> _PolicyLayout(3, 1, ()).shapes
@@ -265,17 +95,16 @@ class _PolicyLayout:
     def __init__(self, obs_size: int, act_size: int, hidden_sizes: tuple[int, ...]) -> None:
         self.hidden_sizes = hidden_sizes
         self.act_size, self.obs_size = act_size, obs_size
-        self.shapes: dict[str, tuple[int, ...]] = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         if not hidden_sizes:
             # The paper's M, named and shaped as before MLPs: old checkpoints load.
-            self.shapes["M"] = (act_size, obs_size)
+            shapes["M"] = (act_size, obs_size)
         else:
             for index, (fan_in, fan_out) in enumerate(
                     layer_shapes(obs_size, hidden_sizes, act_size), start=1):
-                self.shapes[f"W{index}"] = (fan_in, fan_out)
-                self.shapes[f"b{index}"] = (fan_out,)
-        self.sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
-        self.num_params = sum(self.sizes.values())
+                shapes[f"W{index}"] = (fan_in, fan_out)
+                shapes[f"b{index}"] = (fan_out,)
+        super().__init__(shapes)
 
     def initial(self, seed: int) -> np.ndarray:
         """The flat starting parameters: all 0 for the linear policy (the paper's start).
@@ -303,16 +132,6 @@ class _PolicyLayout:
             else:
                 pieces.append(np.zeros(math.prod(shape)))
         return np.concatenate(pieces)
-
-    def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """Views of rows of flat parameters ``(rows, num_params)`` as named arrays."""
-        named: dict[str, np.ndarray] = {}
-        offset = 0
-        for name, shape in self.shapes.items():
-            size = self.sizes[name]
-            named[name] = flat[:, offset : offset + size].reshape((len(flat), *shape))
-            offset += size
-        return named
 
     def outputs(self, flat: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Unclipped actions of parameter row ``i`` (or the only one) for normalised row ``i``.
@@ -426,7 +245,7 @@ class ARS:
         rng = np.random.default_rng(seed)
         # Drawn flat: for the linear policy the same numbers as a draw of M's shape.
         delta = rng.standard_normal(self._policy.num_params)
-        return delta, int(rng.integers(0, _EPISODE_SEED_BOUND))
+        return delta, int(rng.integers(0, EPISODE_SEED_BOUND))
 
     # -- training: workers ------------------------------------------------------------------
 
@@ -439,7 +258,7 @@ class ARS:
         ``fitness_mean``, ``fitness_max``, ``seconds``.
         """
         started = time.perf_counter()
-        seeds = _as_seeds(batch_of_seeds)
+        seeds = as_seeds(batch_of_seeds)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         count = len(seeds)
@@ -448,7 +267,7 @@ class ARS:
         plus = np.empty(count)
         minus = np.empty(count)
         env_steps = 0
-        collector = _MomentCollector(self._obs_size)
+        collector = MomentCollector(self._obs_size)
         for start in range(0, count, chunk_size):
             chunk = seeds[start : start + chunk_size]
             width = len(chunk)
@@ -609,14 +428,3 @@ class ARS:
     def close(self) -> None:
         """Close the environments this agent opened."""
         self._envs.close()
-
-
-def _as_seeds(batch: Any) -> np.ndarray:
-    seeds = np.asarray(batch)
-    if seeds.ndim != 1 or seeds.size == 0:
-        raise ValueError(f"a batch of seeds must be 1-D and non-empty, got shape {seeds.shape}")
-    if not np.issubdtype(seeds.dtype, np.integer):
-        raise TypeError(f"training data must be integer seeds, got dtype {seeds.dtype}")
-    if (seeds < 0).any():
-        raise ValueError(f"seeds must be >= 0, got {int(seeds.min())}")
-    return seeds.astype(np.int64, copy=False)

@@ -36,26 +36,7 @@ linear policy and ``W1``, ``b1``, ..., ``Wn``, ``bn`` (input layer first,
 checkpoints of ``hidden_size`` (one layer: ``W1``, ``b1``, ``W2``, ``b2``) load
 as ``hidden_sizes=[hidden_size]``.
 
-Config keys (all optional):
-
-=====================  ==================  =============================================
-key                    default             meaning
-=====================  ==================  =============================================
-``agent``              ``"es"``            this agent
-``env``                ``"CartPole-v1"``   gymnasium id (see :mod:`raymanager.envs`)
-``env_kwargs``         ``{}``              keyword arguments of the environment
-``max_episode_steps``  ``None``            episode time limit; None = the env's own
-``learning_rate``      ``0.3``             Adam step size
-``noise_std``          ``0.1``             standard deviation of the perturbations
-``seed``               ``0``               seeds the initial weights: every agent
-                                           built from one config starts identical
-``hidden_sizes``       ``[]``              widths of the tanh hidden layers, input side
-                                           first, each 1-4096, at most 8; [] = linear
-``hidden_size``        ``0``               the older form of one layer: n is
-                                           ``hidden_sizes=[n]``, 0 is ``[]``; giving
-                                           both keys, they must agree
-``l2``                 ``0.1``             L2 weight decay added to the gradient
-=====================  ==================  =============================================
+Config keys: see :mod:`raymanager.agents.es_config`.
 
 Why these defaults: an argmax policy does not change when its weights are
 scaled up, but the perturbations then matter less and less, and plain Adam
@@ -77,12 +58,10 @@ This module knows nothing of Ray (see docs/development.md, "Layers").
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
@@ -90,10 +69,12 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
-from raymanager.agents.mlp import check_hidden_sizes, layer_shapes, mlp_rows
-from raymanager.envs import ENV_CONFIG_KEYS, VectorEnvCache, run_episodes
+from raymanager.agents.config_keys import EPISODE_SEED_BOUND, as_seeds
+from raymanager.agents.es_config import ES_CONFIG_KEYS, ESConfig
+from raymanager.agents.mlp import FlatLayout, layer_shapes, mlp_rows
 from raymanager.envs import env_spaces as _env_spaces
 from raymanager.envs import validate_env_config as _validate_env_config
+from raymanager.episodes import VectorEnvCache, run_episodes
 
 __all__ = [
     "ES_CONFIG_KEYS",
@@ -105,25 +86,10 @@ __all__ = [
     "perturbation",
 ]
 
-#: Every config key the ES agent reads; any other key is rejected as a likely typo.
-ES_CONFIG_KEYS = (
-    "agent",
-    *ENV_CONFIG_KEYS,
-    "hidden_size",
-    "hidden_sizes",
-    "l2",
-    "learning_rate",
-    "noise_std",
-    "seed",
-)
-
 # Adam's usual constants; not worth a config key each.
 _ADAM_BETA1 = 0.9
 _ADAM_BETA2 = 0.999
 _ADAM_EPSILON = 1e-8
-
-# Episode seeds are drawn below 2**31 so that every gymnasium env accepts them.
-_EPISODE_SEED_BOUND = 2**31 - 1
 
 # Initial weights are N(0, 1) * _INIT_SCALE / sqrt(fan_in): small next to the
 # perturbations, so early rounds search around the origin instead of polishing
@@ -135,102 +101,6 @@ _INIT_SCALE = 0.2
 #: defaults (tuned with benchmarks/es_single_process.py; see its docstring).
 TUNED_SEEDS_PER_ROUND = 128
 TUNED_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class ESConfig:
-    """The ES hyperparameters of a config mapping, checked (see the module docstring).
-
-    ``hidden_sizes`` is the policy's layout; ``hidden_size`` is the older key as
-    given (0 when absent), kept so that configs and code that read it still work.
-
-    >>> ESConfig.from_mapping({"learning_rate": 0.001}).noise_std
-    0.1
-    >>> ESConfig.from_mapping({"hidden_size": 8}).hidden_sizes
-    (8,)
-    >>> ESConfig.from_mapping({"learnig_rate": 0.001})  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: config key 'learnig_rate' is not used by the 'es' agent (did you mean ...?)
-    """
-
-    learning_rate: float = 0.3
-    noise_std: float = 0.1
-    seed: int = 0
-    hidden_size: int = 0
-    l2: float = 0.1
-    hidden_sizes: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        sizes = check_hidden_sizes(self.hidden_sizes)
-        if self.hidden_size and sizes and sizes != (self.hidden_size,):
-            raise ValueError(_disagree(self.hidden_size, sizes))
-        if self.hidden_size and not sizes:
-            # hidden_size is not bounded as hidden_sizes is: it keeps accepting
-            # what it accepted before hidden_sizes existed.
-            sizes = (self.hidden_size,)
-        # Frozen: set through object.__setattr__, once, while being built.
-        object.__setattr__(self, "hidden_sizes", sizes)
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> ESConfig:
-        """Read and check the ES keys of ``config``; raises ValueError/TypeError naming the key."""
-        for key in config:
-            if key not in ES_CONFIG_KEYS:
-                close = difflib.get_close_matches(str(key), ES_CONFIG_KEYS, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"config key {key!r} is not used by the 'es' agent{hint}")
-        defaults = cls()
-        learning_rate = _positive_number(config, "learning_rate", defaults.learning_rate)
-        noise_std = _positive_number(config, "noise_std", defaults.noise_std)
-        l2 = config.get("l2", defaults.l2)
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)):
-            raise TypeError(f"config['l2'] must be a number, got {l2!r}")
-        if not math.isfinite(l2) or l2 < 0:
-            raise ValueError(f"config['l2'] must be a finite number >= 0, got {l2!r}")
-        seed = _int_at_least(config, "seed", defaults.seed, minimum=0)
-        hidden_size = _int_at_least(config, "hidden_size", defaults.hidden_size, minimum=0)
-        hidden_sizes = check_hidden_sizes(config.get("hidden_sizes", ()), "hidden_sizes")
-        # Both keys given: hidden_size 0 says "linear" too, so it must match [] here
-        # (__post_init__ alone cannot tell an explicit 0 from the default).
-        if "hidden_size" in config and "hidden_sizes" in config and hidden_sizes != (
-            (hidden_size,) if hidden_size else ()
-        ):
-            raise ValueError(_disagree(hidden_size, hidden_sizes))
-        return cls(
-            learning_rate=learning_rate,
-            noise_std=noise_std,
-            seed=seed,
-            hidden_size=hidden_size,
-            l2=float(l2),
-            hidden_sizes=hidden_sizes,
-        )
-
-
-def _disagree(hidden_size: int, hidden_sizes: tuple[int, ...]) -> str:
-    return (
-        f"config['hidden_size'] = {hidden_size} and config['hidden_sizes'] = "
-        f"{list(hidden_sizes)} disagree: give only 'hidden_sizes' (hidden_size n means "
-        f"hidden_sizes [n], 0 means [])"
-    )
-
-
-def _positive_number(config: Mapping[str, Any], key: str, default: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"config[{key!r}] must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"config[{key!r}] must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _int_at_least(config: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"config[{key!r}] must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"config[{key!r}] must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def centered_ranks(values: np.ndarray) -> np.ndarray:
@@ -268,11 +138,11 @@ def perturbation(seed: int, num_params: int) -> tuple[np.ndarray, int]:
     """
     rng = np.random.default_rng(seed)
     eps = rng.standard_normal(num_params)
-    episode_seed = int(rng.integers(0, _EPISODE_SEED_BOUND))
+    episode_seed = int(rng.integers(0, EPISODE_SEED_BOUND))
     return eps, episode_seed
 
 
-class _PolicyShape:
+class _PolicyShape(FlatLayout):
     """Layout of the policy's parameters inside the flat vector ES perturbs."""
 
     def __init__(
@@ -299,15 +169,14 @@ class _PolicyShape:
                 f"{action_space}"
             )
         layers = layer_shapes(inputs, hidden_sizes, outputs)
-        self.shapes: dict[str, tuple[int, ...]] = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         for index, (fan_in, fan_out) in enumerate(layers, start=1):
             # "W", "b" for the linear policy, as before there were hidden layers:
             # old checkpoints keep loading.
             suffix = "" if len(layers) == 1 else str(index)
-            self.shapes[f"W{suffix}"] = (fan_in, fan_out)
-            self.shapes[f"b{suffix}"] = (fan_out,)
-        self.sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
-        self.num_params = sum(self.sizes.values())
+            shapes[f"W{suffix}"] = (fan_in, fan_out)
+            shapes[f"b{suffix}"] = (fan_out,)
+        super().__init__(shapes)
 
     def initial(self, seed: int) -> np.ndarray:
         """Flat initial parameters: scaled normal weights, zero biases."""
@@ -321,17 +190,6 @@ class _PolicyShape:
             else:
                 pieces.append(np.zeros(math.prod(shape)))
         return np.concatenate(pieces)
-
-    def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """Views of rows of flat parameters ``(population, num_params)`` as named arrays."""
-        population = flat.shape[0]
-        named: dict[str, np.ndarray] = {}
-        offset = 0
-        for name, shape in self.shapes.items():
-            size = self.sizes[name]
-            named[name] = flat[:, offset : offset + size].reshape((population, *shape))
-            offset += size
-        return named
 
     def actions(self, flat: np.ndarray, observations: np.ndarray) -> np.ndarray:
         """Actions of policy row ``i`` of ``flat`` (or of its only row) for observation ``i``.
@@ -420,7 +278,7 @@ class EvolutionStrategies:
         rebuilds the step from the seeds.
         """
         started = time.perf_counter()
-        seeds = _as_seeds(batch_of_seeds)
+        seeds = as_seeds(batch_of_seeds)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         count = len(seeds)
@@ -585,17 +443,3 @@ class EvolutionStrategies:
         update: np.ndarray = -self.settings.learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPSILON)
         self._theta = self._theta + update
         return update
-
-
-def _as_seeds(batch: Any) -> np.ndarray:
-    """A batch of seeds as an int64 array; rejects anything that is not non-negative ints."""
-    seeds = np.asarray(batch)
-    if seeds.ndim != 1:
-        raise ValueError(f"a batch of seeds must be 1-D, got shape {seeds.shape}")
-    if seeds.size == 0:
-        raise ValueError("a batch of seeds is empty; nothing to train on")
-    if not np.issubdtype(seeds.dtype, np.integer):
-        raise TypeError(f"training data must be integer seeds, got dtype {seeds.dtype}")
-    if (seeds < 0).any():
-        raise ValueError(f"seeds must be >= 0, got {int(seeds.min())}")
-    return seeds.astype(np.int64, copy=False)

@@ -17,6 +17,7 @@ This module knows nothing of Ray (see docs/development.md, "Layers").
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 __all__ = [
     "MAX_HIDDEN_LAYERS",
     "MAX_LAYER_UNITS",
+    "FlatLayout",
     "check_hidden_sizes",
     "hidden_sizes_from",
     "layer_shapes",
@@ -117,3 +119,28 @@ def mlp_rows(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> 
         if index < len(layers) - 1:
             x = np.tanh(x)
     return x
+
+
+class FlatLayout:
+    """Named arrays laid one after another in a flat parameter vector (what ES and ARS
+    perturb), in the order of ``shapes``.
+
+    >>> layout = FlatLayout({"W": (2, 3), "b": (3,)})
+    >>> layout.num_params, layout.unflatten(np.arange(18.0).reshape(2, 9))["b"][1].tolist()
+    (9, [15.0, 16.0, 17.0])
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.shapes = shapes
+        self.sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+        self.num_params = sum(self.sizes.values())
+
+    def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Views of rows of flat parameters ``(rows, num_params)`` as named arrays."""
+        named: dict[str, np.ndarray] = {}
+        offset = 0
+        for name, shape in self.shapes.items():
+            size = self.sizes[name]
+            named[name] = flat[:, offset : offset + size].reshape((len(flat), *shape))
+            offset += size
+        return named

@@ -1,0 +1,55 @@
+"""Running statistics of observations (count, mean and sum of squared deviations),
+merged in a fixed order so that results are bit-identical however the work was split:
+the ``ars`` agent's observation filter.
+
+This module knows nothing of Ray (see docs/development.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["MomentCollector", "merge_moments"]
+
+
+def merge_moments(
+    a: tuple[float, np.ndarray, np.ndarray], b: tuple[float, np.ndarray, np.ndarray],
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Merge two (count, mean, M2) summaries (Chan et al.'s parallel Welford step).
+
+    ``M2`` is the sum of squared deviations from the mean, so the variance is
+    ``M2 / count``. Merging in a fixed order gives bit-identical results.
+
+    >>> x = np.arange(10.0)[:, None]
+    >>> left = (5.0, x[:5].mean(0), ((x[:5] - x[:5].mean(0)) ** 2).sum(0))
+    >>> right = (5.0, x[5:].mean(0), ((x[5:] - x[5:].mean(0)) ** 2).sum(0))
+    >>> count, mean, m2 = merge_moments(left, right)
+    >>> count, float(mean[0]), float(m2[0] / count) == float(x.var())
+    (10.0, 4.5, True)
+    """
+    count_a, mean_a, m2_a = a
+    count_b, mean_b, m2_b = b
+    if count_b == 0:
+        return count_a, mean_a, m2_a
+    if count_a == 0:
+        return count_b, mean_b, m2_b
+    count = count_a + count_b
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (count_b / count)
+    m2 = m2_a + m2_b + delta**2 * (count_a * count_b / count)
+    return count, mean, m2
+
+
+class MomentCollector:
+    """Running (count, mean, M2) of the observations of running episodes."""
+
+    def __init__(self, size: int) -> None:
+        self.moments: tuple[float, np.ndarray, np.ndarray] = (0.0, np.zeros(size), np.zeros(size))
+
+    def __call__(self, observations: np.ndarray, alive: np.ndarray) -> None:
+        rows = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)[alive]
+        if len(rows) == 0:
+            return
+        mean = rows.mean(axis=0)
+        self.moments = merge_moments(
+            self.moments, (float(len(rows)), mean, ((rows - mean) ** 2).sum(axis=0)))
