@@ -46,7 +46,8 @@ __all__ = [
 
 
 class RunDirError(ValueError):
-    """A file of a run or sweep directory is there but cannot be read; ``path`` names it.
+    """A file of a run or sweep directory is there but cannot be read; ``path`` names it,
+    ``reason`` says what is wrong with it.
 
     >>> str(RunDirError("runs/a/metrics.csv", "line 3: not a number"))
     'runs/a/metrics.csv: line 3: not a number'
@@ -55,6 +56,7 @@ class RunDirError(ValueError):
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
         super().__init__(f"{os.fspath(path)}: {reason}")
         self.path = Path(path)
+        self.reason = reason
 
 
 def cannot_write(error: OSError, path: Path) -> RunFileError:

@@ -120,7 +120,7 @@ def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
         raise FileNotFoundError(
             f"{sweep_dir} is not a sweep directory: it has no {SPEC_FILE}") from None
     except RunDirError as error:
-        raise ValueError(f"{path} is corrupt: {str(error).split(': ', 1)[1]}") from None
+        raise ValueError(f"{path} is corrupt: {error.reason}") from None
     assert values is not None  # missing_ok is off: a missing file raised above
     return SweepSpec.from_mapping(values)
 

@@ -59,7 +59,7 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
         raise FileNotFoundError(
             f"{run_dir} is not a run directory: it has no {CONFIG_FILE}") from None
     except RunDirError as error:
-        raise ValueError(f"{path} is corrupt: {str(error).split(': ', 1)[1]}") from None
+        raise ValueError(f"{path} is corrupt: {error.reason}") from None
     assert values is not None  # missing_ok is off: a missing file raised above
     return TrainConfig.from_mapping(values)
 
@@ -136,7 +136,7 @@ class RunFiles:
         try:
             dropped = keep_rounds_up_to(self.metrics_path, last_round)
         except RunDirError as error:
-            raise ValueError(f"{self.metrics_path} is {str(error).split(': ', 1)[1]}") from None
+            raise ValueError(f"{self.metrics_path} is {error.reason}") from None
         if dropped:
             logger.warning("%s: dropped %d row(s) after round %d, the checkpoint's round",
                            self.metrics_path, dropped, last_round)
