@@ -37,6 +37,7 @@ __all__ = [
     "complete_lines",
     "keep_rounds_up_to",
     "metrics_line",
+    "read_directory_file",
     "read_mapping",
     "tensorboard_scalars",
     "write_file",
@@ -93,6 +94,24 @@ def read_mapping(path: Path, *, missing_ok: bool = False) -> dict[str, Any] | No
         raise RunDirError(path, f"not valid YAML ({error})") from None
     if not isinstance(values, dict):
         raise RunDirError(path, "expected a mapping of options")
+    return values
+
+
+def read_directory_file(directory: str | os.PathLike[str], name: str,
+                        what: str) -> dict[str, Any]:
+    """The mapping of ``directory``'s own YAML file ``name`` (``config.yaml`` of a run,
+    ``sweep.yaml`` of a sweep), with errors that say what is wrong in a user's words:
+    FileNotFoundError "DIR is not a WHAT directory", ValueError "FILE is corrupt: ...".
+    """
+    path = Path(directory) / name
+    try:
+        values = read_mapping(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{os.fspath(directory)} is not a {what} directory: it has no {name}") from None
+    except RunDirError as error:
+        raise ValueError(f"{path} is corrupt: {error.reason}") from None
+    assert values is not None  # missing_ok is off: a missing file raised above
     return values
 
 

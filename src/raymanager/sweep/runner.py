@@ -35,10 +35,9 @@ from raymanager.rundir import (
     RUNS_DIR,
     SPEC_FILE,
     DirectoryLock,
-    RunDirError,
     checkpoint_exists,
     claim_sweep_dir,
-    read_mapping,
+    read_directory_file,
     resume_command,
     write_mapping,
 )
@@ -113,15 +112,7 @@ def claim_new_sweep_dir(spec: SweepSpec) -> DirectoryLock:
 
 def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
     """The spec a sweep directory was started with (its ``sweep.yaml``)."""
-    path = Path(sweep_dir) / SPEC_FILE
-    try:
-        values = read_mapping(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{sweep_dir} is not a sweep directory: it has no {SPEC_FILE}") from None
-    except RunDirError as error:
-        raise ValueError(f"{path} is corrupt: {error.reason}") from None
-    assert values is not None  # missing_ok is off: a missing file raised above
+    values = read_directory_file(sweep_dir, SPEC_FILE, "sweep")
     return SweepSpec.from_mapping(values)
 
 

@@ -24,17 +24,7 @@ with no rows yet is ``"pending"``.
     >>> summary = summarize("sweeps/lr", varying=("learning_rate",))   # doctest: +SKIP
     >>> write_summary(summary)                                          # doctest: +SKIP
 
-A run's ``state`` is one of :data:`STATES`:
-
-- ``"pending"``: no metrics row yet (or not even a ``config.yaml``);
-- ``"unfinished"``: rows, but neither the target nor the budget reached: the
-  run is still going, or was stopped early (Ctrl-C, a crash); its files
-  alone cannot tell which;
-- ``"reached"``: an evaluation reached the target (training stops there);
-- ``"budget"``: it ran its ``max_rounds``, or its ``max_seconds`` (known from
-  ``checkpoint/state.json``, saved when the run stopped: the last metrics row
-  is written a moment before the time check that ends the run);
-- ``"corrupt"``: a file could not be read (see :class:`RunDirError`).
+A run's ``state`` is one of :data:`STATES` (see :mod:`raymanager.sweep.records`).
 
 Errors: :func:`read_run` raises :class:`RunDirError` (a ``ValueError``) that
 names the file when a file is there but unreadable: a YAML error, a header

@@ -31,7 +31,7 @@ from raymanager.rundir import (
     append_metrics_row,
     claim_run_dir,
     keep_rounds_up_to,
-    read_mapping,
+    read_directory_file,
     save_checkpoint,
     tensorboard_scalars,
     write_mapping,
@@ -52,15 +52,7 @@ logger = logging.getLogger("raymanager")
 
 def read_run_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
     """The options a run directory was trained with (its ``config.yaml``)."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        values = read_mapping(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{run_dir} is not a run directory: it has no {CONFIG_FILE}") from None
-    except RunDirError as error:
-        raise ValueError(f"{path} is corrupt: {error.reason}") from None
-    assert values is not None  # missing_ok is off: a missing file raised above
+    values = read_directory_file(run_dir, CONFIG_FILE, "run")
     return TrainConfig.from_mapping(values)
 
 
