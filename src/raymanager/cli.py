@@ -94,6 +94,8 @@ def _report(summary: TrainSummary) -> None:
               f"metrics:        {run_dir / METRICS_FILE}\n"
               f"TensorBoard:    tensorboard --logdir {run_dir / TENSORBOARD_DIR}"
               f"  (pip install tensorboard)", highlight=False, soft_wrap=True)
+    for line in summary.tracking:  # --tracker: where each tracker keeps the run
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,17 +38,21 @@ from raymanager.config import RayConfig
 from raymanager.manager import RayManager
 from raymanager.pool import ActorPool
 from raymanager.rounds import run_round
+from raymanager.tracking import Trackers, check_trackers
 from raymanager.training.checkpoint import Checkpoint, load_checkpoint
 from raymanager.training.evaluation import evaluate_weights, slim
 from raymanager.training.options import TrainConfig, check_resumable
 from raymanager.training.plan import TrainPlan, plan_run
 from raymanager.training.run_files import (
     CURVE_FILE,
+    METRIC_COLUMNS,
     RunFiles,
     new_run_dir,
     read_run_config,
     remove_run_files,
+    tensorboard_scalars,
 )
+from raymanager.training.tracked import finish_trackers, start_trackers
 
 __all__ = ["ProgressHook", "TrainSummary", "train"]
 
@@ -75,6 +79,8 @@ class TrainSummary:
     incomplete: tuple[str, ...] = ()
     #: The Ray nodes its training actors started on (empty when no round ran).
     nodes: tuple[str, ...] = ()
+    #: Where its experiment trackers keep it: lines to print (``--tracker``).
+    tracking: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ def train(
     overwrite: bool = False,
     manager: RayManager | None = None,
     stop: threading.Event | None = None,
+    tracking_parents: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TrainSummary:
     """Train until the target return, the round budget or the time budget.
 
@@ -108,6 +115,10 @@ def train(
     :func:`~raymanager.training.resume_config`). Ctrl-C, or ``stop`` being set,
     saves a checkpoint of the last complete round and returns with
     ``interrupted=True``.
+
+    ``config.trackers`` also log the run to MLflow / W&B (see
+    :mod:`raymanager.tracking`); ``tracking_parents`` (a sweep's) make each
+    tracker run a child of the sweep's. A resumed run continues its tracker runs.
 
     Without ``manager`` the run starts its own Ray (a private local one, or
     the cluster at ``config.address``) and shuts it down at the end; with one
@@ -131,6 +142,7 @@ def train(
     elif config is None:
         raise TypeError("train() needs a TrainConfig, or resume= a run directory")
     plan = config if isinstance(config, TrainPlan) else plan_run(config)
+    check_trackers(plan.config.trackers)  # a missing extra fails before any file or Ray
     if resume is None:
         run_dir = new_run_dir(plan.config, overwrite=overwrite)
     try:
@@ -162,13 +174,24 @@ def train(
         if resume is None:  # a run that never started leaves no directory behind
             remove_run_files(run_dir)
         raise
+    # Opened once Ray is up (a run that never started has no tracker run), in
+    # the background: a tracker server that is slow to answer costs no round.
+    loop.trackers = start_trackers(plan, run_dir, resumed=checkpoint is not None,
+                                   parents=tracking_parents)
     try:
         interrupted = loop.run(manager, owned)
+    except BaseException as error:
+        finish_trackers(loop.trackers, run_dir, "KILLED" if isinstance(
+            error, KeyboardInterrupt) else "FAILED", drawn=False)
+        raise
     finally:
         files.close()
         if owned:
             manager.shutdown()
-    return loop.summary(run_dir, interrupted)
+    summary = loop.summary(run_dir, interrupted)
+    lines = finish_trackers(loop.trackers, run_dir, "KILLED" if interrupted else "FINISHED",
+                            drawn=not summary.incomplete)
+    return dataclasses.replace(summary, tracking=tuple(lines))
 
 
 @dataclass
@@ -190,6 +213,7 @@ class _Loop:
         self.seconds_before, self.start = seconds_before, start
         self.on_round, self.stop = on_round, stop
         self.nodes: tuple[str, ...] = ()
+        self.trackers: Trackers | None = None
 
     def elapsed(self) -> float:
         return self.seconds_before + time.monotonic() - self.start
@@ -345,6 +369,9 @@ class _Loop:
         ordered = {k: v for k, v in row.items() if k not in ("seconds", "env_steps")}
         ordered["seconds"], ordered["env_steps"] = row["seconds"], row["env_steps"]
         self.files.append(ordered)
+        if self.trackers is not None:  # queued: the tracker's own thread sends it
+            self.trackers.log_metrics(tensorboard_scalars(
+                {column: ordered.get(column) for column in METRIC_COLUMNS}), int(row["round"]))
         # The row is written: this round is what a stop now rolls back to,
         # so that the checkpoint and metrics.csv always agree.
         self.standing = standing
