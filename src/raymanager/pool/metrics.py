@@ -3,18 +3,14 @@
 What ``pool.stats()`` counts, exported where Ray's dashboards and Prometheus
 already look, labelled by ``pool`` (its id) and ``actor_class``:
 
-==========================================  =======  ======================================
-series (Prometheus name)                    kind     what
-==========================================  =======  ======================================
-``ray_raymanager_pool_batches_done_total``  counter  batches finished
-``ray_raymanager_pool_rows_done_total``     counter  rows of finished batches (runs only)
-``ray_raymanager_pool_batches_retried_total`` counter tries charged to batches after a loss
-``ray_raymanager_pool_actor_restarts_total`` counter actors replaced, by ``reason``
-``ray_raymanager_pool_calls_in_flight``     gauge    calls sent and not yet back
-``ray_raymanager_pool_batches_queued``      gauge    batches waiting for an actor
-``ray_raymanager_pool_actors_busy``         gauge    actors running a call
-``ray_raymanager_pool_actors``              gauge    actors of the pool
-==========================================  =======  ======================================
+- ``ray_raymanager_pool_batches_done_total`` (counter): batches finished;
+- ``ray_raymanager_pool_rows_done_total`` (counter): rows of the batches that runs
+  finished (``process_in_parallel``, ``imap``; a ``submit`` has no rows);
+- ``ray_raymanager_pool_batches_retried_total`` (counter): tries charged to batches;
+- ``ray_raymanager_pool_actor_restarts_total`` (counter): actors replaced, by ``reason``;
+- ``ray_raymanager_pool_calls_in_flight``, ``..._batches_queued``, ``..._actors_busy``,
+  ``..._actors`` (gauges): calls not yet back, batches waiting for an actor, actors
+  running a call, actors of the pool.
 
 ``reason`` is ``died``, ``out_of_memory``, ``timed_out``, ``stopped``,
 ``preempted`` or ``recycled``. Nothing is recorded per batch: a thread of the
