@@ -1,13 +1,14 @@
 """Pool metrics on vs off, in turns in one run: does publishing cost W2 anything per batch?
 
-    python benchmarks/pool_metrics_ab.py --turns 6
+    python benchmarks/pool_metrics_ab.py --turns 16
 
 One private Ray (2 CPUs). Each turn creates a pool of 2 actors with Ray
 metrics publishing on (``RAYMANAGER_POOL_METRICS=1``, the default) and one
-with it off, in alternating order, and times W2 on each: 5,000 batches of 128
-rows of trivial work, the driver's cost per batch in µs (after a warm-up of 500
-batches). The ratio on/off is taken per turn, so the machine's drift falls on
-both sides alike; the median ratio and the figures per turn are printed and
+with it off, in alternating order, and times W2 on each: 40,000 batches
+(``--batches``) of 128 rows of trivial work, the driver's cost per batch in µs
+(after a warm-up of 500 batches; untimed turns for ``--warmup-s`` first). The
+ratio on/off is taken per turn, so the machine's drift falls on both sides
+alike; the median ratio and the figures per turn are printed and
 written as JSON (``--out``).
 """
 
@@ -51,11 +52,20 @@ def w2_us_per_batch(manager: RayManager, metrics_on: bool, batches: int) -> floa
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--batches", type=int, default=5000)
+    parser.add_argument("--batches", type=int, default=40000)
+    parser.add_argument("--warmup-s", type=float, default=20.0)
     parser.add_argument("--out", default=str(HERE / "results" / "pool_metrics_ab.json"))
     args = parser.parse_args()
     turns: list[dict[str, Any]] = []
     with RayManager(RayConfig(num_cpus=2)) as manager:
+        # Untimed turns for --warmup-s: a fresh Ray's own agents take CPU for their
+        # first seconds, and the first long W2 run of a process is slower whichever
+        # pool runs it (seen 2-4x; the metrics agent's and the driver's CPU time over
+        # such a run are the same with publishing on and off).
+        began = time.monotonic()
+        while time.monotonic() - began < args.warmup_s:
+            for metrics_on in (True, False):
+                w2_us_per_batch(manager, metrics_on, args.batches)
         for turn in range(args.turns):
             order = (True, False) if turn % 2 == 0 else (False, True)
             row: dict[str, Any] = {}
