@@ -285,7 +285,7 @@ def test_trackers_skip_logged_rounds_on_resume_and_keep_plain_json(
     assert log == [("open", None), ("params", {"seed": 1}), ("metrics", 1), ("metrics", 2),
                    ("metrics", 3), ("artifact", "curve.png"), ("finish", "FINISHED")]
     assert json.loads((tmp_path / "trackers.json").read_text()) == {
-        "mlflow": {"run_id": "abc", "logged_through": 3}}
+        "mlflow": {"run_id": "abc", "logged_through": 3, "status": "FINISHED"}}
 
     log.clear()
     resumed = Trackers.start(["mlflow"], spec, resumed=True)
@@ -293,7 +293,8 @@ def test_trackers_skip_logged_rounds_on_resume_and_keep_plain_json(
         resumed.log_metrics({"train/loss": 0.5}, step)
     resumed.finish("KILLED")
     # Reopened from trackers.json, no params again, round 3 not twice.
-    assert log == [("open", {"run_id": "abc", "logged_through": 3}), ("metrics", 4),
+    assert log == [("open", {"run_id": "abc", "logged_through": 3, "status": "FINISHED"}),
+                   ("metrics", 4),
                    ("finish", "KILLED")]
 
 
@@ -324,3 +325,43 @@ def test_tracker_flags_repeat_and_are_never_a_sweep_grid(monkeypatch: pytest.Mon
     monkeypatch.setattr(trackers_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install 'raymanager\[wandb\]'"):
         check_trackers(["wandb"])
+
+
+def test_a_tracker_added_on_resume_gets_the_earlier_rounds_and_a_later_video(
+    ray_session: RayManager, tmp_path: Path,
+) -> None:
+    pytest.importorskip("pygame")
+    from raymanager.video import record_video
+
+    train(TrainConfig(**TINY, max_rounds=2, output_dir=str(tmp_path), run_name="v"))
+    run_dir = tmp_path / "v"
+    assert not (run_dir / "trackers.json").exists()
+    train(resume_config(run_dir, {"max_rounds": 3, "trackers": ["mlflow"]}), resume=run_dir)
+    state = json.loads((run_dir / "trackers.json").read_text())["mlflow"]
+    store = client(tmp_path / "mlflow.db")
+    logged = history(store, state["run_id"], "train/fitness_mean")
+    assert [step for step, _ in logged] == [1, 2, 3]  # 1 and 2 from metrics.csv
+    assert [value for _, value in logged] == pytest.approx(
+        [float(r["fitness_mean"]) for r in rows(run_dir)], rel=1e-5)
+
+    video = record_video(run_dir, tmp_path / "policy.gif")
+    assert any("MLflow" in line for line in video.tracking)
+    assert "videos/policy.gif" in artifact_paths(store, state["run_id"])
+    assert store.get_run(state["run_id"]).info.status == "FINISHED"
+    assert len(store.search_runs([store.get_run(state["run_id"]).info.experiment_id])) == 1
+
+
+def test_a_tracker_new_to_a_resumed_run_is_backfilled_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = _recording(monkeypatch)
+    spec = RunSpec("r", tmp_path, tmp_path, {"seed": 1})
+    earlier = [(1, {"train/loss": 1.0}), (2, {"train/loss": 0.5})]
+    trackers = Trackers.start(["mlflow"], spec, resumed=True, backfill=earlier)
+    trackers.log_metrics({"train/loss": 0.25}, 2)  # already backfilled: not twice
+    trackers.log_metrics({"train/loss": 0.25}, 3)
+    trackers.finish("FINISHED")
+    assert [entry for entry in log if entry[0] in ("open", "metrics")] == [
+        ("open", None), ("metrics", 1), ("metrics", 2), ("metrics", 3)]
+    assert json.loads((tmp_path / "trackers.json").read_text())["mlflow"] == {
+        "run_id": "abc", "logged_through": 3, "status": "FINISHED"}

@@ -151,6 +151,8 @@ def _record_video(args: argparse.Namespace) -> int:
     Console().print(f"video: {result.path} ({result.frames} frames, "
                     f"{len(result.returns)} episode(s), returns {returns})",
                     highlight=False, soft_wrap=True)
+    for line in result.tracking:  # a run trained with --tracker: the video is there too
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
     return 0
 
 

@@ -47,6 +47,9 @@ class VideoResult:
     frames: int
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    #: Where the run's experiment trackers keep the video too (a run trained with
+    #: ``--tracker``): lines to print.
+    tracking: list[str] = field(default_factory=list)
 
 
 def _prepare_headless(env_id: str) -> None:
@@ -182,4 +185,10 @@ def record_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(frames, path, fps)
     result.frames = len(frames)
+    # A run trained with --tracker: the video joins its tracker runs.
+    from raymanager.tracking.trackers import STATE_FILE, attach
+
+    folder = Path(run_dir)
+    folder = folder if (folder / STATE_FILE).exists() else folder.parent
+    result.tracking = attach(folder, path)
     return result

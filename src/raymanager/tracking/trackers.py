@@ -33,7 +33,7 @@ from typing import Any
 from raymanager.durable import write_atomically
 from raymanager.tracking.base import RunSpec, Tracker
 
-__all__ = ["BACKENDS", "STATE_FILE", "Trackers", "check_trackers", "read_state", "warn",
+__all__ = ["BACKENDS", "STATE_FILE", "Trackers", "attach", "check_trackers", "read_state", "warn",
            "write_state"]
 
 logger = logging.getLogger("raymanager")
@@ -114,22 +114,26 @@ class Trackers:
 
     @classmethod
     def start(cls, names: Sequence[str], spec: RunSpec, *, resumed: bool = False,
-              parents: Mapping[str, Mapping[str, Any]] | None = None) -> Trackers:
+              parents: Mapping[str, Mapping[str, Any]] | None = None,
+              backfill: Sequence[tuple[int, Mapping[str, float]]] = ()) -> Trackers:
         """Open tracker runs ``names`` for the run ``spec`` describes (in the background).
 
         With ``resumed``, each tracker reopens the run ``trackers.json`` names
         and skips the rounds it already has; params are logged for a new run only
-        (they are the run's own options, which a resume does not change).
+        (they are the run's own options, which a resume does not change). A
+        tracker new to a resumed run first gets ``backfill``, the (step, metrics)
+        of the rounds before (from ``metrics.csv``).
         """
         trackers = cls()
         trackers._folder = spec.run_dir
         saved = read_state(spec.run_dir) if resumed else {}
         for name in dict.fromkeys(names):
             trackers._put(functools.partial(trackers._open, name, dataclasses.replace(
-                spec, saved=saved.get(name), parent=(parents or {}).get(name))))
+                spec, saved=saved.get(name), parent=(parents or {}).get(name)), backfill))
         return trackers
 
-    def _open(self, name: str, spec: RunSpec) -> None:
+    def _open(self, name: str, spec: RunSpec,
+              backfill: Sequence[tuple[int, Mapping[str, float]]] = ()) -> None:
         try:
             tracker: Tracker = backend(name).open_run(spec)
         except Exception as error:
@@ -141,6 +145,12 @@ class Trackers:
         self._save()
         if spec.saved is None:
             self._each("log the params", lambda t: t.log_params(spec.params), only=name)
+            for step, metrics in backfill:  # added on resume: the rounds it missed
+                if not self._guard(name, "log metrics",
+                                   functools.partial(_log_metrics, metrics=metrics, step=step)):
+                    break
+                self._state[name]["logged_through"] = step
+            self._save()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """One round's metrics (``train/…``, ``eval/…``), the round as the step."""
@@ -176,7 +186,9 @@ class Trackers:
         def job() -> None:
             for name in list(self._live):
                 if self._guard(name, "finish", lambda t: t.finish(status)):
+                    self._state[name]["status"] = status  # what attach() puts back
                     self._guard(name, "say where it is", lambda t: self._where.extend(t.where()))
+            self._save()
 
         self._put(job)
         self._put(None)
@@ -228,6 +240,36 @@ class Trackers:
             logger.warning("could not write %s (%s): a resumed run may start new tracker runs",
                            self._folder / STATE_FILE, error)
             self._folder = None  # once
+
+
+def _log_metrics(tracker: Tracker, metrics: Mapping[str, float], step: int) -> None:
+    tracker.log_metrics(metrics, step)
+
+
+def attach(run_dir: Path, path: Path, folder: str = "videos") -> list[str]:
+    """Add ``path`` to the tracker runs of a run that has ended (a video made later).
+
+    Reopens each tracker run ``run_dir/trackers.json`` names, adds the file under
+    ``folder``, and ends the run with the status it had. A run without trackers, or
+    whose tracker is not installed here, is left as it is. Returns the lines that
+    say where the runs are.
+
+    >>> attach(Path("runs/r1"), Path("policy.gif"))       # doctest: +SKIP
+    ['MLflow:         run 6564e38e... in sqlite:////home/me/runs/mlflow.db', ...]
+    """
+    state = read_state(run_dir)
+    names = [name for name in state
+             if name in BACKENDS and importlib.util.find_spec(LIBRARIES[name]) is not None]
+    if not names:
+        return []
+    trackers = Trackers.start(names, RunSpec(run_dir.name, run_dir, run_dir.parent, {}),
+                              resumed=True)
+    trackers.log_artifact(path, folder)
+    statuses = {str(state[name].get("status", "FINISHED")) for name in names}
+    # One status for all: they ended together; a tracker's own may differ only if
+    # it failed, and then it is not reopened anyway.
+    status = statuses.pop() if len(statuses) == 1 else "FINISHED"
+    return trackers.finish(status if status in STATUSES else "FINISHED")
 
 
 def warn(name: str, what: str, error: BaseException) -> None:

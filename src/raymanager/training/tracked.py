@@ -13,6 +13,7 @@ the end: the learning curve, the final checkpoint and ``config.yaml``.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,12 @@ from typing import Any
 from raymanager.tracking import RunSpec, Trackers
 from raymanager.training.checkpoint import CHECKPOINT_DIR
 from raymanager.training.plan import TrainPlan
-from raymanager.training.run_files import CONFIG_FILE, CURVE_FILE
+from raymanager.training.run_files import (
+    CONFIG_FILE,
+    CURVE_FILE,
+    METRICS_FILE,
+    tensorboard_scalars,
+)
 
 __all__ = ["finish_trackers", "run_params", "start_trackers"]
 
@@ -46,7 +52,20 @@ def start_trackers(plan: TrainPlan, run_dir: Path, *, resumed: bool,
                    params=run_params(plan),
                    tags={"raymanager.run_dir": str(run_dir.resolve()),
                          "raymanager.env": plan.config.env})
-    return Trackers.start(plan.config.trackers, spec, resumed=resumed, parents=parents)
+    backfill = _logged_rounds(run_dir) if resumed else []
+    return Trackers.start(plan.config.trackers, spec, resumed=resumed, parents=parents,
+                          backfill=backfill)
+
+
+def _logged_rounds(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
+    """The rows of ``metrics.csv`` (up to the checkpoint's round by now), as tracker steps."""
+    try:
+        with open(run_dir / METRICS_FILE, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError:
+        return []
+    return [(int(row["round"]), tensorboard_scalars(row)) for row in rows
+            if row.get("round", "").isdigit()]
 
 
 def finish_trackers(trackers: Trackers | None, run_dir: Path, status: str, *,
