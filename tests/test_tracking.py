@@ -365,3 +365,18 @@ def test_a_tracker_new_to_a_resumed_run_is_backfilled_once(
         ("open", None), ("metrics", 1), ("metrics", 2), ("metrics", 3)]
     assert json.loads((tmp_path / "trackers.json").read_text())["mlflow"] == {
         "run_id": "abc", "logged_through": 3, "status": "FINISHED"}
+
+
+def test_a_sweep_on_wandb_is_a_group_and_says_how_to_upload_its_offline_runs(
+    tmp_path: Path,
+) -> None:
+    from raymanager.tracking import SweepTrackers
+
+    sweep_dir = tmp_path / "my sweep"
+    sweep_dir.mkdir()
+    parents = SweepTrackers.for_sweep(["wandb"], sweep_dir, {"seeds": [0, 1]}, resumed=False)
+    assert parents.children() == {"wandb": {"group": "my sweep"}}
+    assert json.loads((sweep_dir / "trackers.json").read_text()) == {
+        "wandb": {"group": "my sweep"}}
+    lines = parents.finish("FINISHED")
+    assert f"wandb sync '{sweep_dir}/runs'/*/wandb/offline-run-*" in lines[-1]

@@ -114,8 +114,8 @@ class WandbGroup:
 
     name = "wandb"
 
-    def __init__(self, group: str) -> None:
-        self.group = group
+    def __init__(self, group: str, sweep_dir: Path) -> None:
+        self.group, self.sweep_dir = group, sweep_dir
 
     def child_context(self) -> dict[str, Any]:
         return {"group": self.group}
@@ -127,10 +127,15 @@ class WandbGroup:
         return {"group": self.group}
 
     def where(self) -> list[str]:
-        return [f"W&B:            the sweep's runs are group {self.group} of project "
-                f"{os.environ.get('WANDB_PROJECT') or DEFAULT_PROJECT}"]
+        lines = [f"W&B:            the sweep's runs are group {self.group} of project "
+                 f"{os.environ.get('WANDB_PROJECT') or DEFAULT_PROJECT}"]
+        mode = os.environ.get("WANDB_MODE") or _mode()
+        if mode in ("offline", "dryrun"):  # the runs' folders, by a glob the shell expands
+            runs = shlex.quote(str(self.sweep_dir / "runs"))  # the sweep's RUNS_DIR
+            lines.append(f"W&B upload:     wandb sync {runs}/*/wandb/offline-run-*")
+        return lines
 
 
 def open_parent(spec: RunSpec) -> WandbGroup:
     """A sweep's W&B group: its directory's name (kept on resume)."""
-    return WandbGroup(str((spec.saved or {}).get("group") or spec.name))
+    return WandbGroup(str((spec.saved or {}).get("group") or spec.name), spec.run_dir)
