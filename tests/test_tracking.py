@@ -380,3 +380,16 @@ def test_a_sweep_on_wandb_is_a_group_and_says_how_to_upload_its_offline_runs(
         "wandb": {"group": "my sweep"}}
     lines = parents.finish("FINISHED")
     assert f"wandb sync '{sweep_dir}/runs'/*/wandb/offline-run-*" in lines[-1]
+
+
+def test_a_new_run_in_a_reused_directory_never_reopens_the_old_runs_tracker_runs(
+    tmp_path: Path,
+) -> None:
+    from raymanager.training import plan_run
+    from raymanager.training.tracked import start_trackers
+
+    (tmp_path / "trackers.json").write_text(json.dumps({"mlflow": {"run_id": "old"}}))
+    assert start_trackers(plan_run(TrainConfig()), tmp_path, resumed=True, parents=None) is None
+    assert (tmp_path / "trackers.json").exists()  # a resumed run keeps them
+    assert start_trackers(plan_run(TrainConfig()), tmp_path, resumed=False, parents=None) is None
+    assert not (tmp_path / "trackers.json").exists()  # --overwrite: a new run, new ids

@@ -99,7 +99,9 @@ def open_run(spec: RunSpec) -> WandbRun:
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=str(saved.get("project") or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT),
-        name=spec.name, group=parent.get("group"), tags=list(spec.tags.values()) or None,
+        # W&B tags are short labels (64 characters): the env, not the run's path.
+        name=spec.name, group=parent.get("group"),
+        tags=[spec.tags["raymanager.env"]] if "raymanager.env" in spec.tags else None,
         dir=str(spec.run_dir), id=saved.get("run_id"),
         resume="allow" if saved.get("run_id") else None, mode=_mode(),
         # Several runs of a sweep are open at once, from several threads.

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from raymanager.tracking import RunSpec, Trackers
+from raymanager.tracking import STATE_FILE, RunSpec, Trackers
 from raymanager.training.checkpoint import CHECKPOINT_DIR
 from raymanager.training.plan import TrainPlan
 from raymanager.training.run_files import (
@@ -46,6 +46,8 @@ def start_trackers(plan: TrainPlan, run_dir: Path, *, resumed: bool,
     A run without its own tracker server keeps the tracker's files beside it:
     the store is the run directory's parent (``output_dir``).
     """
+    if not resumed:  # a run that replaced another (--overwrite) must not reopen its runs
+        (run_dir / STATE_FILE).unlink(missing_ok=True)
     if not plan.config.trackers:
         return None
     spec = RunSpec(name=run_dir.name, run_dir=run_dir, store_dir=run_dir.parent,
