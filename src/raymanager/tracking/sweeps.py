@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raymanager.tracking.base import RunSpec
-from raymanager.tracking.trackers import backend, read_state, warn, write_state
+from raymanager.tracking.trackers import backend, check_trackers, read_state, warn, write_state
 
 __all__ = ["SweepTrackers"]
 
@@ -62,6 +62,7 @@ class SweepTrackers:
         """
         if not names:
             return cls({})
+        check_trackers(names)  # a missing extra: one error, not every run failing with it
         return cls.start(names, RunSpec(name=sweep_dir.name, run_dir=sweep_dir,
                                         store_dir=sweep_dir.parent, params=spec,
                                         tags={"raymanager.sweep_dir": str(sweep_dir.resolve())}),
