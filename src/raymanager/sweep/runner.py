@@ -178,10 +178,11 @@ class _Sweep:
         base = self.spec.base
         manager = RayManager(RayConfig(address=base.address, num_cpus=base.num_cpus))
         interrupted = False
-        # --tracker: a parent run (MLflow) or group (W&B) that each run joins.
-        self.trackers = SweepTrackers.for_sweep(base.trackers, self.sweep_dir,
-                                                self.spec.to_mapping(), resumed=self.resuming)
         try:
+            # --tracker: a parent run (MLflow) or group (W&B) that each run joins.
+            self.trackers = SweepTrackers.for_sweep(base.trackers, self.sweep_dir,
+                                                    self.spec.to_mapping(),
+                                                    resumed=self.resuming)
             cpus = float(manager.cluster_resources().get("CPU", 1.0))
             nodes = manager.alive_nodes()
             at_once = self.spec.parallel or max(1, int(cpus) // base.num_actors)
