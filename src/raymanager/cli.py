@@ -97,6 +97,8 @@ def _report(summary: TrainSummary) -> None:
               f"metrics:        {run_dir / METRICS_FILE}\n"
               f"TensorBoard:    tensorboard --logdir {shlex.quote(str(run_dir / TENSORBOARD_DIR))}"
               f"  (pip install tensorboard)", highlight=False, soft_wrap=True, markup=False)
+    for line in summary.tracking:  # --tracker: where each tracker keeps the run
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 #: What a command's prepare step returns: the command itself, once its input is checked.
@@ -179,6 +181,8 @@ def _record_video(args: argparse.Namespace) -> int:
     Console().print(f"video: {result.path} ({result.seconds:.1f} s, {frames}; "
                     f"{len(result.returns)} episode(s), returns {returns})",
                     highlight=False, soft_wrap=True, markup=False)
+    for line in result.tracking:  # a run trained with --tracker: the video is there too
+        Console().print(line, highlight=False, soft_wrap=True, markup=False)
     return 0
 
 

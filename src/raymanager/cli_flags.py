@@ -107,6 +107,11 @@ def add_option_flags(parser: argparse.ArgumentParser, *, lists: bool = False,
         help_text = spec.metadata.get("help", "")
         if "None:" not in help_text:  # else the help says what None means
             help_text += f" (default: {_default_text(spec)})"
+        if "flag" in spec.metadata:  # a repeatable flag of its own: --tracker mlflow
+            parser.add_argument(spec.metadata["flag"], dest=spec.name, action=_Repeated,
+                                default=argparse.SUPPRESS, help=help_text + "; repeatable",
+                                metavar="NAME")
+            continue
         if is_bool:
             parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
@@ -116,6 +121,18 @@ def add_option_flags(parser: argparse.ArgumentParser, *, lists: bool = False,
             help_text += "; a comma-separated list sweeps over its values"
         parser.add_argument(flag, dest=spec.name, type=kind, default=argparse.SUPPRESS,
                             help=help_text, metavar=spec.name.upper())
+
+
+class _Repeated(argparse.Action):
+    """A repeatable flag's values, gathered as a tuple.
+
+    A tuple, not a list: a sweep reads a list as a grid axis, while
+    ``--tracker mlflow --tracker wandb`` is one option with two values.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, (*getattr(namespace, self.dest, ()), values))
 
 
 def comma_list(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:

@@ -21,6 +21,7 @@ No ray import here.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class VideoResult:
     lengths: list[int] = field(default_factory=list)
     stored_frames: int = 0
     seconds: float = 0.0
+    #: Where the run's experiment trackers keep the video too (a run trained with
+    #: ``--tracker``): lines to print.
+    tracking: list[str] = field(default_factory=list)
 
 
 def _prepare_headless(env_id: str) -> None:
@@ -207,4 +211,25 @@ def record_video(
     result.stored_frames = _write(frames, path, fps)
     result.frames = len(frames)
     result.seconds = len(frames) / fps
+    result.tracking = _attach_to_trackers(Path(run_dir), path)
     return result
+
+
+def _attach_to_trackers(run_dir: Path, video: Path) -> list[str]:
+    """A run trained with --tracker: the video joins its tracker runs, which writes into
+    the run directory (``trackers.json``), so only under its lock; a run another process
+    is still training keeps its tracker runs as they are (one WARNING line)."""
+    from raymanager.errors import RunLockedError
+    from raymanager.rundir import TRACKERS_FILE, DirectoryLock
+    from raymanager.tracking.trackers import attach
+
+    folder = run_dir if (run_dir / TRACKERS_FILE).exists() else run_dir.parent
+    if not (folder / TRACKERS_FILE).exists():
+        return []
+    try:
+        with DirectoryLock(folder):
+            return attach(folder, video)
+    except RunLockedError as error:
+        logging.getLogger("raymanager").warning(
+            "the video is not added to the run's tracker runs: %s", error)
+        return []

@@ -23,6 +23,7 @@ Users get a pool from :meth:`RayManager.create_actor_pool`::
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from raymanager.pool.base import PoolState
 from raymanager.pool.broadcast import Broadcast
 from raymanager.pool.calls import CallBook
 from raymanager.pool.host import host_class
+from raymanager.pool.metrics import MetricsPublisher, metrics_enabled
 from raymanager.pool.observe import Throughput, pool_stats
 from raymanager.pool.retiring import check_size, close_then_kill
 from raymanager.pool.submit import Submissions
@@ -117,6 +119,9 @@ class ActorPool(CallBook):
         self.recycled = 0
         self._salvaging = None  # a slot whose finished calls lose() hands out
         self.restarts = 0
+        self.restarts_by_kind = collections.Counter()
+        self.batches_done = 0
+        self.rows_finished = 0
         self.retries = 0  # batch tries charged after a worker died or timed out
         self.created = time.monotonic()
         self._throughput = Throughput()
@@ -127,6 +132,7 @@ class ActorPool(CallBook):
         self._spare_starts = 0
         self._spares_owed = 0
         self._submissions = Submissions(self)
+        self._metrics: MetricsPublisher | None = None
         try:
             with self._lock:
                 for _ in range(self.min_actors):
@@ -137,6 +143,8 @@ class ActorPool(CallBook):
                     self._start_spare()
             self._wait_started()
             self._wait_spares()
+            # Ray's metrics system (dashboards, Prometheus): see pool/metrics.py.
+            self._metrics = MetricsPublisher(self) if metrics_enabled() else None
         except BaseException:
             self.shutdown()
             raise
@@ -198,6 +206,9 @@ class ActorPool(CallBook):
         next step; no actor is started afterwards. ``by_manager``: its
         manager is shutting down (errors then say so).
         """
+        publisher, self._metrics = self._metrics, None
+        if publisher is not None:  # its last counts, while the actors and Ray are up
+            publisher.stop()
         with self._lock:
             if self._state is PoolState.SHUT_DOWN:
                 return

@@ -10,6 +10,7 @@ submissions, stats) take a ``CallBook``, never the public class.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -58,7 +59,11 @@ class PoolBase:
     max_batches_per_actor: int | None
     recycled: int
     restarts: int
+    #: Restarts by the loss's kind ("died", "timed out", ...): the pool's metrics.
+    restarts_by_kind: collections.Counter[str]
     retries: int
+    batches_done: int
+    rows_finished: int  # rows of the runs that ended on this pool
     created: float
     _next_index: int
     _next_grow_check: float

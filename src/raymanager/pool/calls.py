@@ -111,6 +111,7 @@ class CallBook(ActorLifecycle):
             self._suspects.add(slot.node_id or slot.planned_node)
         self._kill(slot)
         self.restarts += 1
+        self.restarts_by_kind[loss.kind.value] += 1
         slot.restarts += 1
         logger.warning("replacing actor %s: %s", loss.actor, loss.reason)
         if self._state is PoolState.RUNNING and (
@@ -150,6 +151,7 @@ class CallBook(ActorLifecycle):
         slot = call.slot
         slot.batches += batches
         slot.busy_s += seconds
+        self.batches_done += batches
         if call.generation == slot.generation:
             slot.done_by_generation += batches
             limit = self.max_batches_per_actor
@@ -179,6 +181,7 @@ class CallBook(ActorLifecycle):
         with self._lock:
             if run in self._runs:
                 self._runs.remove(run)
+                self.rows_finished += run.core.rows_done  # kept for the pool's metrics
             self.start_owed_spares()  # the pool may be idle now
 
     def queued_batches(self) -> int:

@@ -59,6 +59,7 @@ from raymanager.rundir.layout import (
     SUMMARY_MD,
     SUMMARY_PNG,
     TENSORBOARD_DIR,
+    TRACKERS_FILE,
     WEIGHTS_FILE,
 )
 from raymanager.rundir.lock import DirectoryLock
@@ -78,6 +79,7 @@ __all__ = [
     "SUMMARY_MD",
     "SUMMARY_PNG",
     "TENSORBOARD_DIR",
+    "TRACKERS_FILE",
     "WEIGHTS_FILE",
     "Checkpoint",
     "DirectoryLock",

@@ -8,6 +8,7 @@ A run directory (``raymanager train``; one per run of a sweep)::
       tensorboard/         the same rows as TensorBoard events    (TENSORBOARD_DIR)
       checkpoint/          weights.npz + state.json               (CHECKPOINT_DIR)
       learning_curve.png   the evaluation curve                   (CURVE_FILE)
+      trackers.json        its MLflow / W&B run ids (--tracker)   (TRACKERS_FILE)
       .raymanager.lock     who writes it now (see rundir.lock)    (LOCK_FILE)
 
 A sweep directory (``raymanager sweep``)::
@@ -16,12 +17,13 @@ A sweep directory (``raymanager sweep``)::
       sweep.yaml           the sweep's options, seeds and grid    (SPEC_FILE)
       runs/NAME/           one run directory per run              (RUNS_DIR)
       summary.csv, summary.md, summary.png                        (SUMMARY_*)
+      trackers.json        the sweep's parent tracker runs        (TRACKERS_FILE)
       .raymanager.lock
 
 This module imports nothing.
 
-    >>> RUN_FILES
-    ('config.yaml', 'metrics.csv', 'checkpoint', 'learning_curve.png', 'tensorboard')
+    >>> RUN_FILES[:3]
+    ('config.yaml', 'metrics.csv', 'checkpoint')
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "SUMMARY_MD",
     "SUMMARY_PNG",
     "TENSORBOARD_DIR",
+    "TRACKERS_FILE",
     "WEIGHTS_FILE",
 ]
 
@@ -53,9 +56,11 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.npz"
 LOCK_FILE = ".raymanager.lock"
+TRACKERS_FILE = "trackers.json"
 
 #: The files of a run directory that ``--overwrite`` replaces (never the user's own).
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE, TENSORBOARD_DIR)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE, TENSORBOARD_DIR,
+             TRACKERS_FILE)
 
 #: metrics.csv's columns, in order.
 METRIC_COLUMNS = (

@@ -137,3 +137,5 @@ def _report(result: SweepResult, console: Console) -> None:
               f"runs:    {result.sweep_dir / RUNS_DIR}/\n"
               f"resume:  {resume_command('sweep', result.sweep_dir)}",
               highlight=False, soft_wrap=True, markup=False)
+    for line in result.tracking:  # --tracker: where each tracker keeps the sweep
+        out.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -43,6 +43,7 @@ from raymanager.rundir import (
 )
 from raymanager.sweep.spec import PlannedRun, SweepSpec
 from raymanager.sweep.summary import summarize, write_summary
+from raymanager.tracking.sweeps import SweepTrackers
 from raymanager.training import (
     RESUMABLE_OPTIONS,
     TrainSummary,
@@ -89,6 +90,8 @@ class SweepResult:
     cpus: float
     nodes: int
     interrupted: bool
+    #: Where the trackers keep the sweep (its parent run or group): lines to print.
+    tracking: tuple[str, ...] = ()
 
 
 def new_sweep_dir(spec: SweepSpec) -> Path:
@@ -200,6 +203,10 @@ class _Sweep:
         manager = RayManager(RayConfig(address=base.address, num_cpus=base.num_cpus))
         interrupted = False
         try:
+            # --tracker: a parent run (MLflow) or group (W&B) that each run joins.
+            self.trackers = SweepTrackers.for_sweep(base.trackers, self.sweep_dir,
+                                                    self.spec.to_mapping(),
+                                                    resumed=self.resuming)
             cpus = float(manager.cluster_resources().get("CPU", 1.0))
             nodes = manager.alive_nodes()
             at_once = self.spec.parallel or max(1, int(cpus) // base.num_actors)
@@ -221,8 +228,9 @@ class _Sweep:
             manager.shutdown()
         runs = [o for o in outcomes if o is not None]
         self.write_summary(force=True)
-        return SweepResult(self.sweep_dir, runs, at_once, cpus, nodes,
-                           interrupted or self.stop.is_set())
+        stopped = interrupted or self.stop.is_set()
+        tracking = self.trackers.finish("KILLED" if stopped else "FINISHED")
+        return SweepResult(self.sweep_dir, runs, at_once, cpus, nodes, stopped, tuple(tracking))
 
     def _wait(self, futures: Mapping[concurrent.futures.Future[RunOutcome], int],
               manager: RayManager) -> bool:
@@ -261,11 +269,11 @@ class _Sweep:
             if checkpoint_exists(run_dir):
                 config = resume_config(run_dir, self.changes)
                 summary = train(config, resume=run_dir, manager=manager, stop=self.stop,
-                                on_round=on_round)
+                                on_round=on_round, tracking_parents=self.trackers.children())
             else:  # new, or stopped before its first checkpoint: from the start
                 config = dataclasses.replace(run.config, output_dir=str(run_dir.parent))
                 summary = train(config, manager=manager, stop=self.stop, on_round=on_round,
-                                overwrite=True)
+                                overwrite=True, tracking_parents=self.trackers.children())
         except Exception as error:  # one run's failure is reported; the others go on
             logger.debug("run %s failed", run.name, exc_info=True)
             reason = (str(error).splitlines() or [type(error).__name__])[0]

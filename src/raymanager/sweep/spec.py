@@ -21,7 +21,8 @@ __all__ = ["FIXED_OPTIONS", "MAX_RUNS", "PlannedRun", "SweepSpec"]
 
 #: Options a grid may not vary: where and how the sweep runs, and what it
 #: names; a run's seed comes from ``seeds``.
-FIXED_OPTIONS = ("seed", "output_dir", "run_name", "address", "num_cpus", "progress")
+FIXED_OPTIONS = ("seed", "output_dir", "run_name", "address", "num_cpus", "progress",
+                 "trackers")
 #: More runs than this in one sweep is a typo in a grid, not a plan.
 MAX_RUNS = 1000
 

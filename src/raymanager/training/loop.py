@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +44,14 @@ from raymanager.rundir import (
     DirectoryLock,
     load_checkpoint,
     remove_run_files,
+    tensorboard_scalars,
 )
+from raymanager.tracking import Trackers, check_trackers
 from raymanager.training.evaluation import evaluate_weights, slim
 from raymanager.training.options import TrainConfig, check_resumable
 from raymanager.training.plan import TrainPlan, plan_run
 from raymanager.training.run_files import RunFiles, claim_new_run_dir, read_run_config
+from raymanager.training.tracked import finish_trackers, start_trackers
 
 __all__ = ["ProgressHook", "TrainSummary", "train"]
 
@@ -75,6 +78,8 @@ class TrainSummary:
     incomplete: tuple[str, ...] = ()
     #: The Ray nodes its training actors started on (empty when no round ran).
     nodes: tuple[str, ...] = ()
+    #: Where its experiment trackers keep it: lines to print (``--tracker``).
+    tracking: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def train(
     overwrite: bool = False,
     manager: RayManager | None = None,
     stop: threading.Event | None = None,
+    tracking_parents: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TrainSummary:
     """Train until the target return, the round budget or the time budget.
 
@@ -112,6 +118,10 @@ def train(
     One process at a time writes a run directory: its lock is held from the
     start to the return, and a run that another process is writing raises
     :class:`~raymanager.errors.RunLockedError` before Ray starts.
+
+    ``config.trackers`` also log the run to MLflow / W&B (see
+    :mod:`raymanager.tracking`); ``tracking_parents`` (a sweep's) make each
+    tracker run a child of the sweep's. A resumed run continues its tracker runs.
 
     Without ``manager`` the run starts its own Ray (a private local one, or
     the cluster at ``config.address``) and shuts it down at the end; with one
@@ -138,6 +148,7 @@ def train(
             check_resumable(saved, config.config if isinstance(config, TrainPlan) else config,
                             run_dir)
             plan = config if isinstance(config, TrainPlan) else plan_run(config)
+            check_trackers(plan.config.trackers)  # a missing extra fails before Ray
         except BaseException:
             lock.release()
             raise
@@ -145,17 +156,20 @@ def train(
         raise TypeError("train() needs a TrainConfig, or resume= a run directory")
     else:
         plan = config if isinstance(config, TrainPlan) else plan_run(config)
+        check_trackers(plan.config.trackers)  # a missing extra fails before any file or Ray
         lock = claim_new_run_dir(plan.config, overwrite=overwrite)
         run_dir = lock.directory
     try:
-        return _train_locked(plan, run_dir, checkpoint, lock, start, on_round, manager, stop)
+        return _train_locked(plan, run_dir, checkpoint, lock, start, on_round, manager, stop,
+                             tracking_parents)
     finally:
         lock.release()
 
 
 def _train_locked(plan: TrainPlan, run_dir: Path, checkpoint: Checkpoint | None,
                   lock: DirectoryLock, start: float, on_round: ProgressHook | None,
-                  manager: RayManager | None, stop: threading.Event | None) -> TrainSummary:
+                  manager: RayManager | None, stop: threading.Event | None,
+                  tracking_parents: Mapping[str, Mapping[str, Any]] | None) -> TrainSummary:
     """:func:`train` once its run directory's lock is held."""
     new = checkpoint is None
     try:
@@ -187,13 +201,24 @@ def _train_locked(plan: TrainPlan, run_dir: Path, checkpoint: Checkpoint | None,
         if new:  # a run that never started leaves no directory behind
             remove_run_files(run_dir, lock=lock)
         raise
+    # Opened once Ray is up (a run that never started has no tracker run), in
+    # the background: a tracker server that is slow to answer costs no round.
+    loop.trackers = start_trackers(plan, run_dir, resumed=checkpoint is not None,
+                                   parents=tracking_parents)
     try:
         interrupted = loop.run(manager, owned)
+    except BaseException as error:
+        finish_trackers(loop.trackers, run_dir, "KILLED" if isinstance(
+            error, KeyboardInterrupt) else "FAILED", drawn=False)
+        raise
     finally:
         files.close()
         if owned:
             manager.shutdown()
-    return loop.summary(run_dir, interrupted)
+    summary = loop.summary(run_dir, interrupted)
+    lines = finish_trackers(loop.trackers, run_dir, "KILLED" if interrupted else "FINISHED",
+                            drawn=not summary.incomplete)
+    return dataclasses.replace(summary, tracking=tuple(lines))
 
 
 @dataclass
@@ -215,6 +240,7 @@ class _Loop:
         self.seconds_before, self.start = seconds_before, start
         self.on_round, self.stop = on_round, stop
         self.nodes: tuple[str, ...] = ()
+        self.trackers: Trackers | None = None
 
     def elapsed(self) -> float:
         return self.seconds_before + time.monotonic() - self.start
@@ -367,6 +393,8 @@ class _Loop:
         """Write a finished round's row, then move the standing to it (checkpointed if
         evaluated), then tell the progress hook."""
         self.files.append(row)  # in metrics.csv's column order, whatever the row's
+        if self.trackers is not None:  # queued: the tracker's own thread sends it
+            self.trackers.log_metrics(tensorboard_scalars(row), int(row["round"]))
         # The row is written: this round is what a stop now rolls back to,
         # so that the checkpoint and metrics.csv always agree.
         self.standing = standing

@@ -20,6 +20,10 @@ import yaml
 
 from raymanager.agents.ars import ars_preset
 from raymanager.envs import env_facts, env_settings
+from raymanager.tracking.trackers import BACKENDS
+
+#: What TrainConfig.trackers accepts.
+TRACKER_NAMES = tuple(BACKENDS)
 
 __all__ = [
     "RESUMABLE_OPTIONS",
@@ -100,6 +104,11 @@ class TrainConfig:
     progress: bool = field(default=True, metadata=_help("live progress display"))
     overlap_eval: bool = field(default=True, metadata=_help(
         "evaluate each evaluated round beside the next round's training, not between them"))
+    # One flag per tracker (--tracker mlflow --tracker wandb): see cli_flags.
+    trackers: list[str] = field(default_factory=list, metadata={
+        **_help("experiment tracker beside metrics.csv and TensorBoard: 'mlflow' or 'wandb'; "
+                "repeat for both (see docs/tracking.md)"),
+        "flag": "--tracker"})
 
     def __post_init__(self) -> None:
         for name in ("num_actors", "num_eval_actors", "seeds_per_round", "batch_size",
@@ -122,6 +131,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_seconds must be > 0, got {self.max_seconds!r}")
         hidden_sizes_of(self.policy)  # a malformed policy fails here, by name
         check_run_name(self.run_name)
+        self.trackers = _tracker_names(self.trackers)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -184,6 +194,22 @@ def check_run_name(name: str | None) -> None:
     if name in ("", ".", "..") or any(mark in name for mark in ("/", "\\", "\0")):
         raise ValueError(f"TrainConfig.run_name must be a plain folder name (no '/', '\\', "
                          f"'..' or '.'), got {name!r}; give folders in output_dir")
+
+
+def _tracker_names(trackers: Any) -> list[str]:
+    """The trackers option as a list of known names, each once, in the order given.
+
+    >>> _tracker_names(("wandb", "mlflow", "wandb")), _tracker_names("mlflow")
+    (['wandb', 'mlflow'], ['mlflow'])
+    """
+    names = [trackers] if isinstance(trackers, str) else trackers
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"TrainConfig.trackers must be a list of tracker names, got {trackers!r}")
+    unknown = [name for name in names if name not in TRACKER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown tracker {unknown[0]!r}: choose from "
+                         f"{', '.join(TRACKER_NAMES)} (TensorBoard event files are always written)")
+    return list(dict.fromkeys(names))
 
 
 def hidden_sizes_of(policy: str) -> tuple[int, ...]:
@@ -257,7 +283,7 @@ def round_defaults(env: str, agent: str) -> dict[str, int]:
 #: Options a resumed run may change: budgets and where it runs. Any other
 #: option would change what the checkpoint's weights mean.
 RESUMABLE_OPTIONS = ("max_rounds", "max_seconds", "target_return", "progress", "address",
-                     "num_cpus", "num_actors", "num_eval_actors", "overlap_eval")
+                     "num_cpus", "num_actors", "num_eval_actors", "overlap_eval", "trackers")
 
 
 def check_resumable(saved: TrainConfig, config: TrainConfig,
