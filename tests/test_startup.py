@@ -69,9 +69,9 @@ def test_the_session_ray_answers_the_check(ray_session: RayManager) -> None:
 
 
 def test_dashboard_without_its_packages_names_the_extra() -> None:
-    from ray._private.utils import get_dashboard_dependency_error
+    from raymanager.ray_internals import dashboard_dependency_error
 
-    if get_dashboard_dependency_error() is None:
+    if dashboard_dependency_error() is None:
         pytest.skip("Ray's dashboard packages are installed here")
     with pytest.raises(RayStartError, match=r"raymanager\[dashboard\]"):
         check_dashboard()

@@ -43,6 +43,7 @@ from raymanager.errors import ManagerShutdownError, RayStartError
 from raymanager.journal import Journal, fingerprint, input_digest
 from raymanager.pool import TIMED_OUT, ActorPool, Deadline, Run, check_feasible, check_size
 from raymanager.progress import BatchProgress
+from raymanager.ray_internals import alive_nodes, object_store_bytes_used
 from raymanager.security import ensure_private_token, quiet_auth_banner
 from raymanager.startup import (
     LOOPBACK,
@@ -614,8 +615,7 @@ class RayManager:
     def alive_nodes(self) -> int:
         """How many nodes of the cluster are alive (1 for a private local Ray)."""
         self._check_open()
-        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-        return sum(1 for node in nodes if node.get("Alive"))
+        return len(alive_nodes())
 
     def object_store_stats(self) -> ObjectStoreStats:
         """Bytes used and total in the object store, summed over the cluster's nodes.
@@ -631,13 +631,7 @@ class RayManager:
         total = int(self.cluster_resources().get("object_store_memory", 0))
         used = 0
         try:
-            from ray._private.internal_api import get_memory_info_reply, get_state_from_address
-
-            state = get_state_from_address(  # type: ignore[no-untyped-call]
-                ray.get_runtime_context().gcs_address
-            )
-            reply = get_memory_info_reply(state)  # type: ignore[no-untyped-call]
-            used = int(reply.store_stats.object_store_bytes_used)
+            used = object_store_bytes_used()
         except Exception:  # internal API moved or gRPC missing: say so, do not guess
             logger.debug("object store usage unavailable", exc_info=True)
             used = -1

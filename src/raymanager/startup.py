@@ -18,8 +18,9 @@ What Ray does not do on its own, a function each:
   would abort the process) and :func:`check_dashboard` names the extra the
   dashboard needs.
 
-Used by manager.py only; like it, this module imports ray (lazily: Ray's
-internals it reads are imported inside the functions).
+Used by manager.py only. Ray's internals it needs are reached through
+:mod:`raymanager.ray_internals`, imported where used (so importing this
+module does not import ray).
 """
 
 from __future__ import annotations
@@ -70,23 +71,20 @@ def check_cluster(address: str, timeout_s: float) -> None:
         return
     target = _bootstrap_address(address)
     shown = address if target == address else f"{address} (Ray connects to {target})"
+    from raymanager.ray_internals import ask_gcs_cluster_id
+
     try:
         import grpc
-        from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+        ask_gcs_cluster_id(target, timeout_s)
     except ImportError:  # Ray moved its generated code: a plain TCP check still helps
         _check_tcp(shown, target, timeout_s)
-        return
-    with grpc.insecure_channel(target) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)  # type: ignore[no-untyped-call]
-        try:
-            request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
-            stub.GetClusterId(request, timeout=timeout_s)
-        except grpc.RpcError as error:
-            code = error.code()
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                return  # a Ray cluster that wants its token: ray.init sends it
-            details = error.details() or ""
-            raise RayStartError(_no_cluster(shown, code, details, timeout_s)) from None
+    except grpc.RpcError as error:
+        code = error.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return  # a Ray cluster that wants its token: ray.init sends it
+        details = error.details() or ""
+        raise RayStartError(_no_cluster(shown, code, details, timeout_s)) from None
 
 
 def _no_cluster(shown: str, code: Any, details: str, timeout_s: float) -> str:
@@ -106,10 +104,10 @@ def _no_cluster(shown: str, code: Any, details: str, timeout_s: float) -> str:
 
 def _bootstrap_address(address: str) -> str:
     """The host:port ``ray.init`` will connect to (it resolves "auto" and localhost)."""
-    from ray._private import services
+    from raymanager.ray_internals import bootstrap_address
 
     try:
-        target = services.canonicalize_bootstrap_address(address)
+        target = bootstrap_address(address)
     except (ConnectionError, ValueError) as error:
         raise RayStartError(f"no Ray cluster at {address!r}: {error}") from None
     if target is None:  # "local", or "auto" with nothing recorded: ray.init would start one
@@ -117,7 +115,7 @@ def _bootstrap_address(address: str) -> str:
             f"no Ray cluster at {address!r}; leave RayConfig.address unset (None) to start "
             f"a private local Ray"
         )
-    return str(target)
+    return target
 
 
 def _check_tcp(shown: str, host_port: str, timeout_s: float) -> None:
@@ -143,9 +141,9 @@ def _check_tcp(shown: str, host_port: str, timeout_s: float) -> None:
 
 def check_dashboard() -> None:
     """Raise :class:`RayStartError` when Ray's dashboard packages are missing."""
-    from ray._private.utils import get_dashboard_dependency_error
+    from raymanager.ray_internals import dashboard_dependency_error
 
-    missing = get_dashboard_dependency_error()
+    missing = dashboard_dependency_error()
     if missing is not None:
         raise RayStartError(
             "RayConfig(include_dashboard=True) needs Ray's dashboard packages, which "
@@ -165,16 +163,14 @@ def loopback_only() -> Iterator[None]:
     starts, and the driver's copy of the flag (read once when Ray is
     imported), both restored afterwards.
     """
-    from ray._private import ray_constants
+    from raymanager.ray_internals import cluster_mode_off
 
     before_env = os.environ.get(_SINGLE_MACHINE_ENV)
-    before_flag = ray_constants.ENABLE_RAY_CLUSTER
     os.environ[_SINGLE_MACHINE_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with cluster_mode_off():
+            yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before_flag
         if before_env is None:
             del os.environ[_SINGLE_MACHINE_ENV]
         else:
@@ -220,12 +216,9 @@ def quiet_ray_notices(quiet: bool) -> None:
     """
     global _quiet
     _quiet = quiet
-    from ray._private import worker
+    from raymanager.ray_internals import worker_notice_printer
 
-    current: Callable[..., Any] = worker.print_to_stdstream
-    if getattr(current, "_raymanager_wrapped", None) is None:
-        wrapper = _make_filter(current)
-        worker.print_to_stdstream = wrapper
+    worker_notice_printer(_make_filter, marker="_raymanager_wrapped")
 
 
 _notices = logging.getLogger("raymanager.ray_notices")
