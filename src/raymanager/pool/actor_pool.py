@@ -34,6 +34,7 @@ from typing import Any
 import ray
 
 from raymanager.actors.base import RayActor
+from raymanager.config import check_int, check_pool_size
 from raymanager.engine.slots import SlotState
 from raymanager.errors import ManagerShutdownError
 from raymanager.pool import placement as placing
@@ -42,7 +43,7 @@ from raymanager.pool.broadcast import Broadcast
 from raymanager.pool.calls import CallBook
 from raymanager.pool.host import host_class
 from raymanager.pool.observe import Throughput, pool_stats
-from raymanager.pool.retiring import check_size, close_then_kill
+from raymanager.pool.retiring import close_then_kill
 from raymanager.pool.submit import Submissions
 
 __all__ = ["ActorPool", "PoolState"]
@@ -153,8 +154,8 @@ class ActorPool(CallBook):
             >>> pool.resize(8)          # doctest: +SKIP
             >>> pool.resize((0, 8))     # elastic: grow with work, shrink when idle
         """
-        low, high = num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)
-        check_size(low, high)
+        low, high = check_pool_size(
+            *(num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)))
         with self._lock:
             self.check_usable()
             self.min_actors, self.max_actors = low, high
@@ -229,8 +230,7 @@ class ActorPool(CallBook):
             >>> futures = [pool.submit(np.arange(8)) for _ in range(4)]   # doctest: +SKIP
             >>> [f.result() for f in concurrent.futures.as_completed(futures)]
         """
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        max_retries = check_int("max_retries", max_retries, minimum=0)
         with self._lock:
             self.check_usable()
             return self._submissions.submit(batch, max_retries)

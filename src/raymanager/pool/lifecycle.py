@@ -16,7 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raymanager.engine.slots import Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure
-from raymanager.errors import PoolBrokenError
+from raymanager.errors import PoolBrokenError, first_line
 from raymanager.pool import placement as placing
 from raymanager.pool.base import PoolState
 from raymanager.pool.observe import ACTOR_NAME_PREFIX
@@ -25,7 +25,7 @@ from raymanager.pool.ray_errors import (
     classify,
     is_node_death,
 )
-from raymanager.pool.retiring import close_then_kill, first_line
+from raymanager.pool.retiring import close_then_kill
 from raymanager.pool.spares import SpareKeeper
 from raymanager.pool.start_errors import not_started_error, start_error
 

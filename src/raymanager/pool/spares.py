@@ -16,10 +16,10 @@ import time
 import ray
 
 from raymanager.engine.slots import Slot, SlotState
+from raymanager.errors import first_line
 from raymanager.pool.base import PoolBase, PoolState
 from raymanager.pool.observe import ACTOR_NAME_PREFIX
 from raymanager.pool.ray_errors import FailureKind, classify
-from raymanager.pool.retiring import first_line
 
 __all__ = ["SPARE_RETRY_S", "SpareKeeper"]
 
