@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 import ray
 
-from raymanager.batching import BatchSource, MappedFileUnavailable, slice_rows
+from raymanager.batching import BatchSource
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.run import GROW, Journal, RunCore, Send
 from raymanager.engine.slots import Call, Loss, LossKind, SlotState
 from raymanager.engine.wire import CallSpec
+from raymanager.mapped_file import MappedFileUnavailable
 from raymanager.pool.calls import LOST, CallBook
+from raymanager.rows import slice_rows
 
 __all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
 
