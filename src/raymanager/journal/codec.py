@@ -71,29 +71,29 @@ def _to_tree(value: Any, arrays: list[np.ndarray]) -> Any:
         arrays.append(np.asarray(value))
         return {"__scalar__": len(arrays) - 1}
     if isinstance(value, tuple):
-        return {"__tuple__": [_to_tree(v, arrays) for v in value]}
+        return {"__tuple__": [_to_tree(item, arrays) for item in value]}
     if isinstance(value, list):
-        return [_to_tree(v, arrays) for v in value]
+        return [_to_tree(item, arrays) for item in value]
     if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
+        if not all(isinstance(key, str) for key in value):
             raise TypeError("a dict with keys that are not strings")
-        if any(k.startswith("__") and k.endswith("__") for k in value):
-            return {"__dict__": {k: _to_tree(v, arrays) for k, v in value.items()}}
-        return {k: _to_tree(v, arrays) for k, v in value.items()}
+        if any(key.startswith("__") and key.endswith("__") for key in value):
+            return {"__dict__": {key: _to_tree(item, arrays) for key, item in value.items()}}
+        return {key: _to_tree(item, arrays) for key, item in value.items()}
     raise TypeError(f"a {type(value).__module__}.{type(value).__qualname__}")
 
 
 def _from_tree(value: Any, arrays: list[np.ndarray]) -> Any:
     if isinstance(value, list):
-        return [_from_tree(v, arrays) for v in value]
+        return [_from_tree(item, arrays) for item in value]
     if isinstance(value, dict):
         if "__ndarray__" in value:
             return arrays[value["__ndarray__"]]
         if "__scalar__" in value:
             return arrays[value["__scalar__"]][()]
         if "__tuple__" in value:
-            return tuple(_from_tree(v, arrays) for v in value["__tuple__"])
+            return tuple(_from_tree(item, arrays) for item in value["__tuple__"])
         if "__dict__" in value:
-            return {k: _from_tree(v, arrays) for k, v in value["__dict__"].items()}
-        return {k: _from_tree(v, arrays) for k, v in value.items()}
+            return {key: _from_tree(item, arrays) for key, item in value["__dict__"].items()}
+        return {key: _from_tree(item, arrays) for key, item in value.items()}
     return value

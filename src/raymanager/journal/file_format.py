@@ -2,10 +2,12 @@
 
 A journal is one SQLite database marked as ours (``application_id``) and
 versioned (``user_version`` = :data:`FORMAT`), with the tables of
-:data:`SCHEMA`. :func:`check_own` tells one of ours from an empty database
-and refuses another program's database or another format; the ``*_message``
-functions word every other refusal (a folder, an older journal, another
-input, a file in use).
+:data:`SCHEMA`. :func:`check_header` refuses a file that is no SQLite
+database, :func:`check_own` tells one of ours from an empty database and
+refuses another program's database or another format, and
+:func:`check_or_create` checks a journal's input fingerprint or makes an
+empty database a journal; the ``*_message`` functions word every other
+refusal (a folder, an older journal, another input, a file in use).
 
 Imports ``errors`` and the standard library only (no ray).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ __all__ = [
     "FORMAT",
     "SCHEMA",
     "SQLITE_HEADER",
+    "check_header",
+    "check_or_create",
     "check_own",
     "folder_message",
     "open_message",
@@ -45,6 +50,36 @@ SCHEMA = (
     "CREATE TABLE batches (idx INTEGER PRIMARY KEY, input BLOB, structure TEXT NOT NULL, "
     "arrays BLOB)",
 )
+
+
+def check_header(where: Path) -> None:
+    """JournalError unless the file at ``where`` starts as an SQLite database does."""
+    with open(where, "rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise JournalError(
+                f"{where} is not a raymanager journal (not an SQLite database); "
+                "pass a journal path of its own"
+            )
+
+
+def check_or_create(connection: sqlite3.Connection, where: Path,
+                    expected: dict[str, Any]) -> None:
+    """In an open transaction: check our journal's fingerprint against ``expected``,
+    or make an empty database a journal for it (schema, fingerprint, marks)."""
+    if check_own(connection, where):
+        found = json.loads(connection.execute(
+            "SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()[0])
+        if found != expected:
+            raise JournalError(other_input_message(where, found, expected))
+        return
+    for statement in SCHEMA:
+        connection.execute(statement)
+    connection.executemany("INSERT INTO meta VALUES (?, ?)", [
+        ("fingerprint", json.dumps(expected)),
+        ("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+    ])
+    connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    connection.execute(f"PRAGMA user_version = {FORMAT}")
 
 
 def check_own(connection: sqlite3.Connection, where: Path) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -28,14 +27,11 @@ from raymanager.engine.run import NOT_RECORDED as _NOT_RECORDED
 from raymanager.errors import JournalError
 from raymanager.journal.codec import decode_result, encode_result
 from raymanager.journal.file_format import (
-    APPLICATION_ID,
-    FORMAT,
-    SCHEMA,
-    SQLITE_HEADER,
+    check_header,
+    check_or_create,
     check_own,
     folder_message,
     open_message,
-    other_input_message,
 )
 from raymanager.journal.fingerprints import DigestOf, no_digest
 
@@ -119,12 +115,7 @@ class Journal:
             raise JournalError(folder_message(where))
         fresh = not where.exists() or where.stat().st_size == 0
         if not fresh:
-            with open(where, "rb") as handle:
-                if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                    raise JournalError(
-                        f"{where} is not a raymanager journal (not an SQLite database); "
-                        "pass a journal path of its own"
-                    )
+            check_header(where)
         try:
             connection = sqlite3.connect(where, timeout=0, isolation_level=None,
                                          check_same_thread=False)
@@ -138,20 +129,7 @@ class Journal:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("BEGIN IMMEDIATE")
-            if check_own(connection, where):
-                found = json.loads(connection.execute(
-                    "SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()[0])
-                if found != expected:
-                    raise JournalError(other_input_message(where, found, expected))
-            else:
-                for statement in SCHEMA:
-                    connection.execute(statement)
-                connection.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("fingerprint", json.dumps(expected)),
-                    ("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
-                ])
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                connection.execute(f"PRAGMA user_version = {FORMAT}")
+            check_or_create(connection, where, expected)
             connection.execute("COMMIT")
             recorded = connection.execute("SELECT EXISTS (SELECT 1 FROM batches)").fetchone()[0]
             if fresh:
