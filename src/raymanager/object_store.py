@@ -39,7 +39,8 @@ def cluster_resources() -> dict[str, float]:
     {'CPU': 2.0, 'memory': ..., 'object_store_memory': ...}
     """
     resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
+    return {name: float(amount) for name, amount in resources.items()
+            if not name.startswith("node:")}
 
 
 def object_store_stats() -> ObjectStoreStats:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from raymanager.config import check_int
+
 __all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoResult", "record_video"]
 
 #: File types ``record_video`` writes, by suffix.
@@ -163,8 +165,7 @@ def record_video(
     path = Path(out)
     if path.suffix not in VIDEO_SUFFIXES:
         raise ValueError(f"--video {out}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    episodes = check_int("episodes", episodes, minimum=1)
     checkpoint = load_checkpoint(run_dir)
     config = TrainConfig.from_mapping(checkpoint.config)
     agent_config = config.agent_config()

@@ -159,13 +159,14 @@ class ActorPool(CallBook):
         with self._lock:
             self.check_usable()
             self.min_actors, self.max_actors = low, high
-            live = [s for s in self._slots if s.state is not SlotState.DRAINING]
+            live = [slot for slot in self._slots if slot.state is not SlotState.DRAINING]
             for _ in range(low - len(live)):
                 self._spawn(self._new_slot())
             excess = len(live) - high
             # Idle and not-yet-running actors go first, busy ones drain.
-            for slot in sorted(live, key=lambda s: (len(s.calls), s.state is SlotState.READY))[
-                    :max(0, excess)]:
+            by_load = sorted(live, key=lambda slot: (len(slot.calls),
+                                                     slot.state is SlotState.READY))
+            for slot in by_load[:max(0, excess)]:
                 self._drain(slot)
 
     def pids(self) -> list[int | None]:

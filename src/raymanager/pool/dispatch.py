@@ -144,8 +144,8 @@ class Run:
                     calls = {call.ref: call for run in self.pool.runs()
                              for call in run.core.calls_in_flight()}
                     refs = list(calls) + [
-                        s.ready_ref for s in self.pool.slots
-                        if s.state is SlotState.STARTING and s.ready_ref is not None
+                        slot.ready_ref for slot in self.pool.slots
+                        if slot.state is SlotState.STARTING and slot.ready_ref is not None
                     ]
                     timeout = self._wait_timeout(wait_until)
                     replayed = self.journal is not None and self.journal.replayed()

@@ -117,7 +117,7 @@ class SuspectNodes:
 
     def current(self) -> set[str]:
         now = time.monotonic()
-        self._until = {n: t for n, t in self._until.items() if t > now}
+        self._until = {node: until for node, until in self._until.items() if until > now}
         return set(self._until)
 
 

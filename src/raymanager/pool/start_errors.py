@@ -51,7 +51,7 @@ def not_started_error(
     """Placed but still constructing (ActorStartError), or never placed (resources)."""
     requested = requested_resources(options)
     available = largest_node_resources()
-    waiting = ", ".join(f"#{s.index}" for s in pending)
+    waiting = ", ".join(f"#{slot.index}" for slot in pending)
     created = _created_in_a_process(pending)
     if created:
         # The processes exist and run the constructor: resources are not the issue.
