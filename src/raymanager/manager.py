@@ -19,7 +19,8 @@ process only kills the actors and frees the objects it made.
 This module is the public facade; each job is a module of its own, which its
 methods call: ``startup`` (start or join Ray), ``pool_arguments`` (check
 ``create_actor_pool``'s arguments), ``streams`` (set up a run and its
-:class:`ResultStream`), ``object_store`` (report the object store).
+:class:`ResultStream`), ``object_store`` (report the object store). It
+imports those, ``pool`` and ``config``, and ray (to stop the Ray it started).
 """
 
 from __future__ import annotations
