@@ -15,7 +15,8 @@ test_ray_internals.py`` fails naming the API when a Ray release moves one):
   resources per node, to pin a spread actor where it can start now.
 - ``ray._private.internal_api.get_state_from_address`` and
   ``get_memory_info_reply``: the object store's bytes in use (``ray memory``
-  reads the same; no public API reports it).
+  reads the same; no public API reports it), for ``object_store_stats()``
+  and the benchmarks' memory sampler (:func:`object_store_usage_reader`).
 - ``ray._private.services.canonicalize_bootstrap_address``: the host:port
   ``ray.init`` will connect to, so a missing cluster is reported before
   ``ray.init`` hangs on it.
@@ -67,6 +68,7 @@ __all__ = [
     "draining_node_ids",
     "free_resources_per_node",
     "object_store_bytes_used",
+    "object_store_usage_reader",
     "worker_notice_printer",
 ]
 
@@ -139,9 +141,23 @@ def free_resources_per_node() -> dict[str, dict[str, float]]:
 
 def object_store_bytes_used() -> int:
     """Bytes in use in the object store, summed over the cluster's nodes."""
+    return object_store_usage_reader()()
+
+
+def object_store_usage_reader() -> Callable[[], int]:
+    """A function that reads the object store's bytes in use, connected once.
+
+    For repeated reads (a benchmark's sampler): each call costs one gRPC
+    round trip, not a new connection to the GCS.
+    """
     internal = _module("ray._private.internal_api")
     state = internal.get_state_from_address(ray.get_runtime_context().gcs_address)
-    return int(internal.get_memory_info_reply(state).store_stats.object_store_bytes_used)
+
+    def bytes_used() -> int:
+        reply = internal.get_memory_info_reply(state)
+        return int(reply.store_stats.object_store_bytes_used)
+
+    return bytes_used
 
 
 def bootstrap_address(address: str) -> str | None:
