@@ -569,16 +569,9 @@ def memory_json(peak: MemoryPeak) -> dict[str, Any]:
 
 def make_store_used() -> Callable[[], int]:
     """Bytes in use in Ray's object store, read over gRPC (~8 ms a call)."""
-    import ray
-    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+    from raymanager.ray_internals import object_store_usage_reader
 
-    state = get_state_from_address(ray.get_runtime_context().gcs_address)
-
-    def store_used() -> int:
-        reply = get_memory_info_reply(state)
-        return int(reply.store_stats.object_store_bytes_used)
-
-    return store_used
+    return object_store_usage_reader()
 
 
 def calibrate_reps(target_s: float = 0.010) -> tuple[int, float]:

@@ -15,7 +15,9 @@ from raymanager.engine import policy
 
 PURE_MODULES = ["raymanager.engine.policy", "raymanager.engine.run", "raymanager.engine.slots",
                 "raymanager.engine.wire", "raymanager.engine.simulator",
-                "raymanager.batching", "raymanager.config"]
+                "raymanager.batching", "raymanager.config",
+                "raymanager.journal.codec", "raymanager.journal.fingerprints",
+                "raymanager.rows", "raymanager.mapped_file"]
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

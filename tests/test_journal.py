@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ import pytest
 import ray
 from journal_sigkill import marks_of, recorded
 
-import raymanager.journal as journal_module
+import raymanager.journal.fingerprints as journal_fingerprints
+import raymanager.journal.store as journal_store
 from raymanager import BatchConfig, RayManager
 from raymanager.journal import NOT_RECORDED, Journal, JournalError, fingerprint, input_digest
 
@@ -157,7 +159,7 @@ def test_an_unwritable_path_is_a_journal_error_naming_it(tmp_path: Path) -> None
 CRASH = textwrap.dedent(
     """
     import os, signal, sys
-    import raymanager.journal as j
+    import raymanager.journal.store as j
 
     j.COMMIT_SECONDS = 3600  # groups end where this script says
     journal = j.Journal.open(sys.argv[1], {"rows": 20})
@@ -183,7 +185,7 @@ def test_a_crash_loses_only_the_group_not_yet_committed(tmp_path: Path) -> None:
 def test_replay_streams_the_journal_in_bounded_pages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal_module, "READ_PAGE_BYTES", 2 * 1024 * 1024)
+    monkeypatch.setattr(journal_store, "READ_PAGE_BYTES", 2 * 1024 * 1024)
     path = tmp_path / "j"
     with Journal.open(path, {}) as journal:
         for index in range(12):
@@ -197,6 +199,26 @@ def test_replay_streams_the_journal_in_bounded_pages(
             pages.append(len(journal._page))
         assert journal.replay(12) is NOT_RECORDED and not journal.resuming
     assert max(pages) <= 2  # never more than ~READ_PAGE_BYTES of records held
+
+
+def test_replayed_reads_and_resets_its_flag_under_the_journal_lock(tmp_path: Path) -> None:
+    # replay() sets the flag under the lock from the run's thread; replayed()
+    # reads and resets it. Without the lock a replay between its read and its
+    # reset would be lost (the run would then wait on actors for nothing):
+    # while the lock is held elsewhere, replayed() must wait for it.
+    path = tmp_path / "j"
+    with Journal.open(path, {}) as journal:
+        journal.write(0, 1)
+    with Journal.open(path, {}) as journal:
+        assert journal.replay(0) == 1
+        answers: list[bool] = []
+        with journal._lock:
+            reader = threading.Thread(target=lambda: answers.append(journal.replayed()))
+            reader.start()
+            reader.join(timeout=0.2)
+            assert reader.is_alive() and answers == []  # it waits for the lock
+        reader.join(timeout=10)
+        assert answers == [True] and journal.replayed() is False
 
 
 def test_a_recorded_batch_whose_input_changed_is_named(tmp_path: Path) -> None:
@@ -325,7 +347,7 @@ def test_an_array_changed_in_the_middle_is_refused(
     with pytest.raises(JournalError, match="the array's content"):
         manager.process_in_parallel(pool, changed, config, journal=path)
     # ... and batch by batch when it is larger.
-    monkeypatch.setattr(journal_module, "HASH_WHOLE_BYTES", 1024)
+    monkeypatch.setattr(journal_fingerprints, "HASH_WHOLE_BYTES", 1024)
     path = tmp_path / "batches.journal"
     expected = manager.process_in_parallel(pool, data, config, journal=path)
     assert manager.process_in_parallel(pool, data.copy(), config, journal=path) == expected

@@ -3,6 +3,10 @@
 - the engine (``raymanager.engine``) imports no Ray, no clock and nothing of
   the pool: it is checked by the simulator, without Ray;
 - no module imports another in a cycle;
+- only ``pool/``, the manager's modules (``manager``, ``startup``,
+  ``streams``, ``object_store``), ``cli``, ``security`` and the shim
+  ``ray_internals`` (the one module that reaches Ray's private APIs, see
+  ``tests/test_ray_internals.py``) import ray;
 - inside the pool, no module but the facade ``pool/actor_pool.py`` knows
   the public ``ActorPool``;
 - no module of ``pool/`` is much longer than one job needs.
@@ -17,6 +21,10 @@ import pytest
 
 PACKAGE = Path(__file__).parent.parent / "src" / "raymanager"
 MAX_POOL_MODULE_LINES = 400
+#: The modules that may import ray (and every module of pool/).
+RAY_IMPORTERS = {"raymanager.manager", "raymanager.startup", "raymanager.streams",
+                 "raymanager.object_store", "raymanager.cli", "raymanager.security",
+                 "raymanager.ray_internals"}
 
 
 def _module_name(path: Path) -> str:
@@ -58,6 +66,16 @@ def test_the_engine_imports_no_ray_no_clock_and_no_pool(name: str) -> None:
     assert not {m for m in imports if m == "ray" or m.startswith("ray.")}
     assert not {m for m in imports if m.startswith("raymanager.pool")}
     assert "time" not in imports and "threading" not in imports
+
+
+def test_only_the_pool_the_manager_the_cli_and_the_shim_import_ray() -> None:
+    importers = {
+        name for name, path in MODULES.items()
+        if any(m == "ray" or m.startswith("ray.") for m in _runtime_imports(path))
+    }
+    allowed = {n for n in importers if n.startswith("raymanager.pool.") or n in RAY_IMPORTERS}
+    assert importers - allowed == set()
+    assert "raymanager.ray_internals" in importers  # the check sees imports
 
 
 def test_no_module_imports_another_in_a_cycle() -> None:

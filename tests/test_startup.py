@@ -69,13 +69,13 @@ def test_the_session_ray_answers_the_check(ray_session: RayManager) -> None:
 
 
 def test_dashboard_without_its_packages_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ray._private import utils
+    from raymanager import ray_internals
 
-    if utils.get_dashboard_dependency_error() is None:
+    if ray_internals.dashboard_dependency_error() is None:
         # The test extra has ray[default] (for the pool metrics test): Ray's own check
         # then says what a plain `ray` would miss.
-        monkeypatch.setattr(utils, "get_dashboard_dependency_error",
-                            lambda: "No module named 'aiohttp'")
+        monkeypatch.setattr(ray_internals, "dashboard_dependency_error",
+                            lambda: ImportError("No module named 'aiohttp'"))
     with pytest.raises(RayStartError, match=r"raymanager\[dashboard\]"):
         check_dashboard()
 

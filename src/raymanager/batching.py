@@ -20,20 +20,24 @@ length is never held whole by the driver.
     >>> (group.first, group.count, group.rows)
     (0, 2, [1, 2, 3, 4])
 
-No ray import here: the pool decides how a shared source reaches the workers.
+How rows are sliced and sized is :mod:`raymanager.rows`; a memory-mapped
+file shared by its path is :mod:`raymanager.mapped_file` (both re-exported
+here). Imports those two and numpy; no ray: the pool decides how a shared
+source reaches the workers.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import mmap
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from raymanager.mapped_file import MappedFile, MappedFileUnavailable, mapped_file
+from raymanager.rows import is_array_like, rows_nbytes, slice_rows, table_kind
 
 __all__ = [
     "SHARE_MIN_BYTES",
@@ -50,96 +54,6 @@ __all__ = [
 #: Below it, pickling a group's rows into the call is cheaper than resolving
 #: an object reference in the worker (chosen with benchmarks/run.py, W2 and W3).
 SHARE_MIN_BYTES = 512 * 1024
-
-
-def slice_rows(rows: Any, start: int, stop: int) -> Any:
-    """Rows ``start:stop`` of an array, a sequence, a table or a mapping of columns.
-
-    >>> slice_rows({"a": [1, 2, 3]}, 1, 3)
-    {'a': [2, 3]}
-    """
-    if isinstance(rows, Mapping):
-        return {key: column[start:stop] for key, column in rows.items()}
-    kind = _table_kind(rows)
-    if kind == "pandas":
-        return rows.iloc[start:stop]  # by position, whatever the index
-    if kind == "arrow":
-        return rows.slice(start, max(0, stop - start))
-    return rows[start:stop]
-
-
-def _table_kind(data: Any) -> str | None:
-    """"pandas" / "arrow" for the table types cut by rows their own way.
-
-    Found by module name, so neither library is imported here.
-    """
-    module = type(data).__module__
-    if module.startswith("pandas.") and hasattr(data, "iloc"):
-        return "pandas"
-    if module.startswith("pyarrow") and hasattr(data, "num_rows") and hasattr(data, "slice"):
-        return "arrow"
-    return None
-
-
-def _is_array_like(data: Any) -> bool:
-    """An array of another library (torch, jax, cupy, ...): sliced by ``data[a:b]``."""
-    return (
-        hasattr(data, "__array__") and hasattr(data, "shape") and hasattr(data, "__getitem__")
-        and hasattr(data, "__len__") and len(getattr(data, "shape", ())) > 0
-    )
-
-
-class MappedFileUnavailable(Exception):
-    """A worker cannot map the driver's file (another machine, or the file changed)."""
-
-
-@dataclass(frozen=True)
-class MappedFile:
-    """A read-only numpy array backed by a whole file, shared by its path.
-
-    Workers on a machine that sees the same file map it themselves: zero
-    copy, nothing in the object store. The size and modification time tell a
-    worker whether it sees the very file the driver mapped.
-    """
-
-    path: str
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int
-    fortran_order: bool
-    file_size: int
-    mtime_ns: int
-
-    def open(self) -> np.ndarray:
-        """Map the file read-only; MappedFileUnavailable if it is not the driver's file."""
-        try:
-            status = os.stat(self.path)
-        except OSError as exc:
-            raise MappedFileUnavailable(f"{self.path}: {exc}") from None
-        if status.st_size != self.file_size or status.st_mtime_ns != self.mtime_ns:
-            raise MappedFileUnavailable(f"{self.path} is not the file the driver mapped")
-        return np.memmap(self.path, dtype=np.dtype(self.dtype), mode="r", offset=self.offset,
-                         shape=self.shape, order="F" if self.fortran_order else "C")
-
-
-def mapped_file(data: Any) -> MappedFile | None:
-    """The file behind ``data`` when it is a whole-file ``np.memmap`` (or ``np.load(...,
-    mmap_mode="r")``), else None. A slice of a memmap keeps the file's name but
-    not where it starts, so only the mapping itself is shared by path.
-    """
-    if not isinstance(data, np.memmap) or data.filename is None:
-        return None
-    if not isinstance(data.base, mmap.mmap) or data.dtype.hasobject:
-        return None  # a view into the mapping, or objects: share it by value
-    if not (data.flags.c_contiguous or data.flags.f_contiguous):
-        return None
-    status = os.stat(data.filename)
-    return MappedFile(
-        path=os.fspath(data.filename), dtype=data.dtype.str, shape=tuple(data.shape),
-        offset=int(data.offset), fortran_order=bool(data.flags.f_contiguous
-                                                     and not data.flags.c_contiguous),
-        file_size=status.st_size, mtime_ns=status.st_mtime_ns,
-    )
 
 
 @dataclass
@@ -182,36 +96,12 @@ class Group:
                     row_start=self.row_start + lo,
                     row_stop=self.row_start + hi,
                     rows=rows,
-                    nbytes=_nbytes(rows),
+                    nbytes=rows_nbytes(rows),
                     attempts=self.attempts,
                     suspect=self.suspect,
                 )
             )
         return parts
-
-
-def _nbytes(rows: Any) -> int:
-    if rows is None:
-        return 0
-    if isinstance(rows, np.ndarray):
-        return int(rows.nbytes)
-    kind = _table_kind(rows)
-    if kind == "pandas":
-        return int(rows.memory_usage(deep=False, index=False).sum()) if rows.ndim == 2 else int(
-            rows.memory_usage(deep=False, index=False))
-    if kind == "arrow" or _is_array_like(rows):
-        nbytes = getattr(rows, "nbytes", None)
-        if isinstance(nbytes, int):
-            return nbytes
-    if isinstance(rows, Mapping):
-        return sum(_nbytes(column) for column in rows.values())
-    if isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], np.ndarray):
-        return sum(int(getattr(row, "nbytes", 0)) for row in rows)
-    # Plain Python rows: a rough 64 bytes each keeps the byte bound meaningful.
-    try:
-        return 64 * len(rows)
-    except TypeError:
-        return 0
 
 
 class BatchSource:
@@ -289,7 +179,7 @@ class BatchSource:
         if self.shared is not None:
             return None
         if isinstance(self._inline, (np.ndarray, Mapping)) and self.num_rows:
-            return max(1, _nbytes(self._inline) * self.batch_size // self.num_rows)
+            return max(1, rows_nbytes(self._inline) * self.batch_size // self.num_rows)
         if self._next_batch == 0:
             return None
         return max(1, self._bytes_taken // self._next_batch)
@@ -327,7 +217,7 @@ class BatchSource:
         start = self._next_row
         stop = min(start + count * self.batch_size, self.num_rows)
         rows = None if self.shared is not None else slice_rows(self._inline, start, stop)
-        group = Group(self._next_batch, count, start, stop, rows, _nbytes(rows))
+        group = Group(self._next_batch, count, start, stop, rows, rows_nbytes(rows))
         if self._digest is not None:
             self._hash_batches(group)
         self._bytes_taken += group.nbytes
@@ -343,7 +233,7 @@ class BatchSource:
             return None
         count = math.ceil(len(rows) / self.batch_size)
         start = self._next_row
-        group = Group(self._next_batch, count, start, start + len(rows), rows, _nbytes(rows))
+        group = Group(self._next_batch, count, start, start + len(rows), rows, rows_nbytes(rows))
         if self._digest is not None:
             self._hash_batches(group)
         self._bytes_taken += group.nbytes
@@ -420,7 +310,7 @@ def make_source(
             f"data of type {type(data).__name__} is not cut into batches; "
             "pass a list of strings, an array or an iterable of rows"
         )
-    if _table_kind(data) is not None:
+    if table_kind(data) is not None:
         # pandas DataFrame / Series, pyarrow Table / RecordBatch: batches are
         # row slices of the same type (a DataFrame iterates its column names,
         # which is never what a user means by its rows).
@@ -429,7 +319,7 @@ def make_source(
         return _mapping_source(data, batch_size, share_min_bytes, share_max_bytes)
     if isinstance(data, Sequence) and _sliceable(data):
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
-    if _is_array_like(data):
+    if is_array_like(data):
         # torch / jax / cupy arrays and the like: row slices of the same type.
         return BatchSource(batch_size=batch_size, num_rows=len(data), inline=data)
     if type(data).__module__.startswith(("pandas", "pyarrow", "polars", "scipy")):

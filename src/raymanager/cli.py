@@ -196,11 +196,12 @@ def _info(config: RayConfig) -> int:
 
     from raymanager import RayManager
     from raymanager.pool import list_pools
+    from raymanager.ray_internals import alive_nodes
 
     with RayManager(config) as manager:
         resources = manager.cluster_resources()
         store = manager.object_store_stats()
-        nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        nodes = alive_nodes()
         table = Table(title="Ray resources seen by raymanager", show_header=False)
         where = f"joined {config.address}" if config.address else "private local"
         table.add_row("Ray", f"{ray.__version__} ({where})")
@@ -238,36 +239,31 @@ def pools_by_node() -> dict[str, dict[str, Any]]:
     """Per live node of the connected Ray: its address and our actors on it, by pool.
 
     ``{node_id: {"address": "10.0.0.5", "pools": {"<pool>/<class>": actors}}}``.
-    Read from Ray's actor table (``ray._private.state``: the public state API
-    needs the dashboard, which raymanager leaves off); where that is not
-    available, nodes are listed without pools.
+    Read from Ray's actor table (:func:`raymanager.ray_internals.actor_table`:
+    the public state API needs the dashboard, which raymanager leaves off);
+    where that is not available, nodes are listed without pools.
 
     >>> pools_by_node()   # doctest: +SKIP
     {'11e06672...': {'address': '127.0.0.1', 'pools': {'92554b9e/TrainingActor': 2}}}
     """
-    import ray
-
-    from raymanager.pool.observe import ACTOR_NAME_PREFIX
+    from raymanager.pool.observe import parse_actor_name
+    from raymanager.ray_internals import actor_table, alive_nodes
 
     nodes: dict[str, dict[str, Any]] = {
         str(node["NodeID"]): {"address": str(node.get("NodeManagerAddress", "?")), "pools": {}}
-        for node in ray.nodes()  # type: ignore[no-untyped-call]
-        if node.get("Alive")
+        for node in alive_nodes()
     }
     try:
-        from ray._private import state
-
-        actors = list(state.actors().values())
+        actors = actor_table()
     except Exception:  # a Ray without this private table: nodes only
         return nodes
     for actor in actors:
-        name = str(actor.get("Name") or "")
-        if actor.get("State") != "ALIVE" or not name.startswith(ACTOR_NAME_PREFIX):
+        parsed = parse_actor_name(str(actor.get("Name") or ""))
+        if actor.get("State") != "ALIVE" or parsed is None:
             continue
-        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
         node_id = str((actor.get("Address") or {}).get("NodeID", ""))
         if node_id in nodes:
-            key = f"{pool_id}/{class_name}"
+            key = "/".join(parsed)
             nodes[node_id]["pools"][key] = nodes[node_id]["pools"].get(key, 0) + 1
     return nodes
 

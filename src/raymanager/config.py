@@ -18,9 +18,19 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
-__all__ = ["BatchConfig", "OnError", "RayConfig"]
+__all__ = [
+    "BatchConfig",
+    "OnError",
+    "RayConfig",
+    "check_int",
+    "check_number",
+    "check_optional_int",
+    "check_pool_size",
+    "is_int",
+    "is_number",
+]
 
 #: "raise", "continue", or a callable that gets each failed batch's BatchError
 #: and returns "raise", "continue" or "retry" (while the batch has tries left).
@@ -41,6 +51,91 @@ DEFAULT_WORKER_NICENESS = 15
 MAX_BYTES = 2**60
 
 
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
+    """Whether ``value`` is an integral number: ``numpy.int64(2)`` is, ``True`` is not.
+
+    >>> is_int(2), is_int(True), is_int(2.0)
+    (True, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def is_number(value: object) -> TypeGuard[numbers.Real]:
+    """Whether ``value`` is a real number (ints and floats of any kind), not a bool.
+
+    >>> is_number(0.5), is_number(3), is_number(False), is_number("1")
+    (True, True, False, False)
+    """
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """``value`` as a plain int; ValueError naming ``name`` unless an int >= ``minimum``.
+
+    For the arguments of a function (a field of a config class says
+    ``Owner.field`` and tells a TypeError from a ValueError instead).
+
+    >>> check_int("spare_actors", -1, minimum=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: spare_actors must be an int >= 0, got -1
+    """
+    if not is_int(value) or int(value) < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_optional_int(name: str, value: object, *, minimum: int) -> int | None:
+    """Like :func:`check_int`, and None stays None.
+
+    >>> check_optional_int("max_batches_per_actor", None, minimum=1) is None
+    True
+    """
+    if value is None:
+        return None
+    if not is_int(value) or int(value) < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum} or None, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: object, *, minimum: float, strict: bool = False) -> float:
+    """``value`` as a float; ValueError naming ``name`` unless a number >= (or >) ``minimum``.
+
+    NaN is refused; infinity passes where it is above ``minimum``.
+
+    >>> check_number("idle_timeout_s", 0, minimum=0, strict=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: idle_timeout_s must be a number > 0, got 0
+    """
+    number = float(value) if is_number(value) else math.nan
+    if not (number > minimum if strict else number >= minimum):
+        raise ValueError(f"{name} must be a number {'>' if strict else '>='} {minimum:g}, "
+                         f"got {value!r}")
+    return number
+
+
+def check_pool_size(low: object, high: object) -> tuple[int, int]:
+    """A pool's size range as ints: ``0 <= min <= max``, ``max >= 1``; else ValueError.
+
+    >>> check_pool_size(0, 4)
+    (0, 4)
+    >>> check_pool_size(3, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_actors must be an int >= 1 or a (min, max) pair ... got (3, 2)
+    """
+    smallest = check_int("num_actors min", low, minimum=0)
+    largest = check_int("num_actors max", high, minimum=0)
+    if largest < 1 or smallest > largest:
+        got = repr(low) if low == high else f"({low!r}, {high!r})"
+        raise ValueError(
+            f"num_actors must be an int >= 1 or a (min, max) pair with 0 <= min <= max "
+            f"and max >= 1, got {got}"
+        )
+    return smallest, largest
+
+
 def _as_int(owner: str, name: str, value: object, *, minimum: int, optional: bool,
             maximum: int | None = None) -> int | None:
     """``value`` as a plain int, or a TypeError / ValueError naming the field.
@@ -50,7 +145,7 @@ def _as_int(owner: str, name: str, value: object, *, minimum: int, optional: boo
     """
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         kind = "an int or None" if optional else "an int"
         raise TypeError(f"{owner}.{name} must be {kind}, got {value!r}")
     number = int(value)
@@ -68,7 +163,7 @@ def _as_number(
     """``value`` as a plain float (any real number but bool), finite and in range."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         kind = "a number or None" if optional else "a number"
         raise TypeError(f"{owner}.{name} must be {kind}, got {value!r}")
     number = float(value)

@@ -230,3 +230,15 @@ class RunLockedError(RayManagerError):
                  host: str | None = None, command: str | None = None) -> None:
         super().__init__(message)
         self.path, self.pid, self.host, self.command = path, pid, host, command
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none.
+
+    A helper for messages that quote another error (not in ``__all__``).
+
+    >>> first_line(ValueError("bad\\nmore")), first_line(KeyError())
+    ('bad', 'KeyError')
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

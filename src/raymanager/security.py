@@ -21,13 +21,12 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from raymanager.ray_internals import AUTH_BANNER_LOGGER
+
 __all__ = ["TOKEN_ENV_VARS", "default_token_path", "ensure_private_token", "quiet_auth_banner"]
 
 #: Environment variables through which a user hands Ray a token of their own.
 TOKEN_ENV_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-
-_BANNER_LOGGER = "ray._private.authentication.authentication_token_setup"
-
 
 def default_token_path() -> Path:
     """Where Ray looks for its token when none is given: ``~/.ray/auth_token``."""
@@ -71,7 +70,7 @@ def quiet_auth_banner() -> Iterator[None]:
 
     Ray's warnings that authentication is *disabled* still show.
     """
-    banner_logger = logging.getLogger(_BANNER_LOGGER)
+    banner_logger = logging.getLogger(AUTH_BANNER_LOGGER)
     drop = _DropBanner()
     banner_logger.addFilter(drop)
     try:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from raymanager.config import check_int
+
 __all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoResult", "check_video_request", "record_video"]
 
 #: File types ``record_video`` writes, by suffix.
@@ -155,8 +157,7 @@ def check_video_request(out: str | os.PathLike[str], episodes: int) -> Path:
     path = Path(out)
     if path.suffix not in VIDEO_SUFFIXES:
         raise ValueError(f"--video {out}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    check_int("episodes", episodes, minimum=1)
     return path
 
 

@@ -8,16 +8,16 @@
 - :mod:`~raymanager.pool.ray_errors`: the one mapping from Ray's errors to ours.
 """
 
+from raymanager.config import check_pool_size as check_size  # where it was before
 from raymanager.pool.actor_pool import ActorPool, PoolState
-from raymanager.pool.dispatch import TIMED_OUT, Deadline, ProgressCallback, Run
+from raymanager.pool.dispatch import STARTED, TIMED_OUT, ProgressCallback, Run
 from raymanager.pool.observe import list_pools
 from raymanager.pool.placement import check_feasible
-from raymanager.pool.retiring import check_size
 
 __all__ = [
+    "STARTED",
     "TIMED_OUT",
     "ActorPool",
-    "Deadline",
     "PoolState",
     "ProgressCallback",
     "Run",

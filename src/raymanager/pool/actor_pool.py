@@ -35,6 +35,7 @@ from typing import Any
 import ray
 
 from raymanager.actors.base import RayActor
+from raymanager.config import check_int, check_pool_size
 from raymanager.engine.slots import SlotState
 from raymanager.errors import ManagerShutdownError
 from raymanager.pool import placement as placing
@@ -44,7 +45,7 @@ from raymanager.pool.calls import CallBook
 from raymanager.pool.host import host_class
 from raymanager.pool.metrics import MetricsPublisher, metrics_enabled
 from raymanager.pool.observe import Throughput, pool_stats
-from raymanager.pool.retiring import check_size, close_then_kill
+from raymanager.pool.retiring import close_then_kill
 from raymanager.pool.submit import Submissions
 
 __all__ = ["ActorPool", "PoolState"]
@@ -161,18 +162,19 @@ class ActorPool(CallBook):
             >>> pool.resize(8)          # doctest: +SKIP
             >>> pool.resize((0, 8))     # elastic: grow with work, shrink when idle
         """
-        low, high = num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)
-        check_size(low, high)
+        low, high = check_pool_size(
+            *(num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)))
         with self._lock:
             self.check_usable()
             self.min_actors, self.max_actors = low, high
-            live = [s for s in self._slots if s.state is not SlotState.DRAINING]
+            live = [slot for slot in self._slots if slot.state is not SlotState.DRAINING]
             for _ in range(low - len(live)):
                 self._spawn(self._new_slot())
             excess = len(live) - high
             # Idle and not-yet-running actors go first, busy ones drain.
-            for slot in sorted(live, key=lambda s: (len(s.calls), s.state is SlotState.READY))[
-                    :max(0, excess)]:
+            by_load = sorted(live, key=lambda slot: (len(slot.calls),
+                                                     slot.state is SlotState.READY))
+            for slot in by_load[:max(0, excess)]:
                 self._drain(slot)
 
     def pids(self) -> list[int | None]:
@@ -240,8 +242,7 @@ class ActorPool(CallBook):
             >>> futures = [pool.submit(np.arange(8)) for _ in range(4)]   # doctest: +SKIP
             >>> [f.result() for f in concurrent.futures.as_completed(futures)]
         """
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        max_retries = check_int("max_retries", max_retries, minimum=0)
         with self._lock:
             self.check_usable()
             return self._submissions.submit(batch, max_retries)

@@ -88,8 +88,8 @@ class Broadcast:
                 if self.error is not None:
                     raise self.error
                 refs = list(self.calls)
-                starting = [s.ready_ref for s in self.waiting_replay.values()
-                            if s.ready_ref is not None]
+                starting = [slot.ready_ref for slot in self.waiting_replay.values()
+                            if slot.ready_ref is not None]
                 if not refs and not starting:
                     return [self.answers.get(index) for index in self.order]
             with pool.ray_call():

@@ -18,38 +18,39 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
 import ray
 
-from raymanager.batching import BatchSource, MappedFileUnavailable, slice_rows
+from raymanager.batching import BatchSource
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.run import GROW, Journal, RunCore, Send
 from raymanager.engine.slots import Call, Loss, LossKind, SlotState
 from raymanager.engine.wire import CallSpec
+from raymanager.mapped_file import MappedFileUnavailable
 from raymanager.pool.calls import LOST, CallBook
+from raymanager.rows import slice_rows
 
-__all__ = ["TIMED_OUT", "Deadline", "ProgressCallback", "Run"]
+__all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
 
 logger = logging.getLogger("raymanager")
 
 ProgressCallback = Callable[[int, int], None]
 
 
-@dataclass
-class Deadline:
-    """When the caller stops waiting for the next result (``next(timeout=...)``)."""
-
-    at: float | None = None
-
-
-#: Yielded by :meth:`Run.chunks` instead of results when the deadline passed;
-#: the run stays suspended and goes on at the next ``next()``.
+#: Yielded by :meth:`Run.chunks` first, before the run starts: every resume
+#: after it sends the time the caller waits until (see :meth:`Run.chunks`).
+STARTED = object()
+#: Yielded by :meth:`Run.chunks` instead of results when the caller's wait
+#: ended; the run stays suspended and goes on at the next resume.
 TIMED_OUT = object()
+
+#: What :meth:`Run.chunks` is resumed with: a ``time.monotonic()`` time by
+#: which the caller stops waiting for the next results, or None (no limit).
+WaitUntil = float | None
 
 
 class Run:
@@ -64,11 +65,9 @@ class Run:
         shared_ref: Any = None,
         on_progress: ProgressCallback | None = None,
         ordered: bool = True,
-        deadline: Deadline | None = None,
         journal: Journal | None = None,
     ) -> None:
         self.pool = pool
-        self.deadline = deadline if deadline is not None else Deadline()
         self.source = source
         self.config = config
         self.shared_ref = shared_ref
@@ -93,15 +92,19 @@ class Run:
 
     # ----------------------------------------------------------------- the loop
 
-    def chunks(self) -> Iterator[Any]:
+    def chunks(self) -> Generator[Any, WaitUntil, None]:
         """Yield lists of ``(batch index, result)``: every result deliverable at
         once, in input order when ordered; a batch error raises at its own
         position, after every list before it.
 
-        Yields :data:`TIMED_OUT` instead when ``deadline`` passes first. One
-        list per call rather than one item per batch: a call of 1,000 trivial
-        batches costs the driver one resume of this generator, not 1,000.
+        The first ``next()`` yields :data:`STARTED` before anything runs;
+        after that, resume with ``send(wait_until)`` (a ``time.monotonic()``
+        time, or None): when ``wait_until`` passes before any result is
+        ready, :data:`TIMED_OUT` is yielded instead. One list per call rather
+        than one item per batch: a call of 1,000 trivial batches costs the
+        driver one resume of this generator, not 1,000.
         """
+        wait_until = yield STARTED
         core = self.core
         completed = False
         lock = self.pool.locked()
@@ -125,14 +128,14 @@ class Run:
                 if core.deliverable():
                     window_shut = core.window_shut()
                     while core.deliverable():
-                        yield self._pop_ready()  # no reference kept once handed over
+                        wait_until = yield self._pop_ready()  # no reference kept once handed
                     if window_shut or not core.calls:
                         continue  # what was handed out lets more be read: fill first
                 with lock:
                     if core.finished():
                         break
-                if self.deadline.at is not None and time.monotonic() >= self.deadline.at:
-                    yield TIMED_OUT
+                if wait_until is not None and time.monotonic() >= wait_until:
+                    wait_until = yield TIMED_OUT
                     continue
                 with lock:
                     core.check_stall()
@@ -141,10 +144,10 @@ class Run:
                     calls = {call.ref: call for run in self.pool.runs()
                              for call in run.core.calls_in_flight()}
                     refs = list(calls) + [
-                        s.ready_ref for s in self.pool.slots
-                        if s.state is SlotState.STARTING and s.ready_ref is not None
+                        slot.ready_ref for slot in self.pool.slots
+                        if slot.state is SlotState.STARTING and slot.ready_ref is not None
                     ]
-                    timeout = self._wait_timeout()
+                    timeout = self._wait_timeout(wait_until)
                     replayed = self.journal is not None and self.journal.replayed()
                 if replayed and not refs:
                     continue  # results read back from a journal need no actor: go on at once
@@ -193,11 +196,11 @@ class Run:
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         return ready
 
-    def _wait_timeout(self) -> float:
+    def _wait_timeout(self, wait_until: WaitUntil) -> float:
         now = time.monotonic()
         wait = min(run.core.wait_timeout(now, self.pool.slots) for run in self.pool.runs())
-        if self.deadline.at is not None:
-            wait = min(wait, max(0.0, self.deadline.at - now))
+        if wait_until is not None:
+            wait = min(wait, max(0.0, wait_until - now))
         return wait
 
     # ----------------------------------------------------------------- dispatch
@@ -274,8 +277,8 @@ class Run:
         No ray.cancel: cancelling an actor call that has not reached the actor
         yet leaves a gap in its task sequence, and the actor's next call then
         waits 30 s for the missing one (seen with Ray 2.60). Calls are sized to
-        ~100 ms, so letting them finish is quick; an actor still busy after the
-        grace period is killed and replaced.
+        about ``policy.TARGET_CALL_SECONDS``, so letting them finish is quick;
+        an actor still busy after the grace period is killed and replaced.
         """
         lock = self.pool.locked()
         with lock:

@@ -24,8 +24,9 @@ import numpy as np
 import ray
 
 from raymanager.actors.base import RayActor
-from raymanager.batching import MappedFile, slice_rows
 from raymanager.engine.wire import CallSpec, Failure, Report
+from raymanager.mapped_file import MappedFile
+from raymanager.rows import slice_rows
 
 __all__ = [
     "ActorHost",

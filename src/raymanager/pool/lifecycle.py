@@ -16,7 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raymanager.engine.slots import Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure
-from raymanager.errors import PoolBrokenError
+from raymanager.errors import PoolBrokenError, first_line
 from raymanager.pool import placement as placing
 from raymanager.pool.base import PoolState
 from raymanager.pool.observe import ACTOR_NAME_PREFIX
@@ -25,7 +25,7 @@ from raymanager.pool.ray_errors import (
     classify,
     is_node_death,
 )
-from raymanager.pool.retiring import close_then_kill, first_line
+from raymanager.pool.retiring import close_then_kill
 from raymanager.pool.spares import SpareKeeper
 from raymanager.pool.start_errors import not_started_error, start_error
 
@@ -65,7 +65,7 @@ class ActorLifecycle(SpareKeeper):
         """
         if self._state is not PoolState.RUNNING or len(self._slots) >= self.max_actors:
             return False
-        if any(s.state is SlotState.STARTING for s in self._slots):
+        if any(slot.state is SlotState.STARTING for slot in self._slots):
             return False  # one start at a time: starts are slow, demand may pass
         now = time.monotonic()
         if now < self._next_grow_check:
@@ -123,14 +123,14 @@ class ActorLifecycle(SpareKeeper):
         A ready spare's actor becomes that generation when there is one: no
         process starts, and a new spare starts in its place.
         """
-        spare = next((s for s in self._spares if s.pid is not None), None)
+        spare = next((candidate for candidate in self._spares if candidate.pid is not None), None)
         if spare is not None:
             self._promote(spare, slot)
             return
         options = dict(self._options)
         if self._placement == "spread":
             requested = placing.requested_resources(self._options)
-            others = (s.planned_node for s in self._slots if s is not slot)
+            others = (other.planned_node for other in self._slots if other is not slot)
             node = placing.spread_target(requested, others, self._suspects.current())
             slot.planned_node = node
             if node is not None:
@@ -171,7 +171,8 @@ class ActorLifecycle(SpareKeeper):
         deadline = time.monotonic() + self._start_timeout_s
         while True:
             with self._lock:
-                pending = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
+                pending = {slot.ready_ref: slot for slot in self._slots
+                           if slot.state is SlotState.STARTING}
                 for slot in self._slots:
                     if slot.state is SlotState.BACKOFF:
                         self._spawn(slot)  # lost while starting (say, its node): retry at once
@@ -200,7 +201,9 @@ class ActorLifecycle(SpareKeeper):
         self._check_drains(now)
         self._poll_spares(now)
         self.start_owed_spares()
-        for slot in [s for s in self._slots if s.state is SlotState.DRAINING and not s.calls]:
+        drained = [slot for slot in self._slots
+                   if slot.state is SlotState.DRAINING and not slot.calls]
+        for slot in drained:
             if slot.evacuating:  # its node goes away: start its successor elsewhere
                 slot.evacuating = False
                 self._retire_handle(slot)
@@ -208,7 +211,8 @@ class ActorLifecycle(SpareKeeper):
             else:
                 self._remove(slot)
         self._shrink_idle(now)
-        starting = {s.ready_ref: s for s in self._slots if s.state is SlotState.STARTING}
+        starting = {slot.ready_ref: slot for slot in self._slots
+                    if slot.state is SlotState.STARTING}
         if starting:
             done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
             for ref in done:
@@ -234,8 +238,8 @@ class ActorLifecycle(SpareKeeper):
                 slot.evacuating = True
 
     def _check_slow_starts(self, now: float) -> None:
-        slow = [s for s in self._slots if s.state is SlotState.STARTING
-                and now - s.spawned_at > NODE_CHECK_AFTER_S]
+        slow = [slot for slot in self._slots if slot.state is SlotState.STARTING
+                and now - slot.spawned_at > NODE_CHECK_AFTER_S]
         if not slow or now < self._next_node_check:
             return
         self._next_node_check = now + 1.0
@@ -306,8 +310,8 @@ class ActorLifecycle(SpareKeeper):
 
     def no_actor_error(self) -> PoolBrokenError:
         last = "; ".join(
-            f"#{s.index}: {s.last_start_error.splitlines()[0]}"
-            for s in self._slots if s.last_start_error
+            f"#{slot.index}: {slot.last_start_error.splitlines()[0]}"
+            for slot in self._slots if slot.last_start_error
         )
         return PoolBrokenError(
             f"no actor of this pool of {self.actor_name} can be kept alive: every slot failed "

@@ -15,7 +15,14 @@ import ray
 
 from raymanager.engine.slots import Slot
 
-__all__ = ["ACTOR_NAME_PREFIX", "THROUGHPUT_WINDOW_S", "Throughput", "list_pools", "pool_stats"]
+__all__ = [
+    "ACTOR_NAME_PREFIX",
+    "THROUGHPUT_WINDOW_S",
+    "Throughput",
+    "list_pools",
+    "parse_actor_name",
+    "pool_stats",
+]
 
 #: Ray actor names of our actors start with this: raymanager/<pool>/<class>/<slot>.<gen>.
 ACTOR_NAME_PREFIX = "raymanager/"
@@ -95,6 +102,20 @@ def pool_stats(pool: Counted, throughput: Throughput) -> dict[str, Any]:
     }
 
 
+def parse_actor_name(name: str) -> tuple[str, str] | None:
+    """``(pool id, actor class)`` of one of our actors' Ray names; None for another's.
+
+    >>> parse_actor_name("raymanager/3f2a9c1d/TrainingActor/0.1")
+    ('3f2a9c1d', 'TrainingActor')
+    >>> parse_actor_name("someone-else") is None
+    True
+    """
+    if not name.startswith(ACTOR_NAME_PREFIX):
+        return None
+    pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
+    return pool_id, class_name
+
+
 def list_pools() -> list[dict[str, Any]]:
     """The pools of every raymanager on this Ray cluster, from its named actors.
 
@@ -109,9 +130,10 @@ def list_pools() -> list[dict[str, Any]]:
     found: dict[tuple[str, str, str], int] = {}
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = entry["name"] if isinstance(entry, dict) else str(entry)
-        if not name.startswith(ACTOR_NAME_PREFIX):
+        parsed = parse_actor_name(name)
+        if parsed is None:
             continue
-        pool_id, class_name, _ = name[len(ACTOR_NAME_PREFIX):].split("/", 2)
+        pool_id, class_name = parsed
         namespace = entry.get("namespace", "") if isinstance(entry, dict) else ""
         key = (pool_id, class_name, namespace)
         found[key] = found.get(key, 0) + 1

@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 from raymanager.errors import ResourceUnavailableError
+from raymanager.ray_internals import alive_nodes, draining_node_ids, free_resources_per_node
 
 __all__ = [
     "SuspectNodes",
@@ -52,19 +53,15 @@ def requested_resources(options: Mapping[str, Any]) -> dict[str, float]:
     return requested
 
 
-def _alive_nodes() -> list[dict[str, Any]]:
-    return [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
-
-
 def live_node_ids() -> set[str]:
     """IDs of the nodes Ray currently lists as alive."""
-    return {str(node["NodeID"]) for node in _alive_nodes()}
+    return {str(node["NodeID"]) for node in alive_nodes()}
 
 
 def largest_node_resources() -> dict[str, float]:
     """The largest amount of each resource on any one live node."""
     largest: dict[str, float] = {}
-    for node in _alive_nodes():
+    for node in alive_nodes():
         for name, amount in node.get("Resources", {}).items():
             if name.startswith("node:") or name.endswith("_group"):
                 continue
@@ -75,7 +72,7 @@ def largest_node_resources() -> dict[str, float]:
 def feasible_nodes(requested: Mapping[str, float]) -> list[str]:
     """IDs of the live nodes whose total resources could host one actor, sorted."""
     nodes = []
-    for node in _alive_nodes():
+    for node in alive_nodes():
         total = node.get("Resources", {})
         if all(float(total.get(name, 0.0)) >= amount for name, amount in requested.items()):
             nodes.append(str(node["NodeID"]))
@@ -120,16 +117,14 @@ class SuspectNodes:
 
     def current(self) -> set[str]:
         now = time.monotonic()
-        self._until = {n: t for n, t in self._until.items() if t > now}
+        self._until = {node: until for node, until in self._until.items() if until > now}
         return set(self._until)
 
 
 def draining_nodes() -> set[str]:
     """Nodes Ray is draining (spot preemption, autoscaler scale-down, ``ray drain-node``)."""
     try:
-        from ray._private.state import state as gcs_state  # Ray's own view of drains
-
-        return {str(node) for node in gcs_state.get_draining_nodes()}
+        return draining_node_ids()
     except Exception:  # an internal API that moved: no drain awareness, losses still recover
         return set()
 
@@ -137,9 +132,7 @@ def draining_nodes() -> set[str]:
 def nodes_with_room(requested: Mapping[str, float]) -> set[str] | None:
     """Nodes whose free resources fit one actor now (None: Ray cannot say)."""
     try:
-        from ray._private.state import state as gcs_state  # Ray's per-node view
-
-        free = gcs_state.available_resources_per_node()  # type: ignore[no-untyped-call]
+        free = free_resources_per_node()
     except Exception:  # an internal API that moved: place by totals only
         return None
     return {

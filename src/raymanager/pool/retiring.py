@@ -1,4 +1,4 @@
-"""Small pieces of an actor's end: salvaging finished calls, close-then-kill, sizes.
+"""Small pieces of an actor's end: salvaging finished calls, close-then-kill.
 
 ``close_then_kill`` gives retired actors that override ``RayActor.close`` the
 time to run it, then kills them; ``salvage`` takes the result of a call that
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import numbers
 import time
 from typing import Any
 
@@ -17,7 +16,7 @@ import ray
 
 from raymanager.engine.slots import Call
 
-__all__ = ["check_size", "close_then_kill", "first_line", "salvage"]
+__all__ = ["close_then_kill", "salvage"]
 
 logger = logging.getLogger("raymanager")
 
@@ -31,19 +30,6 @@ def salvage(call: Call) -> tuple[bool, Any]:
         return True, ray.get(call.ref)
     except Exception:
         return False, None
-
-
-def check_size(low: int, high: int) -> None:
-    """A pool's size range: ``0 <= min <= max``, ``max >= 1``."""
-    for name, value in (("min", low), ("max", high)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"num_actors {name} must be an int >= 0, got {value!r}")
-    if high < 1 or low > high:
-        got = repr(low) if low == high else f"({low!r}, {high!r})"
-        raise ValueError(
-            f"num_actors must be an int >= 1 or a (min, max) pair with 0 <= min <= max "
-            f"and max >= 1, got {got}"
-        )
 
 
 def close_then_kill(
@@ -74,8 +60,3 @@ def close_then_kill(
         else:
             keep.append((handle, ref, kill_at))
     return keep
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,10 +16,10 @@ import time
 import ray
 
 from raymanager.engine.slots import Slot, SlotState
+from raymanager.errors import first_line
 from raymanager.pool.base import PoolBase, PoolState
 from raymanager.pool.observe import ACTOR_NAME_PREFIX
 from raymanager.pool.ray_errors import FailureKind, classify
-from raymanager.pool.retiring import first_line
 
 __all__ = ["SPARE_RETRY_S", "SpareKeeper"]
 
@@ -53,7 +53,7 @@ class SpareKeeper(PoolBase):
 
     def _poll_spares(self, now: float) -> None:
         """Take note of spares that answered ready(); replace those that failed (lock held)."""
-        starting = {s.ready_ref: s for s in self._spares if s.ready_ref is not None}
+        starting = {spare.ready_ref: spare for spare in self._spares if spare.ready_ref is not None}
         if starting:
             done, _ = ray.wait(list(starting), num_returns=len(starting), timeout=0)
             for ref in done:
@@ -72,7 +72,8 @@ class SpareKeeper(PoolBase):
                 # the pool's own slots report the error if it is the class's.
                 self._kill_spare(spare)
                 spare.retry_at = now + SPARE_RETRY_S
-        for spare in [s for s in self._spares if s.retry_at and now >= s.retry_at]:
+        due = [spare for spare in self._spares if spare.retry_at and now >= spare.retry_at]
+        for spare in due:
             self._spares.remove(spare)
             self._start_spare()
 
@@ -124,7 +125,7 @@ class SpareKeeper(PoolBase):
         spare in the making; the pool works without it.
         """
         with self._lock:
-            refs = [s.ready_ref for s in self._spares if s.ready_ref is not None]
+            refs = [spare.ready_ref for spare in self._spares if spare.ready_ref is not None]
         if refs:
             ray.wait(refs, num_returns=len(refs), timeout=self._start_timeout_s)
         with self._lock:

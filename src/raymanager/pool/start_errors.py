@@ -22,6 +22,7 @@ from raymanager.errors import (
     ResourceUnavailableError,
 )
 from raymanager.pool.placement import largest_node_resources, requested_resources
+from raymanager.ray_internals import actor_table_entry
 
 __all__ = ["not_started_error", "start_error"]
 
@@ -50,7 +51,7 @@ def not_started_error(
     """Placed but still constructing (ActorStartError), or never placed (resources)."""
     requested = requested_resources(options)
     available = largest_node_resources()
-    waiting = ", ".join(f"#{s.index}" for s in pending)
+    waiting = ", ".join(f"#{slot.index}" for slot in pending)
     created = _created_in_a_process(pending)
     if created:
         # The processes exist and run the constructor: resources are not the issue.
@@ -74,13 +75,11 @@ def not_started_error(
 def _created_in_a_process(slots: list[Slot]) -> list[Slot]:
     """The slots whose actor Ray placed and gave a process (constructor running)."""
     try:
-        from ray._private.state import actors as actor_table  # Ray's GCS actor table
-
         placed = []
         for slot in slots:
-            info = actor_table(slot.handle._actor_id.hex())
-            pid = (info or {}).get("Pid") or (info or {}).get("pid")
-            address = (info or {}).get("Address") or {}
+            info = actor_table_entry(slot.handle) or {}
+            pid = info.get("Pid") or info.get("pid")
+            address = info.get("Address") or {}
             if pid or address.get("WorkerID", "").strip("0"):
                 placed.append(slot)
         return placed

@@ -97,8 +97,8 @@ class Submissions:
                     self.thread = None
                     return
                 # Items wait for an actor: wake when one becomes ready.
-                refs += [s.ready_ref for s in pool.slots
-                         if s.state is SlotState.STARTING and s.ready_ref is not None]
+                refs += [slot.ready_ref for slot in pool.slots
+                         if slot.state is SlotState.STARTING and slot.ready_ref is not None]
             try:
                 with pool.ray_call():
                     if refs:
@@ -132,10 +132,10 @@ class Submissions:
         self.calls[ref] = (self.pool.register_call(slot, self, ref), item)
 
     def _free_slot(self) -> Slot | None:
-        ready = [s for s in self.pool.slots
-                 if s.state is SlotState.READY and len(s.calls) < CALLS_PER_ACTOR
-                 and self.pool.batches_left(s) != 0]
-        return min(ready, key=lambda s: len(s.calls), default=None)
+        ready = [slot for slot in self.pool.slots
+                 if slot.state is SlotState.READY and len(slot.calls) < CALLS_PER_ACTOR
+                 and self.pool.batches_left(slot) != 0]
+        return min(ready, key=lambda candidate: len(candidate.calls), default=None)
 
     def _collect(self, call: Call, item: _Item) -> None:
         value, cause = self.pool.fetch(call)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from raymanager.agents.ars import ars_preset
+from raymanager.config import check_int
 from raymanager.envs import env_facts, env_settings
 from raymanager.tracking.trackers import BACKENDS
 
@@ -116,13 +117,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and name in ROUND_DEFAULT_KEYS:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+            # A plain int kept (a numpy int would not go into config.yaml).
+            setattr(self, name, check_int(f"TrainConfig.{name}", value, minimum=1))
         if self.agent is not None and (not isinstance(self.agent, str) or not self.agent):
             raise TypeError(f"TrainConfig.agent must be a non-empty str or None, "
                             f"got {self.agent!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
+        self.seed = check_int("TrainConfig.seed", self.seed, minimum=0)
         for name in ("env_kwargs", "agent_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 value = getattr(self, name)
