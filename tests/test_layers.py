@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).parent.parent / "src" / "raymanager"
 MAX_POOL_MODULE_LINES = 400
 #: The modules that may import ray (and every module of pool/).
 RAY_IMPORTERS = {"raymanager.manager", "raymanager.startup", "raymanager.streams",
-                 "raymanager.object_store", "raymanager.cli", "raymanager.security",
+                 "raymanager.object_store", "raymanager.cli", "raymanager.cli_info",
+                 "raymanager.security",
                  "raymanager.ray_internals"}
 
 

@@ -175,7 +175,7 @@ class Echo(RayActor):
 def test_info_shows_which_node_each_pools_actors_are_on(manager: RayManager) -> None:
     import ray
 
-    from raymanager.cli import pools_by_node
+    from raymanager.cli_info import pools_by_node
 
     pool = manager.create_actor_pool(Echo, {}, num_actors=2)
     nodes = pools_by_node()

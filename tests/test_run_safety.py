@@ -279,3 +279,36 @@ def test_sigterm_of_a_holder_also_frees_the_lock(tmp_path: Path) -> None:
     holder.wait(timeout=30)
     with DirectoryLock(tmp_path):
         pass
+
+
+def test_a_video_of_a_live_run_leaves_its_tracker_files_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """evaluate --video writes into a run directory only to add the video to the run's
+    tracker runs: under the run's lock, so never into a run another process trains."""
+    import dataclasses
+
+    from raymanager.agents import make_agent
+    from raymanager.rundir import TRACKERS_FILE, Checkpoint, save_checkpoint
+    from raymanager.training import plan_run
+    from raymanager.video import record_video
+
+    plan = plan_run(TrainConfig())
+    run_dir = tmp_path / "run"
+    save_checkpoint(run_dir / "checkpoint",
+                    Checkpoint(make_agent(dict(plan.agent_config)).get_weights(), 0, 0, 0.0,
+                               dataclasses.asdict(plan.config)))
+    trackers = '{"mlflow": {"run_id": "abc", "status": "FINISHED"}}\n'
+    (run_dir / TRACKERS_FILE).write_text(trackers)
+    holder = start_holder(run_dir)
+    try:
+        with caplog.at_level("WARNING", logger="raymanager"):
+            result = record_video(run_dir, tmp_path / "policy.gif")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert result.frames > 0 and (tmp_path / "policy.gif").exists()  # the video is made
+    assert result.tracking == []
+    assert (run_dir / TRACKERS_FILE).read_text() == trackers  # the live run's file untouched
+    assert "not added to the run's tracker runs" in caplog.text
+    assert f"process {holder.pid}" in caplog.text

@@ -23,7 +23,7 @@ from raymanager.training.options import TrainConfig
 from raymanager.training.plan import TrainPlan, plan_run
 
 __all__ = ["EVAL_SEED_OFFSET", "evaluate_checkpoint", "evaluate_weights", "plan_evaluation",
-           "slim"]
+           "without_episode_lists"]
 
 #: Evaluation episodes use seeds from a range training seeds never reach.
 EVAL_SEED_OFFSET = 1_000_000_000
@@ -46,10 +46,10 @@ def evaluate_weights(
     return merge_evaluations(manager.process_in_parallel(pool, seeds, plan.eval_batch))
 
 
-def slim(evaluation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def without_episode_lists(evaluation: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """An evaluation without its per-episode lists, for state.json.
 
-    >>> slim({"return_mean": 1.0, "returns": [1.0]})
+    >>> without_episode_lists({"return_mean": 1.0, "returns": [1.0]})
     {'return_mean': 1.0}
     """
     if evaluation is None:

@@ -47,7 +47,7 @@ from raymanager.rundir import (
     tensorboard_scalars,
 )
 from raymanager.tracking import Trackers, check_trackers
-from raymanager.training.evaluation import evaluate_weights, slim
+from raymanager.training.evaluation import evaluate_weights, without_episode_lists
 from raymanager.training.options import TrainConfig, check_resumable
 from raymanager.training.plan import TrainPlan, plan_run
 from raymanager.training.run_files import RunFiles, claim_new_run_dir, read_run_config
@@ -83,7 +83,7 @@ class TrainSummary:
 
 
 @dataclass(frozen=True)
-class _Standing:
+class _TrainingState:
     """Where training stands after its last complete round: what a checkpoint holds."""
 
     round: int = 0
@@ -178,7 +178,7 @@ def _train_locked(plan: TrainPlan, run_dir: Path, checkpoint: Checkpoint | None,
         if new:  # a run that could not write its first files leaves no folder
             remove_run_files(run_dir, lock=lock)
         raise
-    standing = _Standing() if checkpoint is None else _Standing(
+    standing = _TrainingState() if checkpoint is None else _TrainingState(
         checkpoint.round, checkpoint.env_steps, checkpoint.episodes, checkpoint.weights,
         checkpoint.last_eval,
         bool(checkpoint.last_eval and checkpoint.last_eval["return_mean"] >= plan.target))
@@ -189,7 +189,7 @@ def _train_locked(plan: TrainPlan, run_dir: Path, checkpoint: Checkpoint | None,
         logger.warning("%s: nothing to do: %s", run_dir, "solved" if standing.solved else
                        "its budget is spent (raise --max-rounds / --max-seconds to go on)")
         return TrainSummary(run_dir, standing.round, standing.env_steps, seconds_before,
-                            standing.solved, plan.target, slim(standing.last_eval))
+                            standing.solved, plan.target, without_episode_lists(standing.last_eval))
     loop = _Loop(plan, files, standing, seconds_before, start, on_round, stop)
     try:
         owned = manager is None
@@ -226,14 +226,14 @@ class _PendingEval:
     """A trained round whose evaluation is still running: its row and standing so far."""
 
     row: dict[str, Any]
-    standing: _Standing
+    standing: _TrainingState
     evaluation: concurrent.futures.Future[tuple[dict[str, Any], float]]
 
 
 class _Loop:
     """One run's rounds, from its standing to a budget, the target, or a stop."""
 
-    def __init__(self, plan: TrainPlan, files: RunFiles, standing: _Standing,
+    def __init__(self, plan: TrainPlan, files: RunFiles, standing: _TrainingState,
                  seconds_before: float, start: float, on_round: ProgressHook | None,
                  stop: threading.Event | None) -> None:
         self.plan, self.files, self.standing = plan, files, standing
@@ -246,15 +246,16 @@ class _Loop:
         return self.seconds_before + time.monotonic() - self.start
 
     def save(self, seconds: float | None = None) -> None:
-        """Checkpoint the standing; ``seconds``: the run's clock at its round's end
+        """Checkpoint the standing; ``seconds``: the run'state clock at its round'state end
         (now by default; an overlapped evaluation ended before the save)."""
-        s = self.standing
-        if s.weights is None:  # stopped before the first weights existed
+        state = self.standing
+        if state.weights is None:  # stopped before the first weights existed
             return
         seconds = self.elapsed() if seconds is None else seconds
-        self.files.checkpoint(Checkpoint(s.weights, s.round, s.env_steps, seconds,
+        self.files.checkpoint(Checkpoint(state.weights, state.round, state.env_steps, seconds,
                                          dataclasses.asdict(self.plan.config),
-                                         slim(s.last_eval), episodes=s.episodes))
+                                         without_episode_lists(state.last_eval),
+                                         episodes=state.episodes))
 
     def run(self, manager: RayManager, owned: bool) -> bool:
         """The rounds; True when Ctrl-C or ``stop`` ended them."""
@@ -309,25 +310,25 @@ class _Loop:
         try:
             while True:
                 # The head: where the next round starts from, committed or not.
-                s = self.standing if pending is None else pending.standing
-                if s.solved or s.round >= plan.max_rounds:
+                head = self.standing if pending is None else pending.standing
+                if head.solved or head.round >= plan.max_rounds:
                     return False
                 if plan.max_seconds is not None and self.elapsed() >= plan.max_seconds:
                     return False
                 if self.stop is not None and self.stop.is_set():
                     return True
-                assert s.weights is not None
-                seeds = round_seeds(plan.seed, s.round, plan.seeds_per_round)
-                step = run_round(manager, train_pool, s.weights, seeds, plan.train_batch,
+                assert head.weights is not None
+                seeds = round_seeds(plan.seed, head.round, plan.seeds_per_round)
+                step = run_round(manager, train_pool, head.weights, seeds, plan.train_batch,
                                  learner)
                 if pending is not None:
                     current, pending = pending, None
-                    if self._settle(current, ready_at, steps_at_ready):
+                    if self._commit_when_evaluated(current, ready_at, steps_at_ready):
                         return False  # the target is met: the round just trained is dropped
-                    s = self.standing
+                    head = self.standing
                 train_steps = int(step.metrics["env_steps"])
                 train_episodes = int(step.metrics["episodes"])
-                round_index = s.round + 1
+                round_index = head.round + 1
                 row: dict[str, Any] = {
                     "round": round_index,
                     "train_env_steps": train_steps,
@@ -335,16 +336,17 @@ class _Loop:
                     "fitness_max": step.metrics["fitness_max"],
                     "loss": step.metrics["loss"],
                     "restarts": train_pool.restarts + eval_pool.restarts,
-                    "episodes": s.episodes + train_episodes,
+                    "episodes": head.episodes + train_episodes,
                     "train_episodes": train_episodes,
                     "batches": step.batches,
                     "result_bytes": step.result_bytes,
                     "broadcast_bytes": step.broadcast_bytes,
                     "bytes_per_round": step.result_bytes + step.broadcast_bytes,
-                    "env_steps": s.env_steps + train_steps,
+                    "env_steps": head.env_steps + train_steps,
                 }
-                after = _Standing(round_index, s.env_steps + train_steps,
-                                  s.episodes + train_episodes, step.weights, s.last_eval, False)
+                after = _TrainingState(round_index, head.env_steps + train_steps,
+                                       head.episodes + train_episodes, step.weights,
+                                       head.last_eval, False)
                 if round_index % plan.eval_every and round_index != plan.max_rounds:
                     row["seconds"] = self.elapsed()
                     self._commit(row, after, ready_at, steps_at_ready)
@@ -352,21 +354,22 @@ class _Loop:
                 evaluation = evaluator.submit(self._evaluate, manager, eval_pool, step.weights,
                                               round_index)
                 if not plan.config.overlap_eval or round_index == plan.max_rounds:
-                    self._settle(_PendingEval(row, after, evaluation), ready_at, steps_at_ready)
+                    self._commit_when_evaluated(_PendingEval(row, after, evaluation), ready_at,
+                                                steps_at_ready)
                 else:
                     pending = _PendingEval(row, after, evaluation)
         except BaseException:
             # Ctrl-C or an error during the next round: the evaluation still
             # completes its own round (unless it failed too, or a second Ctrl-C
             # comes), so the checkpoint is the latest complete round.
-            unsettled, pending = pending, None
-            if unsettled is not None:
+            awaiting, pending = pending, None
+            if awaiting is not None:
                 with contextlib.suppress(Exception):
-                    self._settle(unsettled, ready_at, steps_at_ready)
+                    self._commit_when_evaluated(awaiting, ready_at, steps_at_ready)
             raise
         finally:
             if pending is not None:  # a budget or a stop ended the rounds
-                self._settle(pending, ready_at, steps_at_ready)
+                self._commit_when_evaluated(pending, ready_at, steps_at_ready)
             # Every evaluation we still wanted is settled by now.
             evaluator.shutdown(wait=False)
 
@@ -377,7 +380,8 @@ class _Loop:
         evaluation = evaluate_weights(manager, eval_pool, weights, self.plan, round_index)
         return evaluation, self.elapsed()
 
-    def _settle(self, pending: _PendingEval, ready_at: float, steps_at_ready: int) -> bool:
+    def _commit_when_evaluated(self, pending: _PendingEval, ready_at: float,
+                               steps_at_ready: int) -> bool:
         """Wait for a pending evaluation, then commit its round; True when it met the target."""
         evaluation, seconds = pending.evaluation.result()
         solved = bool(evaluation["return_mean"] >= self.plan.target)
@@ -388,7 +392,7 @@ class _Loop:
         self._commit(row, standing, ready_at, steps_at_ready, seconds)
         return solved
 
-    def _commit(self, row: dict[str, Any], standing: _Standing, ready_at: float,
+    def _commit(self, row: dict[str, Any], standing: _TrainingState, ready_at: float,
                 steps_at_ready: int, eval_seconds: float | None = None) -> None:
         """Write a finished round's row, then move the standing to it (checkpointed if
         evaluated), then tell the progress hook."""
@@ -421,8 +425,8 @@ class _Loop:
                            "are complete", curve, reason,
                            exc_info=logger.isEnabledFor(logging.INFO))
             incomplete = (str(curve),)
-        s = self.standing
-        return TrainSummary(run_dir, s.round, s.env_steps, self.elapsed(), s.solved,
-                            self.plan.target, slim(s.last_eval), interrupted, incomplete,
-                            self.nodes)
+        state = self.standing
+        return TrainSummary(run_dir, state.round, state.env_steps, self.elapsed(), state.solved,
+                            self.plan.target, without_episode_lists(state.last_eval),
+                            interrupted, incomplete, self.nodes)
 
