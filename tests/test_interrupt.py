@@ -19,6 +19,8 @@ import pytest
 from interrupt_actors import Slow, SlowAsync
 
 from raymanager import BatchConfig, RayManager
+from raymanager.engine import policy
+from raymanager.engine.slots import Call, Slot
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +38,20 @@ def interrupted_after(*seconds: float) -> Iterator[None]:
         for timer in timers:
             timer.cancel()
             timer.join()
+
+
+def test_the_grace_is_what_is_left_of_the_longest_actor_queue_twice_bounded() -> None:
+    a, b = Slot(0), Slot(1)
+    running = Call("r", a, 1, None, started=10.0, expected=0.2)  # 0.1 s left at 10.1
+    queued = Call("q", a, 1, None, expected=0.2)                 # runs after it
+    other = Call("o", b, 1, None, started=10.0, expected=0.1)
+    assert policy.interrupt_grace([running, queued, other], now=10.1) == pytest.approx(0.6)
+    assert policy.interrupt_grace([other], now=10.1) == policy.MIN_INTERRUPT_GRACE_S
+    untimed = Call("u", b, 1, None)  # nobody knows how long it takes
+    assert policy.interrupt_grace([running, untimed], now=10.1) == policy.MAX_INTERRUPT_GRACE_S
+    long = Call("l", b, 1, None, started=10.0, expected=30.0)
+    assert policy.interrupt_grace([long], now=10.1) == policy.MAX_INTERRUPT_GRACE_S
+    assert policy.interrupt_grace([], now=0.0) == policy.MIN_INTERRUPT_GRACE_S
 
 
 def test_ctrl_c_lets_short_calls_finish_and_replaces_no_actor(manager: RayManager) -> None:

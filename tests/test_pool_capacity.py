@@ -20,7 +20,7 @@ import ray
 from actors_for_tests import Square
 
 from raymanager import BatchConfig, RayManager, ResourceUnavailableError
-from raymanager.ray_internals import actor_table, autoscaler_may_add_nodes
+from raymanager.ray_internals import actor_table
 
 RAYMANAGER = str(Path(sys.executable).parent / "raymanager")
 
@@ -78,6 +78,8 @@ def autoscaler_config(ray_session: RayManager) -> Iterator[None]:
 
 def test_where_an_autoscaler_may_add_nodes_the_start_timeout_fires(
         manager: RayManager, autoscaler_config: None) -> None:
+    from raymanager.ray_internals import autoscaler_may_add_nodes
+
     assert autoscaler_may_add_nodes()
     began = time.monotonic()
     with pytest.raises(ResourceUnavailableError, match="not placed within 3 s"):
