@@ -188,11 +188,7 @@ class Run:
                                 if ref in calls]
                 with lock:
                     self.pool.check_usable()
-                    for call, outcome in outcomes:
-                        if isinstance(call.owner, Run):
-                            # Skipped by its run if taken meanwhile (salvaged by
-                            # a loss just reported).
-                            call.owner.collect(call, outcome)
+                    _hand_to_owners(outcomes)
             core.check_complete()
             completed = True
         except KeyboardInterrupt:
@@ -397,3 +393,14 @@ class Run:
         except BaseException:  # a third Ctrl-C, or Ray shut down: replace them all
             return refs
         return busy
+
+
+def _hand_to_owners(outcomes: list[tuple[Call, Outcome]]) -> None:
+    """Give each finished call's outcome to its run (lock held), emptying the list:
+    the loop keeps no reference to a result once its caller holds it."""
+    outcomes.reverse()  # popped from the end: in the order they came
+    while outcomes:
+        call, outcome = outcomes.pop()
+        if isinstance(call.owner, Run):
+            # Skipped by its run if taken meanwhile (salvaged by a loss just reported).
+            call.owner.collect(call, outcome)
