@@ -84,7 +84,8 @@ def test_where_an_autoscaler_may_add_nodes_the_start_timeout_fires(
     began = time.monotonic()
     with pytest.raises(ResourceUnavailableError, match="not placed within 3 s"):
         manager.create_actor_pool(Square, {}, num_actors=3, num_cpus=1, start_timeout_s=3)
-    assert 3 <= time.monotonic() - began < 20
+    # Fires at 3 s; the bound only says it did not hang (a loaded CI machine is slow).
+    assert 3 <= time.monotonic() - began < 60
     assert ray.is_initialized()
 
 
