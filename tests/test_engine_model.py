@@ -75,6 +75,8 @@ def schedules(draw: st.DrawFn) -> dict[str, Any]:
         # A hang only ends by timeout_s: without one it would rightly wait forever.
         "hang_at": draw(faults) if timeout_s is not None else {},
         "external_kills": draw(st.integers(0, 3)),
+        "drains": draw(st.sampled_from([0, 0, 1, 2])),
+        "spares": draw(st.sampled_from([0, 0, 1, 2])),
         "on_error": draw(st.sampled_from(sorted(ON_ERROR))),
         "max_retries": draw(st.integers(0, 4)),
         "timeout_s": timeout_s,
