@@ -574,7 +574,9 @@ class _Sim:
                           Loss(LossKind.DIED, "SIGKILL", f"Sim#{victim.index}"),
                           _Death("external", sole))
         elif kind == "drain":
-            ready = [s for s in self.slots if s.state is SlotState.READY]
+            # A busy actor's node, where there is one: its calls must finish or be preempted.
+            ready = ([s for s in self.slots if s.state is SlotState.READY and s.calls]
+                     or [s for s in self.slots if s.state is SlotState.READY])
             if ready:
                 slot = self.rng.choice(ready)
                 if not slot.calls:
