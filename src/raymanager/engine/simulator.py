@@ -446,17 +446,19 @@ class _Sim:
         actor = self.actors.get(slot.index)
         overrun = self._overrun(actor)
         running = next((r for r in actor.running if r.call is call), None) if actor else None
+        assert call.group is not None
+        if running is None:
+            raise Violation(f"run {_run_of(call).number}: an actor killed for the timeout of "
+                            f"batch {call.group.first}, which had not begun")
+        k, _ = running.batch_at(self.now)
+        key = (_run_of(call).number, call.group.first + k)
         own: frozenset[tuple[int, int]] = frozenset()
-        if running is not None:
-            assert call.group is not None
-            k, _ = running.batch_at(self.now)
-            key = (_run_of(call).number, call.group.first + k)
-            if key in overrun:
-                own = frozenset({key})
-            elif call.group.count == 1:
-                raise Violation(f"run {key[0]}: batch {key[1]}'s actor killed for a timeout "
-                                f"after {self.now - running.began:.3g} s of "
-                                f"timeout_s={self.config.timeout_s}")
+        if key in overrun:
+            own = frozenset({key})
+        elif call.group.count == 1:
+            raise Violation(f"run {key[0]}: batch {key[1]}'s actor killed for a timeout "
+                            f"after {self.now - running.began:.3g} s of "
+                            f"timeout_s={self.config.timeout_s}")
         self.lose(slot, call.generation, loss, _Death("overrun", overrun, own))
 
     def _sole_running(self, actor: _Actor | None) -> frozenset[tuple[int, int]]:
