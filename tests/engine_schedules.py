@@ -62,6 +62,7 @@ def schedules(draw: st.DrawFn) -> dict[str, Any]:
         "external_kills": draw(st.integers(0, 3)),
         "drains": draw(st.sampled_from([0, 0, 1, 2])),
         "spares": draw(st.sampled_from([0, 0, 1, 2])),
+        "max_batches_per_actor": draw(st.sampled_from([None, None, None, 1, 4, 25])),
         "on_error": draw(st.sampled_from(sorted(ON_ERROR))),
         "max_retries": draw(st.integers(0, 4)),
         "timeout_s": timeout_s,
@@ -105,6 +106,7 @@ def random_schedule(rng: random.Random) -> dict[str, Any]:
         "external_kills": rng.randint(0, 3),
         "drains": rng.choice([0, 0, 1, 2]),
         "spares": rng.choice([0, 0, 1, 2]),
+        "max_batches_per_actor": rng.choice([None, None, None, 1, 4, 25]),
         "on_error": rng.choice(sorted(ON_ERROR)),
         "max_retries": rng.randint(0, 4),
         "timeout_s": timeout_s,
@@ -169,6 +171,7 @@ def _simpler(schedule: dict[str, Any]) -> list[dict[str, Any]]:
                 with_(**{name: {**rest, index: 1}})
     simple: dict[str, Any] = {
         "runs": 1, "external_kills": 0, "drains": 0, "spares": 0, "stop_after": None,
+        "max_batches_per_actor": None,
         "max_concurrency": 1, "source": "list", "on_error": "raise", "ordered": True,
         "start_delay": 0.0, "durations": "uneven", "seed": 0, "timeout_s": None,
         "max_actors": schedule["num_actors"], "num_parallel": schedule["num_actors"],

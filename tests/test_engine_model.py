@@ -39,7 +39,12 @@ from engine_schedules import (
 from hypothesis import HealthCheck, given, settings
 
 from raymanager import WorkerDiedError
+from raymanager.batching import make_source
+from raymanager.config import BatchConfig
+from raymanager.engine.run import RunCore, Send
 from raymanager.engine.simulator import Violation, simulate
+from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
+from raymanager.engine.wire import Report
 
 #: Schedules of the seeded loop (plain ``random``, about 1.5 ms of CPU each).
 SCHEDULES = int(os.environ.get("RAYMANAGER_SCHEDULES", "10000"))
@@ -194,6 +199,32 @@ def test_a_wide_pool_s_tail_queues_ahead_and_keeps_every_promise(
     assert out.order == list(range(3000))
     assert all(out.results[i] == i for i in range(3000) if i != 2970)
     assert isinstance(out.results[2970], Exception)
+
+
+def test_a_group_retried_whole_fits_the_actor_s_batches_left() -> None:
+    """Found by the simulator once it recycled actors (shrunk by hand to the
+    engine alone): a group re-queued whole, because its actor's node was
+    drained, was sent whole to an actor with room for fewer batches, past
+    ``max_batches_per_actor``."""
+    core = RunCore(make_source(list(range(40)), 1), BatchConfig(batch_size=1, num_parallel=1),
+                   width=1, max_concurrency=1, actor_name="T")
+    slot = Slot(index=0, state=SlotState.READY)
+
+    def send(now: float, room: int | None = None) -> Call:
+        command = core.next_send([slot], now, lambda s: room)
+        assert isinstance(command, Send)
+        call = Call(None, slot, slot.generation, None, group=command.group,  # type: ignore[arg-type]
+                    started=command.started, expected=command.expected)
+        core.sent(call)
+        return call
+
+    first = send(0.0)
+    core.returned(first, Report([0], 0.001))  # a timed batch: the next call carries a group
+    group = send(0.001)
+    assert group.group is not None and group.group.count > 3
+    core.lost(group, True, True, Loss(LossKind.PREEMPTED, "drained", "T#0"))
+    retried = send(0.002, room=3)
+    assert retried.group is not None and retried.group.count <= 3
 
 
 def test_the_read_ahead_before_the_first_result_is_small() -> None:

@@ -224,6 +224,14 @@ def _draining(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(RunCore, "next_send", next_send)
 
 
+@mutation("batches_left_ignored", "calls are sized without the actor's max_batches_per_actor")
+def _batches_left(mp: pytest.MonkeyPatch) -> None:
+    def next_send(self: RunCore, slots: Any, now: float, batches_left: Any = lambda s: None,
+                  share: int | None = None) -> Any:
+        return _next_send(self, slots, now, lambda slot: None, share)
+    mp.setattr(RunCore, "next_send", next_send)
+
+
 @mutation("clock_starts_when_queued", "a queued call's timeout starts when it is sent")
 def _clock(mp: pytest.MonkeyPatch) -> None:
     def next_send(self: RunCore, slots: Any, now: float, batches_left: Any = lambda s: None,

@@ -324,6 +324,13 @@ class RunCore:
             while self.retry:
                 _, _, retried = heapq.heappop(self.retry)
                 if self.stop_at is None or retried.first < self.stop_at:
+                    if room is not None and retried.count > room:
+                        # A group re-queued whole, for an actor near its
+                        # max_batches_per_actor: what fits now, the rest later.
+                        first, *rest = retried.split(self.source.batch_size)
+                        for part in rest:
+                            self._requeue(part)
+                        return first
                     return retried
             if self.stop_at is not None or not self._window_open():
                 return None

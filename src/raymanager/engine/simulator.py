@@ -34,6 +34,9 @@ Against those it checks:
 - **fair share**, recomputed here: a run never takes one more actor when it
   already keeps busy ``ceil(pool size / (1 + other busy runs))`` actors, or its
   ``num_parallel``, counted from the simulator's ledger;
+- **recycling**: no actor is sent more than ``max_batches_per_actor``
+  batches (counted by the simulator); one sent its max is replaced once no
+  call is left on it;
 - **bounds**: no actor holds more calls than ``max(2, max_concurrency)``, or
   gets a call while not ready (a spare, a draining or starting slot); a suspect
   batch is sent only to an idle actor;
@@ -99,7 +102,8 @@ class Outcome:
     actors: int = 0
     #: The outcomes of the other runs that shared the pool (``runs > 1``).
     others: list[Outcome] = field(default_factory=list)
-    #: Actor deaths by their true cause ("kill", "overrun", "external", "stopped", "preempted").
+    #: Actors ended, by true cause: deaths ("kill", "overrun", "external",
+    #: "stopped", "preempted") and ends that are no death ("recycled").
     deaths: Counter[str] = field(default_factory=Counter)
     #: Tries the engine charged (for any run), as seen on the groups.
     charges: int = 0
@@ -173,6 +177,7 @@ def simulate(
     external_kills: int = 0,
     drains: int = 0,
     spares: int = 0,
+    max_batches_per_actor: int | None = None,
     start_delay: float = 0.5,
     on_error: Any = "raise",
     max_retries: int = 3,
@@ -194,7 +199,8 @@ def simulate(
     preempted after a grace); ``spares`` warm spare actors take over lost
     actors' places; ``stop_after`` makes the consumer stop after that many
     results; ``runs`` runs of the same kind share the actors;
-    ``max_actors`` makes the pool elastic, from ``num_actors`` up to it.
+    ``max_actors`` makes the pool elastic, from ``num_actors`` up to it;
+    ``max_batches_per_actor`` recycles an actor once it finished that many.
     Raises :class:`Violation` on a broken promise.
     """
     rng = random.Random(seed)
@@ -214,6 +220,7 @@ def simulate(
         stop_on_error=on_error == "raise",
         config=config,
         spares=spares,
+        max_batches_per_actor=max_batches_per_actor,
     )
     sim.max_actors = ceiling
     for number in range(runs):
@@ -299,6 +306,7 @@ class _Sim:
         stop_on_error: bool,
         config: BatchConfig,
         spares: int = 0,
+        max_batches_per_actor: int | None = None,
     ) -> None:
         self.rng = rng
         #: The host ends a call at its first failing batch (``on_error="raise"``).
@@ -333,6 +341,10 @@ class _Sim:
         self.spares = [Slot(index=-1 - k, state=SlotState.SPARE) for k in range(spares)]
         self.warm: set[int] = set()
         self.restarts = 0
+        #: Recycling: batches sent to each slot's current actor (the
+        #: simulator's own count, reset when the slot gets a new actor).
+        self.max_batches_per_actor = max_batches_per_actor
+        self.sent_here: Counter[int] = Counter()
         self.runs: list[_SimRun] = []
         for spare in self.spares:
             self._start_spare(spare)
@@ -358,6 +370,7 @@ class _Sim:
     def _spawn(self, slot: Slot) -> None:
         slot.generation += 1
         slot.sent_to_generation = 0
+        self.sent_here[slot.index] = 0
         self.actors.pop(slot.index, None)
         warm = next((s for s in self.spares if s.index in self.warm), None)
         if warm is not None:
@@ -554,8 +567,16 @@ class _Sim:
                 if isinstance(result, Failure):
                     self.raised[run.number, call.group.first + k] += 1
             run.core.returned(call, report)
+            limit = self.max_batches_per_actor
             if slot.state is SlotState.DRAINING and not slot.calls:
                 self._spawn(slot)  # drained: its place moves to another node
+            elif (limit is not None and self.sent_here[slot.index] >= limit
+                  and not slot.calls and slot.state is SlotState.READY):
+                # Sent its max and nothing left in flight, whoever's results
+                # they were and however many came back (a raise cuts a call
+                # short; a stopped run's are dropped): recycled.
+                self.deaths["recycled"] += 1  # closed, then replaced: no call is lost
+                self._spawn(slot)
             else:
                 self._begin(actor)
         elif kind == "die":
@@ -738,9 +759,15 @@ class _Sim:
         allowed = min(_share(max(len(self.slots), self.max_actors), truly_busy),
                       run.config.num_parallel)
         slots = self.slots + self.spares  # a spare is never a place for a call
+        limit = self.max_batches_per_actor
+
+        def batches_left(slot: Slot) -> int | None:
+            # The adapter's rule, from the count the engine keeps on the slot.
+            return None if limit is None else max(0, limit - slot.sent_to_generation)
+
         while True:
             out.decisions += 1
-            command = core.next_send(slots, self.now, share=share)
+            command = core.next_send(slots, self.now, batches_left, share=share)
             if command is GROW:
                 self._grow()
                 return
@@ -755,6 +782,10 @@ class _Sim:
             if not run.per_slot[slot.index] and len(run.per_slot) >= allowed:
                 raise Violation(f"run {run.number} took an actor past its share of {allowed} "
                                 f"({truly_busy} other busy runs, {len(self.slots)} actors)")
+            if limit is not None and self.sent_here[slot.index] + group.count > limit:
+                raise Violation(f"slot {slot.index}'s actor sent {self.sent_here[slot.index]} "
+                                f"+ {group.count} batches, max_batches_per_actor={limit}")
+            self.sent_here[slot.index] += group.count
             call = Call(None, slot, slot.generation, run, group=group,
                         started=command.started, expected=command.expected)
             slot.calls.append(call)
