@@ -160,6 +160,14 @@ def _drop(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(RunCore, "returned", returned)
 
 
+@mutation("drop_a_result_quietly",
+          "as drop_a_result, with the engine's own stall and completeness checks gone")
+def _drop_quietly(mp: pytest.MonkeyPatch) -> None:
+    _drop(mp)
+    mp.setattr(RunCore, "check_stall", lambda self: None)
+    mp.setattr(RunCore, "check_complete", lambda self: None)
+
+
 @mutation("duplicate_a_result", "a split group is re-run whole as well as batch by batch")
 def _duplicate(mp: pytest.MonkeyPatch) -> None:
     def requeue_split(self: RunCore, group: Any) -> None:
