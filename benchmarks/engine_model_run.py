@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = json.loads(args.out.read_text())
         if report.get("seed") != args.seed:
             raise SystemExit(f"{args.out} holds seed {report.get('seed')!r}, not {args.seed!r}")
-    command = shlex.join(["python", "benchmarks/engine_model_run.py", *args_list])
+    niceness = os.nice(0)
+    command = shlex.join([*(["nice", "-n", str(niceness)] if niceness else []),
+                          "python", "benchmarks/engine_model_run.py", *args_list])
     report["command"] = command
     report["machine"] = describe(packages=("hypothesis",))
     report["invocations"].append({"command": command, "from_index": report["next_index"],
