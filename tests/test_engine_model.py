@@ -227,6 +227,19 @@ def test_a_group_retried_whole_fits_the_actor_s_batches_left() -> None:
     assert retried.group is not None and retried.group.count <= 3
 
 
+def test_a_drained_and_killed_run_never_sends_an_actor_past_its_max_batches() -> None:
+    """The simulator's own counter-example for the test above (schedule 658 of
+    a check run, shrunk): hangs, SIGKILLs and a drain re-queue groups whole,
+    and with ``max_batches_per_actor=4`` an actor was sent 1 + 4 batches."""
+    run_schedule({
+        "num_batches": 24, "num_actors": 3, "num_parallel": 2, "seed": 48504,
+        "source": "generator", "durations": "instant", "raise_at": {}, "kill_at": {},
+        "hang_at": {3: 4, 20: 1}, "external_kills": 3, "drains": 1, "spares": 0,
+        "max_batches_per_actor": 4, "on_error": "raise", "max_retries": 1, "timeout_s": 2.0,
+        "max_concurrency": 1, "ordered": False, "stop_after": None, "start_delay": 0.0,
+        "runs": 1, "max_actors": 3})
+
+
 def test_the_read_ahead_before_the_first_result_is_small() -> None:
     # Calls grow from one batch by doubling: a slow generator is not read far
     # ahead of its first result.
