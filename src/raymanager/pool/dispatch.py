@@ -16,6 +16,7 @@ another thread sees an actor die first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Generator
@@ -32,6 +33,7 @@ from raymanager.engine.slots import Call, Loss, LossKind, SlotState
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
 from raymanager.pool.calls import LOST, CallBook
+from raymanager.pool.host import is_async
 from raymanager.rows import slice_rows
 
 __all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
@@ -164,10 +166,10 @@ class Run:
             core.check_complete()
             completed = True
         except KeyboardInterrupt:
-            # The user wants this run stopped now, wherever Ctrl-C lands: no
-            # grace period; the actors busy with it are replaced, and the pool
-            # stays usable (a notebook keeps its pool; the CLI stops Ray itself).
-            self._abort(grace_s=0.0, reason="its run was interrupted (Ctrl-C)")
+            # The user wants this run stopped, wherever Ctrl-C lands, and the
+            # pool kept warm (a notebook keeps its actors' models and caches):
+            # see _abort. The CLI stops Ray itself.
+            self._abort(interrupted=True)
             completed = True
             raise
         finally:
@@ -270,24 +272,41 @@ class Run:
 
     # ----------------------------------------------------------------- stopping
 
-    def _abort(self, grace_s: float = policy.CANCEL_GRACE_SECONDS,
-               reason: str = "it was still busy when its run was stopped") -> None:
-        """Stop early (error, caller stopped iterating): leave every actor idle.
+    def _abort(self, *, interrupted: bool = False) -> None:
+        """Stop early (error, caller stopped iterating, Ctrl-C): leave every actor idle.
 
-        No ray.cancel: cancelling an actor call that has not reached the actor
-        yet leaves a gap in its task sequence, and the actor's next call then
-        waits 30 s for the missing one (seen with Ray 2.60). Calls are sized to
-        about ``policy.TARGET_CALL_SECONDS``, so letting them finish is quick;
-        an actor still busy after the grace period is killed and replaced.
+        Batches not sent yet are dropped; calls in flight get a grace to
+        finish, and an actor still busy after it is killed and replaced. The
+        grace is ``policy.CANCEL_GRACE_SECONDS``, or after Ctrl-C
+        ``policy.interrupt_grace`` (about what is left of the calls, a few
+        hundred ms), during which a second Ctrl-C replaces them at once.
+
+        No ray.cancel for a sync actor: cancelling an actor call that has not
+        reached the actor yet leaves a gap in its task sequence, and the
+        actor's next call then waits 30 s for the missing one (seen with Ray
+        2.60). An async actor runs its calls out of order, so after Ctrl-C its
+        calls are cancelled through Ray (the host lets the CancelledError end
+        the call) and the actor stays.
         """
         lock = self.pool.locked()
         with lock:
             calls = {call.ref: call for call in self.core.close()}
+            grace_s = (policy.interrupt_grace(calls.values(), now=time.monotonic())
+                       if interrupted else policy.CANCEL_GRACE_SECONDS)
+        reason = ("it was still busy when its run was interrupted (Ctrl-C)" if interrupted
+                  else "it was still busy when its run was stopped")
         if calls:
+            if interrupted and is_async(self.pool.actor_class):
+                for ref in calls:
+                    with contextlib.suppress(Exception):  # finished, or Ray shut down
+                        ray.cancel(ref)
             try:
                 with self.pool.ray_call():
                     _, stuck = ray.wait(list(calls), num_returns=len(calls),
                                         timeout=grace_s)
+            except KeyboardInterrupt:
+                # A second Ctrl-C during the grace: replace the busy actors now.
+                stuck = self._busy(list(calls))
             except Exception:  # shut down meanwhile: the actors are gone already
                 stuck = []
             with lock:
@@ -300,3 +319,12 @@ class Run:
             for call in calls.values():
                 self.pool.finished(call)
             self.core.clear()
+
+    @staticmethod
+    def _busy(refs: list[Any]) -> list[Any]:
+        """Those of ``refs`` whose calls have not ended (all of them if Ray cannot say)."""
+        try:
+            _, busy = ray.wait(refs, num_returns=len(refs), timeout=0)
+        except BaseException:  # a third Ctrl-C, or Ray shut down: replace them all
+            return refs
+        return busy
