@@ -313,6 +313,37 @@ def render_engine_scale(name: str, report: dict[str, Any]) -> str:
     return _close(lines, _provenance(report))
 
 
+def render_engine_model_run(name: str, report: dict[str, Any]) -> str:
+    """The engine model's big run (``benchmarks/engine_model_run.py``): counted schedules."""
+    ran = report["schedules_run"]
+    what = ("Seeded random schedules through the simulator, which judges the engine by its "
+            "own ground truth (see docs/development.md). Every figure is counted in the run.")
+    rows = [["schedules run (counted)", f"{ran:,}"],
+            ["counter-examples", str(report["counter_examples_found"])],
+            ["wall s", f"{report['wall_s']:,.0f}"],
+            ["CPU ms per schedule", _fmt(report.get("cpu_ms_per_schedule"), ".2f")],
+            ["tries charged", f"{report.get('tries_charged', 0):,}"],
+            *[[f"actors ended: {cause}", f"{count:,}"]
+              for cause, count in report.get("deaths_by_cause", {}).items()]]
+    lines = [*_header(name, report, what), "", *_table(["what", "value"], rows)]
+    for example in report.get("counter_examples", []):
+        lines += ["", f"- schedule {example['index']}: {example['shrunk_error']}"]
+    return _close(lines, _provenance(report))
+
+
+def render_engine_mutations(name: str, report: dict[str, Any]) -> str:
+    """The mutation test's kill table (``tests/test_engine_mutations.py``)."""
+    what = (f"Planted engine bugs, each run on seeded schedules until the simulator raised a "
+            f"Violation (limit {report['limit']:,}, the CI model test's count); the unmutated "
+            f"engine passed the first {report['unmutated_schedules_passed']:,} of them.")
+    rows = [[r["mutation"], r["plants"],
+             "survived" if r["schedules_until_caught"] is None
+             else f"{r['schedules_until_caught']:,}"] for r in report["rows"]]
+    lines = [*_header(name, report, what), "",
+             *_table(["mutation", "plants", "schedules until caught"], rows)]
+    return _close(lines, _provenance(report))
+
+
 def render_journal(name: str, report: dict[str, Any]) -> str:
     """The journal's cost and its SIGKILL loop (``benchmarks/journal.py``)."""
     what = "`journal=PATH`: cost per batch on write, time to resume, and drivers SIGKILLed."
@@ -564,6 +595,8 @@ RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "actor_gap": render_actor_gap,
     "driver_scaling": render_driver_scaling,
     "engine_ab": render_engine_ab,
+    "engine_model_run": render_engine_model_run,
+    "engine_mutations": render_engine_mutations,
     "engine_scale": render_engine_scale,
     "eval_overlap": render_eval_overlap,
     "journal": render_journal,

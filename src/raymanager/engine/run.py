@@ -392,6 +392,11 @@ class RunCore:
         while self.retry:
             _, _, retried = heapq.heappop(self.retry)
             if self.stop_at is None or retried.first < self.stop_at:
+                if room is not None and retried.count > max(1, room):
+                    # A group re-queued whole, for an actor near its
+                    # max_batches_per_actor: what fits now, the rest later.
+                    retried, rest = retried.cut(max(1, room), self.source.batch_size)
+                    self._requeue(rest)
                 return retried
         if self.stop_at is not None:
             return None

@@ -24,7 +24,6 @@ submissions and broadcasts of the pool.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Generator
@@ -38,11 +37,11 @@ from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.run import GROW, Input, Journal, Read, RunCore, Send
 from raymanager.engine.run_io import read_input, write_records
-from raymanager.engine.slots import Call, Loss, LossKind, SlotState
+from raymanager.engine.slots import Call, Loss, SlotState
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
 from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
-from raymanager.pool.host import is_async
+from raymanager.pool.stopping import stop_calls
 from raymanager.rows import slice_rows
 
 __all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
@@ -335,14 +334,8 @@ class Run:
         finish, and an actor still busy after it is killed and replaced. The
         grace is ``policy.CANCEL_GRACE_SECONDS``, or after Ctrl-C
         ``policy.interrupt_grace`` (about what is left of the calls, a few
-        hundred ms), during which a second Ctrl-C replaces them at once.
-
-        No ray.cancel for a sync actor: cancelling an actor call that has not
-        reached the actor yet leaves a gap in its task sequence, and the
-        actor's next call then waits 30 s for the missing one (seen with Ray
-        2.60). An async actor runs its calls out of order, so after Ctrl-C its
-        calls are cancelled through Ray (the host lets the CancelledError end
-        the call) and the actor stays.
+        hundred ms), during which a second Ctrl-C replaces them at once
+        (:mod:`raymanager.pool.stopping`).
         """
         lock = self.pool.locked()
         with lock:
@@ -352,28 +345,8 @@ class Run:
             calls = {call.ref: call for call in self.core.close()}
             grace_s = (policy.interrupt_grace(calls.values(), now=time.monotonic())
                        if interrupted else policy.CANCEL_GRACE_SECONDS)
-        reason = ("it was still busy when its run was interrupted (Ctrl-C)" if interrupted
-                  else "it was still busy when its run was stopped")
         if calls:
-            if interrupted and is_async(self.pool.actor_class):
-                for ref in calls:
-                    with contextlib.suppress(Exception):  # finished, or Ray shut down
-                        ray.cancel(ref)
-            try:
-                with self.pool.ray_call():
-                    _, stuck = ray.wait(list(calls), num_returns=len(calls),
-                                        timeout=grace_s)
-            except KeyboardInterrupt:
-                # A second Ctrl-C during the grace: replace the busy actors now.
-                stuck = self._busy(list(calls))
-            except Exception:  # shut down meanwhile: the actors are gone already
-                stuck = []
-            with lock:
-                for ref in stuck:
-                    call = calls[ref]
-                    label = call.slot.label(self.pool.actor_name)
-                    loss = Loss(LossKind.STOPPED, reason, label)
-                    self.pool.lose(call.slot, call.generation, loss)
+            stop_calls(self.pool, calls, grace_s, interrupted=interrupted)
         if record is not None and self.journal is not None:
             try:
                 write_records(self.journal, record)
@@ -384,15 +357,6 @@ class Run:
             for call in calls.values():
                 self.pool.finished(call)
             self.core.clear()
-
-    @staticmethod
-    def _busy(refs: list[Any]) -> list[Any]:
-        """Those of ``refs`` whose calls have not ended (all of them if Ray cannot say)."""
-        try:
-            _, busy = ray.wait(refs, num_returns=len(refs), timeout=0)
-        except BaseException:  # a third Ctrl-C, or Ray shut down: replace them all
-            return refs
-        return busy
 
 
 def _hand_to_owners(outcomes: list[tuple[Call, Outcome]]) -> None:
