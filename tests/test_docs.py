@@ -195,7 +195,8 @@ def test_the_mujoco_step_cost_bounds_each_paper_task(tmp_path: Path) -> None:
     step's cost, spread over the cores."""
     costs = _benchmark_module("mujoco_step_cost")
     out = tmp_path / "cost.json"
-    costs.main(["--turns", "1", "--seconds", "0.05", "--out", str(out)])
+    costs.main(["--turns", "1", "--steps", "200", "--seconds", "0.05", "--train-tasks", "",
+                "--out", str(out)])
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["kind"] == "mujoco_step_cost" and set(report["tasks"]) == set(costs.TASKS)
     assert report["tasks"]["HalfCheetah-v5"]["ratio_to_halfcheetah"] == 1.0
