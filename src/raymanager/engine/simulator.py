@@ -48,6 +48,7 @@ from raymanager.batching import BatchSource, make_source
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.run import GROW, RunCore, Send
+from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report
 from raymanager.errors import BatchError
@@ -228,7 +229,7 @@ class _Sim:
         self.tries: Counter[tuple[int, int]] = Counter()
         self.hits: Counter[tuple[int, int]] = Counter()
         self.charges = 0
-        self.slots = [Slot(index=i) for i in range(num_actors)]
+        self.slots = SlotList(Slot(index=i) for i in range(num_actors))
         self.max_actors = num_actors  # the elastic pool's ceiling (set by simulate)
         self.actors: dict[int, _Actor] = {}
         self.restarts = 0
