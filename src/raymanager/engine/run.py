@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from raymanager.batching import BatchSource, Group
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
-from raymanager.engine.slot_board import SlotList
+from raymanager.engine.slot_board import PARK, PASS, TAKE, SlotList
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report, raised_error
 from raymanager.errors import BatchError, BatchTimeoutError, WorkerDiedError
@@ -355,13 +355,18 @@ class RunCore:
         capped = self.slots_in_use >= width
         used = self.calls_per_slot
 
-        def accept(slot: Slot) -> bool:
+        def accept(slot: Slot) -> int:
+            # Parked: reasons that hold until the slot changes, for any run
+            # (its sent count only grows, ``now`` only moves on, its calls
+            # and their clocks are what they are until a call ends).
             if batches_left(slot) == 0:
-                return False  # due for recycling once its calls are done
+                return PARK  # due for recycling once its calls are done
+            if slot.calls and not policy.may_queue_behind(
+                    slot.calls, max_concurrency=max_concurrency, now=now):
+                return PARK
             if capped and not used[slot.index]:
-                return False
-            return not slot.calls or policy.may_queue_behind(
-                slot.calls, max_concurrency=max_concurrency, now=now)
+                return PASS  # another run's: this run is at its width
+            return TAKE
 
         if capped and len(self.slots_used) < slots.room(depth):
             # At its width, the run may only use its own slots: when they are
@@ -370,7 +375,7 @@ class RunCore:
             best_key = (0, 0)
             for slot in self.slots_used.values():
                 if (slot.state is not SlotState.READY or len(slot.calls) >= depth
-                        or slot.board is not slots or not accept(slot)):
+                        or slot.board is not slots or accept(slot) != TAKE):
                     continue
                 key = (len(slot.calls), slots.order_of(slot))
                 if best is None or key < best_key:

@@ -21,7 +21,7 @@ Example::
     >>> from raymanager.engine.slots import Slot, SlotState
     >>> slots = SlotList(Slot(index=i, state=SlotState.READY) for i in range(3))
     >>> slots[0].state = SlotState.STARTING
-    >>> slots.first_with_room(depth=1, accept=lambda slot: True).index
+    >>> slots.first_with_room(depth=1, accept=lambda slot: TAKE).index
     1
 """
 
@@ -34,7 +34,13 @@ from typing import Any, SupportsIndex
 
 from raymanager.engine.slots import Slot, SlotState
 
-__all__ = ["SlotList"]
+__all__ = ["PARK", "PASS", "TAKE", "SlotList"]
+
+#: What a decision says of a candidate slot (:meth:`SlotList.first_with_room`):
+#: take it; pass it over this time; or pass it over until the slot changes
+#: (its state or its calls), for a reason that holds till then whoever asks
+#: (a straggler or an untimed call at its head, a suspect, due for recycling).
+TAKE, PASS, PARK = 1, 0, -1
 
 #: The log of moved heads is cut once it holds this many entries per slot (a
 #: run that has not read it since then looks at all its queued calls once).
@@ -209,9 +215,14 @@ class SlotList(list[Slot]):
         """``slot``'s position key: larger for slots later in the list."""
         return self._key[id(slot)]
 
-    def first_with_room(self, depth: int, accept: Callable[[Slot], bool]) -> Slot | None:
+    def first_with_room(self, depth: int, accept: Callable[[Slot], int]) -> Slot | None:
         """The ready slot with the fewest calls (< ``depth``), first in list order,
-        that ``accept`` takes: what a scan of every slot would pick."""
+        that ``accept`` takes (:data:`TAKE`): what a scan of every slot would pick.
+
+        A slot ``accept`` parks (:data:`PARK`) leaves the index until it changes,
+        so a pool of busy actors that may not queue another call is not looked
+        at again by every decision.
+        """
         for bucket in range(min(depth, len(self._heaps))):
             if not self._filed[bucket]:
                 continue
@@ -225,11 +236,17 @@ class SlotList(list[Slot]):
                 if not self._current(entry, bucket) or id(slot) in seen:
                     heapq.heappop(heap)  # stale, or a second entry of a slot seen
                     continue
-                if accept(slot):
+                verdict = accept(slot)
+                if verdict == TAKE:
                     found = slot
                     break
                 seen.add(id(slot))
-                turned_down.append(heapq.heappop(heap))
+                if verdict == PARK:
+                    heapq.heappop(heap)
+                    self._bucket[id(slot)] = None  # filed again at its next change
+                    self._filed[bucket] -= 1
+                else:
+                    turned_down.append(heapq.heappop(heap))
             for entry in turned_down:
                 heapq.heappush(heap, entry)
             if found is not None:
