@@ -157,6 +157,8 @@ class RunCore:
         #: far into its log of moved heads start_clocks has read.
         self.board: SlotList | None = None
         self.moves_seen = 0
+        #: When the first untimed call (a probe) was decided (policy.probe_held).
+        self.probes_began: float | None = None
         self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
         self.retry_seq = 0
         self.done: dict[int, Any] = {}
@@ -265,6 +267,8 @@ class RunCore:
         ``num_parallel`` caps them always). The caller makes the call and
         reports it with :meth:`sent` before asking again.
         """
+        if self._probes_held(now) is not None:
+            return None  # probes out: wait a moment for the first batch's time
         width = self.width if share is None else min(self.width, share)
         depth = self._depth()
         slot = self._free_slot(slots, depth, now, batches_left, width)
@@ -286,7 +290,15 @@ class RunCore:
         started = now if not slot.calls or self.max_concurrency > 1 else None
         expected = (None if self.seconds_per_batch is None
                     else group.count * self.seconds_per_batch)
+        if self.seconds_per_batch is None and self.probes_began is None:
+            self.probes_began = now
         return Send(slot, group, started, expected)
+
+    def _probes_held(self, now: float) -> float | None:
+        if not self.calls:
+            return None  # no probe out: nothing to wait for
+        return policy.probe_held(timed=self.seconds_per_batch is not None,
+                                 probes_began=self.probes_began, now=now)
 
     def sent(self, call: Call) -> None:
         """The adapter made the call of a :class:`Send` (and put it on its slot)."""
@@ -686,6 +698,9 @@ class RunCore:
                 wait = min(wait, max(0.0, self._deadline(call) - now))
             if self.deadlines:
                 wait = min(wait, max(0.0, self.deadlines[0][0] - now))
+        held = self._probes_held(now)
+        if held is not None:
+            wait = min(wait, max(0.0, held - now))
         backing_off = slots.in_state(SlotState.BACKOFF) if isinstance(slots, SlotList) else slots
         for slot in backing_off:
             if slot.state is SlotState.BACKOFF:

@@ -120,6 +120,7 @@ def simulate(
     runs: int = 1,
     max_actors: int | None = None,
     max_steps: int = 1_000_000,
+    driver_seconds_per_call: float = 0.0,
 ) -> Outcome:
     """Run ``num_batches`` one-row batches (row ``i`` gives result ``i``) on simulated actors.
 
@@ -128,6 +129,10 @@ def simulate(
     busy actors at random times; ``stop_after`` makes the consumer stop
     after that many results; ``runs`` runs of the same kind share the actors;
     ``max_actors`` makes the pool elastic, from ``num_actors`` up to it.
+    ``driver_seconds_per_call`` makes the driver a serial resource of the
+    scale model: each call it sends keeps it busy that long of virtual time
+    (what Ray charges the driver per call), while the actors go on; what they
+    did meanwhile is seen at its next look.
     Raises :class:`Violation` on a broken promise.
     """
     rng = random.Random(seed)
@@ -143,6 +148,7 @@ def simulate(
         max_concurrency=max_concurrency,
         stop_on_error=on_error == "raise",
     )
+    sim.driver_seconds_per_call = driver_seconds_per_call
     ceiling = max(num_actors, max_actors or num_actors)
     sim.max_actors = ceiling
     config = BatchConfig(batch_size=1, num_parallel=num_parallel or ceiling,
@@ -231,6 +237,7 @@ class _Sim:
         self.charges = 0
         self.slots = SlotList(Slot(index=i) for i in range(num_actors))
         self.max_actors = num_actors  # the elastic pool's ceiling (set by simulate)
+        self.driver_seconds_per_call = 0.0  # virtual time each call costs the driver
         self.actors: dict[int, _Actor] = {}
         self.restarts = 0
         self.runs: list[_SimRun] = []
@@ -257,8 +264,9 @@ class _Sim:
         delay = self.start_delay * (0.5 + self.rng.random())
         self.schedule(self.now + delay, "ready", (slot, slot.generation))
 
-    def _begin(self, actor: _Actor) -> None:
-        """Start the calls an actor can run now, in order, up to max_concurrency."""
+    def _begin(self, actor: _Actor, now: float | None = None) -> None:
+        """Start the calls an actor can run at ``now`` (default: the driver's now),
+        in order, up to max_concurrency."""
         slot = actor.slot
         running = {id(r.call) for r in actor.running}
         for call in list(slot.calls):
@@ -268,7 +276,7 @@ class _Sim:
                 continue
             assert call.group is not None
             number = _run_of(call).number
-            at = self.now
+            at = self.now if now is None else now
             ends = at
             dies: float | None = None
             results: list[Any] = []
@@ -324,9 +332,13 @@ class _Sim:
             _run_of(call).core.lost(call, position == 0 or concurrent, len(lost) == 1, loss)
 
     def _next_event_time(self, wait: float) -> float:
-        return min(self.events[0][0] if self.events else float("inf"), self.now + wait)
+        # Never back: events that came due while the driver was busy sending
+        # are seen now.
+        return max(self.now, min(self.events[0][0] if self.events else float("inf"),
+                                 self.now + wait))
 
-    def _handle(self, kind: str, payload: Any) -> None:
+    def _handle(self, kind: str, payload: Any, at: float | None = None) -> None:
+        """Event ``kind`` due at ``at``: the actor acts then, the driver sees it now."""
         if kind == "ready":
             slot, generation = payload
             if slot.generation == generation and slot.state is SlotState.STARTING:
@@ -342,7 +354,7 @@ class _Sim:
                 slot.calls.remove(call)
                 self._release(call)
             _run_of(call).core.returned(call, self.reports.pop(id(call)))
-            self._begin(actor)
+            self._begin(actor, at)
         elif kind == "die":
             slot, generation, _ = payload
             loss = Loss(LossKind.DIED, "a batch killed it", f"Sim#{slot.index}")
@@ -436,8 +448,8 @@ class _Sim:
                 if self.now == float("inf"):
                     raise Violation("the run waits for an event that never comes")
                 while self.events and self.events[0][0] <= self.now:
-                    _, _, kind, payload = heapq.heappop(self.events)
-                    self._handle(kind, payload)
+                    at, _, kind, payload = heapq.heappop(self.events)
+                    self._handle(kind, payload, at)
             core.check_complete()
             completed = True
         finally:
@@ -505,6 +517,7 @@ class _Sim:
                 raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
             core.sent(call)
             out.calls += 1
+            self.now += self.driver_seconds_per_call  # the call reaches its actor after that
             self._begin(self.actors[slot.index])
 
     def _release(self, call: Call) -> None:
