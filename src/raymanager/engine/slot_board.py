@@ -78,7 +78,7 @@ class SlotList(list[Slot]):
         for slot in slots:
             self.append(slot)
 
-    def __iadd__(self, slots: Iterable[Slot]) -> SlotList:  # type: ignore[override]
+    def __iadd__(self, slots: Iterable[Slot]) -> SlotList:  # type: ignore[override,misc]
         self.extend(slots)
         return self
 
@@ -200,12 +200,6 @@ class SlotList(list[Slot]):
     def in_state(self, state: SlotState) -> Iterator[Slot]:
         """The slots in ``state`` now, in no particular order."""
         return iter(list(self._by_state[state].values()))
-
-    def count(self, state: Any) -> int:  # type: ignore[override]
-        """How many slots are in ``state`` (a :class:`SlotState`), else list.count."""
-        if isinstance(state, SlotState):
-            return len(self._by_state[state])
-        return super().count(state)
 
     def room(self, depth: int) -> int:
         """How many ready slots hold fewer than ``depth`` calls."""
