@@ -449,7 +449,33 @@ def render_mujoco_step_cost(name: str, report: dict[str, Any]) -> str:
     header = ["task", "µs per step", "/ HalfCheetah", "paper's episodes",
               "stepping them alone, at least"]
     lines = [*_header(name, report, what), "", *_table(header, rows)]
+    if any("columns_us" in cost for cost in report["tasks"].values()):
+        lines += ["", *_physics_table(report)]
     return _close(lines, _provenance(report))
+
+
+#: The columns of mujoco_step_cost.py, in the order a step adds to MuJoCo's own work.
+STEP_COLUMNS = (("physics", "MuJoCo alone"), ("physics_post", "+ rnePostConstraint"),
+                ("gymnasium", "gymnasium env.step"), ("rollout", "ARS rollout"),
+                ("evaluation", "evaluation"), ("training", "raymanager train, per core"))
+
+
+def _physics_table(report: dict[str, Any]) -> list[str]:
+    """µs per env step from raw physics to training, and MuJoCo's share of each."""
+    header = ["task", *(label for _, label in STEP_COLUMNS)]
+    rows = []
+    for task, cost in report["tasks"].items():
+        columns, ratio = cost.get("columns_us", {}), cost.get("physics_ratio", {})
+        rows.append([task, *("-" if key not in columns else
+                             f"{columns[key]:.1f}" + ("" if key == "physics" else
+                                                      f" ({ratio[key]:.2f})")
+                             for key, _ in STEP_COLUMNS)])
+    return ["µs per environment step on one core, and in brackets the physics column over "
+            "it (1.00: nothing but MuJoCo's `mj_step`): the same trajectories for the first "
+            "three columns (checked: they end in the same state); ARS's own rollouts, an "
+            "evaluation batch, and a real `raymanager train` run (its rounds after the "
+            "first, evaluations included, wall time times the cores, per training step) "
+            "for the others.", "", *_table(header, rows)]
 
 
 def render_actor_gap(name: str, report: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from machine import describe
 
+from raymanager.cli_flags import option_flags
 from raymanager.sweep.summary import (
     RunRecord,
     run_dirs_of,
@@ -41,20 +42,22 @@ from raymanager.sweep.summary import (
 NOT_IN_COMMAND = ("output_dir", "run_name", "address", "num_cpus", "progress")
 
 
-def train_flags(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(flag, value)`` pairs of ``raymanager train`` that give a run's ``config.yaml``.
+def train_flags(config: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The ``raymanager train`` arguments that give a run's ``config.yaml``, one tuple
+    per option (so that the options every run shares can be told apart).
 
-    >>> train_flags({"env": "CartPole-v1", "env_kwargs": {}, "seed": 0, "address": None})
-    [('--env', 'CartPole-v1'), ('--env-kwargs', '{}'), ('--seed', '0')]
+    >>> train_flags({"env": "CartPole-v1", "env_kwargs": {}, "seed": 0, "address": None,
+    ...              "overlap_eval": True, "trackers": []})
+    [('--env', 'CartPole-v1'), ('--env-kwargs', '{}'), ('--seed', '0'), ('--overlap-eval',)]
     """
-    flags = []
+    groups = []
     for key, value in config.items():
-        if key in NOT_IN_COMMAND or value is None:  # None: the option's default
+        if key in NOT_IN_COMMAND:
             continue
-        text = (yaml.safe_dump(value, default_flow_style=True).strip()
-                if isinstance(value, (dict, list)) else str(value))
-        flags.append(("--" + key.replace("_", "-"), text))
-    return flags
+        arguments = tuple(option_flags({key: value}))
+        if arguments:  # None (the option's default) or no trackers: nothing to say
+            groups.append(arguments)
+    return groups
 
 
 def evaluations(record: RunRecord) -> dict[str, list[Any]]:
@@ -73,8 +76,8 @@ def evaluations(record: RunRecord) -> dict[str, list[Any]]:
             "eval_return_mean": [e.value for e in points]}
 
 
-def _command(flags: Sequence[tuple[str, str]]) -> str:
-    return " ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags)
+def _command(flags: Sequence[tuple[str, ...]]) -> str:
+    return shlex.join(argument for group in flags for argument in group)
 
 
 def sweep_result(sweep_dir: Path, command: str, varying: Sequence[str] | None = None,
@@ -93,7 +96,7 @@ def sweep_result(sweep_dir: Path, command: str, varying: Sequence[str] | None = 
     # summary_to_json keeps the medians; the page's curves need each run's points.
     for run, record in zip(summary["runs"], records.runs, strict=True):
         run["evaluations"] = evaluations(record)
-    flags: dict[str, list[tuple[str, str]]] = {}
+    flags: dict[str, list[tuple[str, ...]]] = {}
     for run_dir in run_dirs:
         config_file = run_dir / "config.yaml"
         if config_file.is_file():

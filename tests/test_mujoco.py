@@ -62,3 +62,32 @@ def test_bytes_per_batch_do_not_grow_with_the_policy(manager: RayManager) -> Non
     assert per_batch[0] == per_batch[1]
     assert broadcast[1] > 20 * broadcast[0]
     assert per_batch[1] < broadcast[1] / 50
+
+
+def test_the_step_cost_benchmark_steps_physics_on_gymnasium_s_own_trajectories(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # benchmarks/mujoco_step_cost.py's physics column replays gymnasium's actions from the
+    # same starts with mj_step alone, and checks it ends in the same state; a replay that
+    # skipped frames (a wrong frame_skip) must be caught by that check.
+    import sys
+
+    import mujoco
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    import mujoco_step_cost
+
+    costs = mujoco_step_cost.step_columns("Hopper-v5", 300, seed=0)
+    assert set(costs) == {"gymnasium", "physics", "physics_post"}
+    assert all(value > 0 for value in costs.values())
+
+    class OneFrameShort:  # the benchmark's view of mujoco only; gymnasium keeps the real one
+        def __getattr__(self, name: str) -> object:
+            return getattr(mujoco, name)
+
+        @staticmethod
+        def mj_step(model: object, data: object, nstep: int = 1) -> None:
+            mujoco.mj_step(model, data, nstep=nstep - 1)
+
+    monkeypatch.setattr(mujoco_step_cost, "mujoco", OneFrameShort())
+    with pytest.raises(AssertionError, match="trajectories"):
+        mujoco_step_cost.step_columns("Hopper-v5", 300, seed=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -239,3 +240,28 @@ def test_the_committed_sweeps_have_no_curve_and_are_drawn_as_end_points() -> Non
         spec = figures.sweep_figure(path.stem, report)
         has_points = any(run.get("evaluations") for run in report["runs"])
         assert (spec.data["groups"][0]["curves"] is not None) == has_points
+
+
+def test_every_raymanager_command_on_the_results_page_is_one_the_cli_takes() -> None:
+    # Printed commands are pasted: each `raymanager ...` of a committed report must parse.
+    from raymanager.cli import build_parser
+
+    def commands(value: Any) -> list[str]:
+        if isinstance(value, str):
+            names = ("raymanager train ", "raymanager sweep ", "raymanager evaluate ")
+            return [value] if value.startswith(names) else []
+        if isinstance(value, dict):
+            return [c for v in value.values() for c in commands(v)]
+        if isinstance(value, list):
+            return [c for v in value for c in commands(v)]
+        return []
+
+    found = [c for path in sorted(pages.RESULTS_DIR.glob("*.json"))
+             for c in commands(json.loads(path.read_text(encoding="utf-8")))]
+    assert any(c.startswith("raymanager train ") for c in found)
+    for command in found:
+        arguments = shlex.split(command)[1:]
+        try:
+            build_parser().parse_args(arguments)
+        except SystemExit:
+            pytest.fail(f"raymanager does not take: {command}")

@@ -9,7 +9,8 @@ from typing import Any
 from raymanager.batching import make_source
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
-from raymanager.engine.run import RunCore, Send
+from raymanager.engine.run import Read, RunCore, Send
+from raymanager.engine.run_io import read_input
 from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import Call, Slot, SlotState
 
@@ -24,6 +25,15 @@ def _core(width: int, batches: int = 1_000, timeout_s: float | None = None) -> R
     config = BatchConfig(batch_size=1, num_parallel=width, timeout_s=timeout_s)
     return RunCore(make_source(list(range(batches)), 1), config, width=width,
                    max_concurrency=1, actor_name="T")
+
+
+def _next_send(core: RunCore, slots: list[Slot], now: float) -> Any:
+    """``core.next_send``, reading the input it asks for first (as the adapter does)."""
+    while True:
+        command = core.next_send(slots, now)
+        if not isinstance(command, Read):
+            return command
+        core.taken(read_input(core.source, command, journal=None))
 
 
 def _queue(slot: Slot, started: float | None = 0.0, expected: float | None = 0.01) -> Call:
@@ -87,7 +97,7 @@ def test_a_decision_on_10000_actors_does_not_look_at_every_slot() -> None:
     slots.walking_allowed = False
     sends = 0
     while True:
-        command = core.next_send(slots, 0.0)
+        command = _next_send(core, slots, 0.0)
         if not isinstance(command, Send):
             break
         call = Call(None, command.slot, command.slot.generation, _Owner(),
@@ -106,7 +116,7 @@ def test_deadlines_come_from_a_heap_and_fire_exactly() -> None:
     core = _core(3, timeout_s=1.0)
     calls = []
     for began in (0.0, 0.01):  # untimed calls, inside the probes' window
-        command = core.next_send(slots, began)
+        command = _next_send(core, slots, began)
         assert isinstance(command, Send)
         call = Call(None, command.slot, command.slot.generation, _Owner(),
                     group=command.group, started=command.started, expected=command.expected)
@@ -158,7 +168,7 @@ def test_probes_wait_a_moment_for_the_first_batchs_time() -> None:
     now = 0.0
     sent = 0
     while True:
-        command = core.next_send(slots, now)
+        command = _next_send(core, slots, now)
         if not isinstance(command, Send):
             break
         call = Call(None, command.slot, command.slot.generation, _Owner(),
@@ -170,4 +180,4 @@ def test_probes_wait_a_moment_for_the_first_batchs_time() -> None:
     assert 50 <= sent <= 51  # 50 ms of calls, then the hold
     held_until = policy.PROBE_SEND_SECONDS + policy.PROBE_HOLD_SECONDS
     assert abs(core.wait_timeout(now, slots) - (held_until - now)) < 1e-9
-    assert isinstance(core.next_send(slots, held_until), Send)  # the hold is over
+    assert isinstance(_next_send(core, slots, held_until), Send)  # the hold is over

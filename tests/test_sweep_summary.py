@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import io
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -388,3 +389,27 @@ def test_real_training_runs_are_summarized(ray_session: RayManager, tmp_path: Pa
     assert result["varying"] == []  # the two runs differ only in their seed
     assert "| `seed0` | `--seed 0` | budget |" in section
     assert "| CartPole-v1 | 475 | 2 | 0/2 | - | - |" in section
+
+
+def test_every_command_of_a_sweep_result_is_one_raymanager_train_takes(tmp_path: Path) -> None:
+    # Options of every kind: a bool turned off, a repeatable one, a mapping, a path with a
+    # space. Each run's printed command, pasted, must give back its config.yaml.
+    from raymanager.cli import build_parser
+    from raymanager.cli_flags import given_options
+
+    for seed in (0, 1):
+        run = make_run(tmp_path, f"r{seed}", [(1, 1.0, 10, 1, 1.0)], seed=seed)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config.update(overlap_eval=False, trackers=["mlflow"], env_kwargs={"a b": 1},
+                      target_return=None)
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = _benchmark_module("sweep_result").sweep_result(tmp_path, "raymanager sweep")
+    assert "--no-overlap-eval --tracker mlflow" in result["common_command"]
+    for run in result["runs"]:
+        arguments = shlex.split(run["command"])
+        assert arguments[:2] == ["raymanager", "train"]
+        given = given_options(build_parser().parse_args(arguments[1:]))
+        config = yaml.safe_load((tmp_path / "runs" / run["run"] / "config.yaml").read_text())
+        expected = {k: v for k, v in config.items()
+                    if v is not None and k not in ("output_dir", "run_name", "progress")}
+        assert {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()} == expected

@@ -80,6 +80,23 @@ class Group:
     def num_rows(self) -> int:
         return self.row_stop - self.row_start
 
+    def cut(self, count: int, batch_size: int) -> tuple[Group, Group]:
+        """The first ``count`` batches and the rest, as two groups (``0 < count < self.count``).
+
+        >>> head, rest = Group(0, 3, 0, 5, [1, 2, 3, 4, 5], 40).cut(1, batch_size=2)
+        >>> (head.rows, rest.first, rest.rows)
+        ([1, 2], 1, [3, 4, 5])
+        """
+        assert 0 < count < self.count
+        cut_at = min(count * batch_size, self.num_rows)
+        parts = []
+        for first, n, lo, hi in ((self.first, count, 0, cut_at),
+                                 (self.first + count, self.count - count, cut_at, self.num_rows)):
+            rows = None if self.rows is None else slice_rows(self.rows, lo, hi)
+            parts.append(Group(first, n, self.row_start + lo, self.row_start + hi, rows,
+                               rows_nbytes(rows), self.attempts, self.suspect))
+        return parts[0], parts[1]
+
     def split(self, batch_size: int) -> list[Group]:
         """One group per batch, for retries: a bad batch must not sink its neighbours."""
         if self.count == 1:

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import yaml
@@ -22,7 +22,7 @@ import yaml
 from raymanager.training import TrainConfig
 from raymanager.training.options import ROUND_DEFAULT_KEYS, round_defaults
 
-__all__ = ["add_option_flags", "given_options", "read_yaml_config", "yaml_problem"]
+__all__ = ["add_option_flags", "given_options", "option_flags", "read_yaml_config", "yaml_problem"]
 
 
 def _yaml_mapping(text: str) -> dict[str, Any]:
@@ -160,6 +160,40 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig options given as flags (not their defaults)."""
     return {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)
             if spec.name in vars(args)}
+
+
+def option_flags(options: Mapping[str, Any]) -> list[str]:
+    """The ``raymanager train`` arguments that give ``options`` (TrainConfig names to values).
+
+    The inverse of :func:`given_options`: a bool is ``--x`` or ``--no-x``, a
+    repeatable option repeats its flag (none for an empty one), a mapping is a
+    YAML flow literal, None (the option's default) is left out. Join the list
+    with :func:`shlex.join` for a command a shell takes back as it was.
+
+    >>> option_flags({"env": "Hopper-v5", "overlap_eval": False, "trackers": ["mlflow"],
+    ...               "env_kwargs": {}, "seed": None})
+    ['--env', 'Hopper-v5', '--no-overlap-eval', '--tracker', 'mlflow', '--env-kwargs', '{}']
+    """
+    fields = {spec.name: spec for spec in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    arguments: list[str] = []
+    for name, value in options.items():
+        spec = fields.get(name)
+        if spec is None:
+            raise ValueError(f"{name!r} is not an option of raymanager train")
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if "flag" in spec.metadata:
+            for item in value:
+                arguments += [spec.metadata["flag"], str(item)]
+        elif _flag_type(hints[name])[1]:
+            arguments.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, Mapping):
+            arguments += [flag, yaml.safe_dump(dict(value), default_flow_style=True).strip()]
+        else:
+            arguments += [flag, str(value)]
+    return arguments
 
 
 def read_yaml_config(path: str) -> TrainConfig:

@@ -79,11 +79,14 @@ class ActorStartError(PoolBrokenError):
 
 
 class ResourceUnavailableError(PoolBrokenError):
-    """The resources asked for an actor do not exist in the cluster, or never came.
+    """The resources asked for an actor do not exist in the cluster, or never came,
+    or a pool's actors together ask for more than the cluster has.
 
     Attributes:
         requested: resources asked for one actor, e.g. ``{"CPU": 4.0}``.
-        available: the largest amount of each resource on any one node.
+        available: the largest amount of each resource on any one node; for
+            a pool whose actors together ask for more than the cluster has
+            (and no autoscaler could add it), the cluster's total.
     """
 
     def __init__(

@@ -43,7 +43,7 @@ from raymanager.object_store import (
     cluster_resources,
     object_store_stats,
 )
-from raymanager.pool import ActorPool, check_feasible
+from raymanager.pool import ActorPool, check_capacity, check_feasible
 from raymanager.pool_arguments import Placement, check_pool_arguments
 from raymanager.ray_internals import alive_nodes
 from raymanager.startup import start_ray
@@ -197,6 +197,11 @@ class RayManager:
             spare_actors=spare_actors,
         )
         check_feasible(arguments.actor_options, actor_class.__name__)
+        size = arguments.num_actors
+        low, high = size if isinstance(size, tuple) else (size, size)
+        # Before any actor exists: those started with the pool must all fit.
+        check_capacity(arguments.actor_options, low + arguments.spare_actors, high,
+                       actor_class.__name__)
         pool = ActorPool(
             actor_class,
             start_timeout_s=start_timeout_s or self.ray_config.actor_start_timeout_s,

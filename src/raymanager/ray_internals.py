@@ -11,6 +11,10 @@ test_ray_internals.py`` fails naming the API when a Ray release moves one):
   API (``ray.util.state``) needs the dashboard, which raymanager leaves off.
 - ``ray._private.state.state.get_draining_nodes()``: nodes Ray is draining
   (spot preemption, scale-down), so no new actor goes there.
+- ``ray._private.state.state.get_cluster_config()``: the autoscaler's node
+  groups (None without an autoscaler), to tell whether nodes may still be
+  added before refusing a pool too large for the cluster
+  (:func:`autoscaler_may_add_nodes`; Ray Data asks the same).
 - ``ray._private.state.state.available_resources_per_node()``: free
   resources per node, to pin a spread actor where it can start now.
 - ``ray._private.internal_api.get_state_from_address`` and
@@ -62,6 +66,7 @@ __all__ = [
     "actor_table_entry",
     "alive_nodes",
     "ask_gcs_cluster_id",
+    "autoscaler_may_add_nodes",
     "bootstrap_address",
     "cluster_mode_off",
     "dashboard_dependency_error",
@@ -91,6 +96,7 @@ PRIVATE_APIS = (
     PrivateApi("ray._private.state", "actors", ("actor_id",)),
     PrivateApi("ray.actor", "ActorHandle._actor_id"),
     PrivateApi("ray._private.state", "state.get_draining_nodes", ()),
+    PrivateApi("ray._private.state", "state.get_cluster_config", ()),
     PrivateApi("ray._private.state", "state.available_resources_per_node", ()),
     PrivateApi("ray._private.internal_api", "get_state_from_address", ("address",)),
     PrivateApi("ray._private.internal_api", "get_memory_info_reply", ("state",)),
@@ -131,6 +137,20 @@ def actor_table() -> list[dict[str, Any]]:
 def draining_node_ids() -> set[str]:
     """IDs of the nodes Ray is draining."""
     return {str(node) for node in _module("ray._private.state").state.get_draining_nodes()}
+
+
+def autoscaler_may_add_nodes() -> bool:
+    """Whether an autoscaler may add nodes: one of its node groups can grow.
+
+    Read from the cluster config the autoscaler publishes in the GCS (none on
+    a Ray started by ``ray.init`` or ``ray start`` alone).
+    """
+    config = _module("ray._private.state").state.get_cluster_config()
+    if config is None:
+        return False
+    return any(group.max_count == -1 or group.max_count > group.min_count
+               for group in config.node_group_configs
+               if group.resources and group.max_count != 0)
 
 
 def free_resources_per_node() -> dict[str, dict[str, float]]:

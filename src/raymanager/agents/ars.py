@@ -52,7 +52,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -139,12 +139,24 @@ class _PolicyLayout(FlatLayout):
         Multiply-and-sum rather than matmul: a row's result does not depend on
         how many rows are computed together, so chunking changes nothing.
         """
+        return self.bind(flat)(x)
+
+    def bind(self, flat: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`outputs` of ``flat``'s rows as a function of ``x``, unflattened once.
+
+        A rollout asks for actions every step, with the same rows all along.
+
+        >>> layout = _PolicyLayout(2, 1, ())
+        >>> layout.bind(np.array([[1.0, 2.0]]))(np.array([[1.0, 1.0]])).tolist()
+        [[3.0]]
+        """
         params = self.unflatten(flat)
         if not self.hidden_sizes:
-            raw: np.ndarray = (params["M"] * x[:, None, :]).sum(axis=2)
-            return raw
-        layers = len(self.hidden_sizes) + 1
-        return mlp_rows([(params[f"W{i}"], params[f"b{i}"]) for i in range(1, layers + 1)], x)
+            matrix = params["M"]
+            return lambda x: np.asarray((matrix * x[:, None, :]).sum(axis=2))
+        layers = [(params[f"W{i}"], params[f"b{i}"])
+                  for i in range(1, len(self.hidden_sizes) + 2)]
+        return functools.partial(mlp_rows, layers)
 
 
 class ARS:
@@ -171,6 +183,7 @@ class ARS:
         self._high = action_space.high.reshape(-1).astype(np.float64)
         self._policy = _PolicyLayout(self._obs_size, self._act_size, self.settings.hidden_sizes)
         self._theta = self._policy.initial(self.settings.seed)
+        self._act_cache: tuple[Any, ...] | None = None
         self._count = 0.0
         self._mean = np.zeros(self._obs_size)
         self._m2 = np.zeros(self._obs_size)
@@ -223,12 +236,14 @@ class ARS:
         return self._mean.copy(), np.where(std < _MIN_STD, 1.0, std)
 
     def _actions(
-        self, params: np.ndarray, mean: np.ndarray, std: np.ndarray, observations: np.ndarray,
+        self, outputs: Callable[[np.ndarray], np.ndarray], mean: np.ndarray, std: np.ndarray,
+        observations: np.ndarray,
     ) -> np.ndarray:
-        """Actions of parameter row ``i`` of ``params`` (or the only one) for observation ``i``."""
+        """Actions of policy row ``i`` of ``outputs`` (:meth:`_PolicyLayout.bind`, or its
+        only row) for observation ``i``."""
         x = (np.asarray(observations, dtype=np.float64).reshape(len(observations), -1) - mean)
         x = x / std
-        actions: np.ndarray = np.clip(self._policy.outputs(params, x), self._low, self._high)
+        actions: np.ndarray = np.clip(outputs(x), self._low, self._high)
         return actions.astype(self._action_space.dtype).reshape(
             (len(actions), *self._action_space.shape))
 
@@ -238,8 +253,16 @@ class ARS:
         >>> ARS({"env": "Pendulum-v1"}).act(np.ones((2, 3))).tolist()  # M = 0 at the start
         [[0.0], [0.0]]
         """
-        mean, std = self._normalizer()
-        return self._actions(self._theta[None, :], mean, std, observations)
+        # An evaluation asks every step; the policy changes only between rounds.
+        # The cache keeps the arrays it was made from, so ``is`` cannot be fooled.
+        made_from = (self._theta, self._mean, self._m2, self._count)
+        cached = self._act_cache
+        if cached is None or not all(a is b for a, b in zip(cached[0], made_from, strict=True)):
+            mean, std = self._normalizer()
+            cached = (made_from, self._policy.bind(self._theta[None, :]), mean, std)
+            self._act_cache = cached
+        _, outputs, mean, std = cached
+        return self._actions(outputs, mean, std, observations)
 
     def _direction(self, seed: int) -> tuple[np.ndarray, int]:
         rng = np.random.default_rng(seed)
@@ -281,7 +304,7 @@ class ARS:
                 episode_seeds[row] = episode_seeds[width + row] = episode_seed
             outcome = run_episodes(
                 self._envs.get(2 * width),
-                functools.partial(self._actions, population, mean, std),
+                functools.partial(self._actions, self._policy.bind(population), mean, std),
                 episode_seeds,
                 observe=collector,
             )

@@ -22,6 +22,7 @@ __all__ = [
     "call_deadline",
     "fair_share",
     "group_size",
+    "interrupt_grace",
     "may_queue_behind",
     "probe_held",
     "queue_depth",
@@ -59,6 +60,14 @@ STRAGGLER_SLACK_S = 0.05
 #: Seconds a stopped run lets its calls in flight finish before their actors
 #: are killed and replaced instead.
 CANCEL_GRACE_SECONDS = 2.0
+#: Bounds of the grace a run stopped by Ctrl-C gives the calls it has in
+#: flight (see interrupt_grace): at least the driver's reaction time on a
+#: loaded machine, at most what a stop for any other reason gives.
+MIN_INTERRUPT_GRACE_S = 0.25
+MAX_INTERRUPT_GRACE_S = CANCEL_GRACE_SECONDS
+#: An interrupted call gets this many times what is left of its expected
+#: time: on a loaded machine calls often take twice theirs (STRAGGLER_FACTOR).
+INTERRUPT_GRACE_FACTOR = 2.0
 #: The driver's fixed cost of one remote call (submit, wait, get, bookkeeping
 #: and Ray's own threads), as benchmarks/driver_scaling.py measures it. A fixed
 #: figure, not one measured live: a live cost per call includes work per batch
@@ -273,3 +282,36 @@ def fair_share(num_slots: int, max_actors: int, other_busy_runs: int) -> int:
     (3, 3)
     """
     return max(1, -(-max(num_slots, max_actors) // (other_busy_runs + 1)))
+
+
+def interrupt_grace(calls: Iterable[Call], *, now: float) -> float:
+    """Seconds a run stopped by Ctrl-C waits for ``calls`` before replacing their actors.
+
+    Per actor, what is left of the expected time of its calls in flight (an
+    actor runs them in order: those queued behind the running one finish
+    after it), the longest of them times INTERRUPT_GRACE_FACTOR, within
+    [MIN_INTERRUPT_GRACE_S, MAX_INTERRUPT_GRACE_S]. Calls are sized to about
+    TARGET_CALL_SECONDS, so this is a few hundred ms; a call of unknown
+    length (its batches not timed yet: a run's first call, a broadcast)
+    gets the most.
+
+    >>> from raymanager.engine.slots import Slot
+    >>> slot = Slot(0)
+    >>> running = Call("a", slot, 0, None, started=9.5, expected=0.75)  # 0.25 s left
+    >>> interrupt_grace([running], now=10.0)
+    0.5
+    >>> interrupt_grace([running, Call("b", slot, 0, None, expected=0.25)], now=10.0)
+    1.0
+    """
+    work: dict[int, float] = {}
+    ran: dict[int, float] = {}
+    for call in calls:
+        if call.expected is None:
+            return MAX_INTERRUPT_GRACE_S
+        index = call.slot.index
+        work[index] = work.get(index, 0.0) + call.expected
+        if call.started is not None:  # the one running: what it did is not left
+            ran[index] = max(ran.get(index, 0.0), now - call.started)
+    longest = max((max(0.0, work[index] - ran.get(index, 0.0)) for index in work), default=0.0)
+    return min(MAX_INTERRUPT_GRACE_S,
+               max(MIN_INTERRUPT_GRACE_S, INTERRUPT_GRACE_FACTOR * longest))

@@ -6,13 +6,25 @@ it does no I/O and reads no clock. The Ray adapter (``pool/dispatch.py``)
 and the simulator (:mod:`raymanager.engine.simulator`) drive it the same way:
 
 - ask :meth:`RunCore.next_send` for work to send, one call at a time, and
-  report each call made with :meth:`RunCore.sent`;
+  report each call made with :meth:`RunCore.sent`; when it answers
+  :class:`Read`, read that many batches from the source (with
+  :func:`raymanager.engine.run_io.read_input`) and report them with
+  :meth:`RunCore.taken`, then ask again;
+- when :meth:`RunCore.take_records` hands out a :class:`Record`, write its
+  results to the journal and report it with :meth:`RunCore.recorded`: a
+  journaled result is handed out only once it is recorded;
 - report what came back: :meth:`~RunCore.returned` (per-batch outcomes),
   :meth:`~RunCore.lost` (the actor is gone), :meth:`~RunCore.undeliverable`
   (the reply could not travel), :meth:`~RunCore.inline_instead` (the worker
   cannot map the source's file);
 - ask :meth:`~RunCore.expired` for calls past their timeout, and lose their actors;
 - hand out :meth:`~RunCore.pop_ready` while :meth:`~RunCore.deliverable`.
+
+The core never performs I/O itself: reading the user's source (and hashing
+its rows for a journal), replaying and writing the journal are commands it
+gives and events it is told of. The Ray adapter performs them outside the
+pool's lock, so a slow generator or a slow disk in one run never holds up
+the other runs, submissions and broadcasts of the pool.
 
 Accounting is per batch. A call carries a *group* of consecutive batches; the
 worker reports one result or failure per batch. When a call fails in a way
@@ -31,6 +43,7 @@ Example (the simulator plays the actors)::
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
 from collections import Counter
@@ -46,7 +59,8 @@ from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report, raised_error
 from raymanager.errors import BatchError, BatchTimeoutError, WorkerDiedError
 
-__all__ = ["GROW", "NOT_RECORDED", "Expire", "Journal", "RunCore", "Send"]
+__all__ = ["GROW", "NOT_RECORDED", "Expire", "Input", "Journal", "Read", "Record", "RunCore",
+           "Send"]
 
 logger = logging.getLogger("raymanager")
 
@@ -86,6 +100,33 @@ class Send:
     group: Group
     started: float | None
     expected: float | None
+
+
+@dataclass(frozen=True)
+class Read:
+    """Command: read up to ``count`` more batches from the source, then report
+    them with :meth:`RunCore.taken` (the adapter reads outside its lock)."""
+
+    count: int
+
+
+@dataclass
+class Input:
+    """Event: what a :class:`Read` got: ``group`` (None: the source is spent),
+    the source's ``total`` batches when known, and, for a resumed run, each
+    batch's journaled result (:data:`NOT_RECORDED` for one to run), in order."""
+
+    group: Group | None
+    total: int | None
+    replayed: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """Command: write these ``(batch index, result)`` pairs to the journal, then
+    report them with :meth:`RunCore.recorded` (the adapter writes outside its lock)."""
+
+    results: list[tuple[int, Any]]
 
 
 @dataclass(frozen=True)
@@ -162,6 +203,16 @@ class RunCore:
         self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
         self.retry_seq = 0
         self.done: dict[int, Any] = {}
+        #: Groups read from the source and not yet sent (see :meth:`taken`).
+        self.fresh: collections.deque[Group] = collections.deque()
+        #: Batches read from the source so far, and its total once known: the
+        #: core's own count, so that no decision reads the source while the
+        #: adapter is reading it outside the lock.
+        self.batches_taken = 0
+        self.total = source.num_batches
+        #: Journaled results not yet written (Record), and those being written.
+        self.unrecorded: dict[int, Any] = {}
+        self.recording: dict[int, Any] = {}
         self.next_to_yield = 0
         self.delivered = 0
         self.stop_at: int | None = None
@@ -177,13 +228,24 @@ class RunCore:
     def queued_batches(self) -> int:
         """Batches waiting to be sent: retries and what the source has left."""
         retried = sum(group.count for _, _, group in self.retry)
-        return retried + (self.source.remaining_batches() or 0)
+        fresh = sum(group.count for group in self.fresh)
+        return retried + fresh + (self._remaining() or 0)
+
+    def _remaining(self) -> int | None:
+        """Batches the source has not handed out yet (None: unknown)."""
+        return None if self.total is None else self.total - self.batches_taken
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every batch of the source was read."""
+        return self.total is not None and self.batches_taken >= self.total
 
     def deliverable(self) -> bool:
         return (self.next_to_yield in self.done) if self.ordered else bool(self.done)
 
     def finished(self) -> bool:
-        return self.source.exhausted and not self.calls and not self.retry and not self.done
+        return (self.exhausted and not self.calls and not self.retry and not self.done
+                and not self.fresh and not self.unrecorded and not self.recording)
 
     def window_shut(self) -> bool:
         """Whether the read-ahead window holds work back now.
@@ -206,14 +268,18 @@ class RunCore:
         """
         if self.calls or self.retry or self.deliverable():
             return
-        if self.source.exhausted or self.stop_at is not None or not self._window_open():
+        if self.fresh and self.stop_at is None:
+            return  # read and not sent yet: sent once an actor is free
+        if self.unrecorded or self.recording:
+            return  # the adapter writes them next: they are handed out after
+        if self.exhausted or self.stop_at is not None or not self._window_open():
             raise RuntimeError(
-                f"raymanager stalled: {self.source.batches_taken} batches taken, "
+                f"raymanager stalled: {self.batches_taken} batches taken, "
                 f"{self.delivered} handed out, none pending"
             )
 
     def check_complete(self) -> None:
-        total = self.source.num_batches
+        total = self.total
         if total is not None and self.delivered != total:
             raise RuntimeError(  # a bug of ours: never lose batches quietly
                 f"raymanager delivered {self.delivered} of {total} batches"
@@ -225,7 +291,7 @@ class RunCore:
         return policy.group_size(
             seconds_per_batch=self.seconds_per_batch,
             width=self.width,
-            remaining=self.source.remaining_batches(),
+            remaining=self._remaining(),
             timeout_s=self.config.timeout_s,
             batch_nbytes=self.source.batch_nbytes,
             max_inflight_bytes=self.config.max_inflight_bytes,
@@ -236,14 +302,14 @@ class RunCore:
         return policy.queue_depth(
             max_concurrency=self.max_concurrency,
             seconds_per_batch=self.seconds_per_batch,
-            remaining=self.source.remaining_batches(),
+            remaining=self._remaining(),
             width=self.width,
             size=self.group_size(),
         )
 
     def _window_open(self) -> bool:
         return policy.window_open(
-            taken=self.source.batches_taken,
+            taken=self.batches_taken,
             delivered=self.delivered,
             width=self.width,
             size=self.group_size(),
@@ -259,8 +325,10 @@ class RunCore:
         now: float,
         batches_left: Callable[[Slot], int | None] = lambda slot: None,
         share: int | None = None,
-    ) -> Send | _Grow | None:
-        """The next call to make: a :class:`Send`, :data:`GROW`, or None for now.
+    ) -> Send | Read | _Grow | None:
+        """The next call to make: a :class:`Send`, :data:`GROW`, a :class:`Read`
+        (more input is needed first: read it, report it with :meth:`taken`,
+        then ask again), or None for now.
 
         Retries come first, then new groups from the source. ``share`` caps
         the actors this run keeps busy when other runs share the pool (its
@@ -283,8 +351,8 @@ class RunCore:
                 return None
             slot = idle
         group = self._next_group(batches_left(slot))
-        if group is None:
-            return None
+        if group is None or isinstance(group, Read):
+            return group
         # The clock of a call starts when it runs: now if its actor is idle,
         # else when the calls before it are done (start_clocks).
         started = now if not slot.calls or self.max_concurrency > 1 else None
@@ -396,30 +464,51 @@ class RunCore:
         return slots.first_with_room(depth, accept)
 
     def _work_waiting(self) -> bool:
-        if self.retry:
+        if self.retry or self.fresh:
             return True
-        return not self.source.exhausted and self.stop_at is None and self._window_open()
+        return not self.exhausted and self.stop_at is None and self._window_open()
 
-    def _next_group(self, room: int | None = None) -> Group | None:
-        """Retries first, then the source's next group (of at most ``room`` batches)."""
-        while True:
-            while self.retry:
-                _, _, retried = heapq.heappop(self.retry)
-                if self.stop_at is None or retried.first < self.stop_at:
-                    return retried
-            if self.stop_at is not None or not self._window_open():
-                return None
-            size = self.group_size()
-            group = self.source.take(size if room is None else max(1, min(size, room)))
-            if group is None or self.journal is None or not self.journal.resuming:
-                return group
-            # A resumed run: batches in the journal are read back, not run again.
-            for part in group.split(self.source.batch_size):
-                recorded = self.journal.replay(part.first)  # JournalError if its input changed
-                if recorded is not NOT_RECORDED:
-                    self._done(part.first, recorded, rows=part.num_rows, recorded=True)
-                else:
-                    self._requeue(part)
+    def _next_group(self, room: int | None = None) -> Group | Read | None:
+        """Retries first, then a group read already (of at most ``room`` batches),
+        else a :class:`Read` of the source's next group."""
+        while self.retry:
+            _, _, retried = heapq.heappop(self.retry)
+            if self.stop_at is None or retried.first < self.stop_at:
+                return retried
+        if self.stop_at is not None:
+            return None
+        if self.fresh:
+            group = self.fresh.popleft()
+            if room is not None and group.count > max(1, room):
+                # Read for another actor's room: this one takes what it may.
+                group, rest = group.cut(max(1, room), self.source.batch_size)
+                self.fresh.appendleft(rest)
+            return group
+        if self.exhausted or not self._window_open():
+            return None
+        size = self.group_size()
+        return Read(size if room is None else max(1, min(size, room)))
+
+    def taken(self, event: Input) -> None:
+        """The adapter read the source for a :class:`Read`.
+
+        A resumed run's batches found in the journal are done at once (read
+        back, not run again); the others wait to be sent.
+        """
+        self.total = event.total
+        group = event.group
+        if group is None:
+            return
+        self.batches_taken += group.count
+        if event.replayed is None:
+            self.fresh.append(group)
+            return
+        parts = group.split(self.source.batch_size)
+        for part, recorded in zip(parts, event.replayed, strict=True):
+            if recorded is not NOT_RECORDED:
+                self._done(part.first, recorded, rows=part.num_rows, recorded=True)
+            else:
+                self._requeue(part)
 
     def _requeue(self, group: Group) -> None:
         self.retry_seq += 1
@@ -589,12 +678,35 @@ class RunCore:
 
     def _done(self, index: int, value: Any, *, rows: int, recorded: bool = False) -> None:
         if self.journal is not None and not recorded and not isinstance(value, BatchError):
-            self.journal.write(index, value)  # before it is handed out: never lost
-        self.done[index] = value
+            # Handed out only once the adapter wrote it (Record): never lost.
+            self.unrecorded[index] = value
+        else:
+            self.done[index] = value
         self.batches_done += 1
         self.rows_done += rows
         if self.on_progress is not None:
             self.on_progress(self.batches_done, self.rows_done)
+
+    def take_records(self) -> Record | None:
+        """The results to write to the journal now (None: none waits).
+
+        The adapter writes them, then reports :meth:`recorded`; until then
+        they are not handed out.
+        """
+        if not self.unrecorded:
+            return None
+        results = list(self.unrecorded.items())
+        self.recording.update(self.unrecorded)
+        self.unrecorded.clear()
+        return Record(results)
+
+    def recorded(self, record: Record) -> None:
+        """The adapter wrote ``record``'s results: they may be handed out."""
+        if self.closed:
+            return
+        for index, _ in record.results:
+            if index in self.recording:
+                self.done[index] = self.recording.pop(index)
 
     def _rows_of(self, group: Group, k: int) -> int:
         size = self.source.batch_size
@@ -746,6 +858,9 @@ class RunCore:
         self.overdue.clear()
         self.done.clear()
         self.retry.clear()
+        self.fresh.clear()
+        self.unrecorded.clear()
+        self.recording.clear()
 
 
 def _lost_error(index: int, attempts: int, loss: Loss, config: BatchConfig) -> BatchError:

@@ -47,7 +47,8 @@ from typing import Any
 from raymanager.batching import BatchSource, make_source
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
-from raymanager.engine.run import GROW, RunCore, Send
+from raymanager.engine.run import GROW, Read, RunCore, Send
+from raymanager.engine.run_io import read_input
 from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report
@@ -500,6 +501,9 @@ class _Sim:
                 return
             if command is None:
                 return
+            if isinstance(command, Read):
+                core.taken(read_input(run.source, command, journal=None))
+                continue
             assert isinstance(command, Send)
             slot, group = command.slot, command.group
             if slot.state is not SlotState.READY:

@@ -12,7 +12,7 @@ from raymanager.config import check_pool_size as check_size  # where it was befo
 from raymanager.pool.actor_pool import ActorPool, PoolState
 from raymanager.pool.dispatch import STARTED, TIMED_OUT, ProgressCallback, Run
 from raymanager.pool.observe import list_pools
-from raymanager.pool.placement import check_feasible
+from raymanager.pool.placement import check_capacity, check_feasible
 
 __all__ = [
     "STARTED",
@@ -21,6 +21,7 @@ __all__ = [
     "PoolState",
     "ProgressCallback",
     "Run",
+    "check_capacity",
     "check_feasible",
     "check_size",
     "list_pools",

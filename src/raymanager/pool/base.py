@@ -35,7 +35,8 @@ class ActiveRun(Protocol):
 
     core: RunCore
 
-    def collect(self, call: Call) -> None: ...
+    def collect(self, call: Call, outcome: Any) -> None:
+        """Take ``call``'s finished ``outcome`` (a ``calls.Outcome``, got outside the lock)."""
 
 
 class PoolState(enum.Enum):

@@ -16,7 +16,7 @@ import ray
 
 from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
-from raymanager.pool.calls import LOST, CallBook
+from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
 
 __all__ = ["Broadcast"]
 
@@ -88,18 +88,21 @@ class Broadcast:
                 if self.error is not None:
                     raise self.error
                 refs = list(self.calls)
+                call_refs = set(refs)
                 starting = [slot.ready_ref for slot in self.waiting_replay.values()
                             if slot.ready_ref is not None]
                 if not refs and not starting:
                     return [self.answers.get(index) for index in self.order]
             with pool.ray_call():
                 ready, _ = ray.wait(refs + starting, num_returns=1, timeout=1.0)
+                # Answers are deserialized here, lock released.
+                outcomes = [(ref, get_outcome(ref)) for ref in ready if ref in call_refs]
             with pool.locked():
                 pool.check_usable()
-                for ref in ready:
+                for ref, outcome in outcomes:
                     call = self.calls.get(ref)
                     if call is not None:
-                        self._collect(call)
+                        self._collect(call, outcome)
 
     def _take_replays(self) -> None:
         for index, slot in list(self.waiting_replay.items()):
@@ -109,8 +112,8 @@ class Broadcast:
             elif slot.state is not SlotState.STARTING:
                 del self.waiting_replay[index]  # failed to start: answers None
 
-    def _collect(self, call: Call) -> None:
-        value, cause = self.pool.fetch(call)
+    def _collect(self, call: Call, outcome: Outcome) -> None:
+        value, cause = self.pool.settle(call, outcome)
         if value is LOST:
             return  # the pool told call_lost: sent again to the replacement
         if cause is not None:

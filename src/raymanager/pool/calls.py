@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -30,12 +31,33 @@ from raymanager.pool.ray_errors import (
 )
 from raymanager.pool.retiring import salvage
 
-__all__ = ["LOST", "CallBook"]
+__all__ = ["LOST", "CallBook", "Outcome", "get_outcome"]
 
 logger = logging.getLogger("raymanager")
 
 
-#: What :meth:`CallBook.fetch` returns for a call whose actor was lost: the
+@dataclass(frozen=True)
+class Outcome:
+    """What ``ray.get`` of a finished call gave: its value, or the error it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+def get_outcome(ref: Any) -> Outcome:
+    """``ray.get`` a finished call's reference, outside the pool's lock.
+
+    The reply is deserialized here, in the thread that waited for it, so a
+    big result never holds up the other users of the pool; what the
+    outcome means is decided under the lock (:meth:`CallBook.settle`).
+    """
+    try:
+        return Outcome(ray.get(ref))
+    except Exception as exc:
+        return Outcome(error=exc)
+
+
+#: What :meth:`CallBook.settle` returns for a call whose actor was lost: the
 #: pool has told the call's owner (``call_lost``) already.
 LOST = object()
 
@@ -43,24 +65,23 @@ LOST = object()
 class CallBook(ActorLifecycle):
     """Registers, settles and loses calls; counts them; shares actors between runs."""
 
-    def fetch(self, call: Call) -> tuple[Any, BaseException | None]:
-        """Take a finished call's outcome and settle the call (lock held).
+    def settle(self, call: Call, outcome: Outcome) -> tuple[Any, BaseException | None]:
+        """Settle a finished call with its :func:`get_outcome` (lock held).
 
         ``(value, None)`` when it returned; ``(None, cause)`` when it ran but
         its reply could not reach the driver (the user's exception: it does
         not unpickle, say); ``(LOST, None)`` when its actor is gone, which the
         pool replaces, telling every owner of a call on it.
         """
-        try:
-            value = ray.get(call.ref)
-        except Exception as exc:
+        exc = outcome.error
+        if exc is not None:
             if classify(exc) is FailureKind.CALL_FAILED:
                 self.finished(call)
                 return None, user_cause(exc)
             self.lose_after_error(call, exc)
             return LOST, None
         self.finished(call)
-        return value, None
+        return outcome.value, None
 
     def check_alive(self) -> None:
         """Raise if the pool is unusable, breaking it first when no actor can be kept alive."""

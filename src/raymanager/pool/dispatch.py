@@ -11,11 +11,20 @@ says a call timed out.
 
 Every change of run state happens under the pool's lock: the pool reports
 the fate of our calls (``call_done`` / ``call_lost``) when a broadcast or
-another thread sees an actor die first.
+another thread sees an actor die first. The run's I/O does not: reading the
+user's source (its generator, hashing rows for a journal, putting big
+groups in the object store), reading and writing the journal, and
+``ray.get`` of finished calls happen in the run's own thread with the lock
+released, and only their outcome is reported to the core under it
+(:class:`~raymanager.engine.run.Read` / ``taken``,
+:class:`~raymanager.engine.run.Record` / ``recorded``). A slow generator or a
+slow disk therefore delays its own run only, never the other runs,
+submissions and broadcasts of the pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Generator
@@ -27,11 +36,13 @@ import ray
 from raymanager.batching import BatchSource
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
-from raymanager.engine.run import GROW, Journal, RunCore, Send
+from raymanager.engine.run import GROW, Input, Journal, Read, RunCore, Send
+from raymanager.engine.run_io import read_input, write_records
 from raymanager.engine.slots import Call, Loss, LossKind, SlotState
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
-from raymanager.pool.calls import LOST, CallBook
+from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
+from raymanager.pool.host import is_async
 from raymanager.rows import slice_rows
 
 __all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
@@ -39,6 +50,12 @@ __all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
 logger = logging.getLogger("raymanager")
 
 ProgressCallback = Callable[[int, int], None]
+
+#: Groups of inline rows at least this big are put in the object store as
+#: they are read, outside the lock; smaller ones are pickled into their call.
+#: Ray puts call arguments above 100 KiB in the store anyway
+#: (``max_direct_call_object_size``), so this adds no copy.
+PUT_MIN_BYTES = 100 * 1024
 
 
 #: Yielded by :meth:`Run.chunks` first, before the run starts: every resume
@@ -74,6 +91,9 @@ class Run:
         self.journal = journal
         #: Slots whose worker cannot map the source's file: they get rows inline.
         self.no_file: set[int] = set()
+        #: Object-store copies of the rows of groups read, by (first batch,
+        #: batches): put outside the lock, dropped when such a group is sent.
+        self.stored: dict[tuple[int, int], Any] = {}
         self.core = RunCore(
             source, config,
             width=min(config.num_parallel, pool.max_actors),
@@ -85,10 +105,11 @@ class Run:
             on_charge=pool.count_retry,
         )
 
-    def collect(self, call: Call) -> None:
-        """Another run found this call of ours finished (lock held): take it."""
+    def collect(self, call: Call, outcome: Outcome) -> None:
+        """A run (this one or another) found this call of ours finished and got
+        its ``outcome`` outside the lock; take it (lock held)."""
         if self.core.owns(call):
-            self._collect(call)
+            self._collect(call, outcome)
 
     # ----------------------------------------------------------------- the loop
 
@@ -124,7 +145,14 @@ class Run:
                         for expire in each.expired(now):
                             self.pool.lose(expire.call.slot, expire.call.generation,
                                            expire.loss)
-                    self._fill()
+                    read = self._fill()
+                while read is not None:
+                    event = self._read(read)  # the user's generator runs: lock released
+                    with lock:
+                        self.pool.check_usable()
+                        core.taken(event)
+                        read = self._fill()
+                self._record()
                 if core.deliverable():
                     window_shut = core.window_shut()
                     while core.deliverable():
@@ -138,6 +166,8 @@ class Run:
                     wait_until = yield TIMED_OUT
                     continue
                 with lock:
+                    if core.unrecorded:
+                        continue  # another thread took a call of ours: record it first
                     core.check_stall()
                     # Other runs' calls too: one left suspended by its consumer
                     # must not keep the actors it used from this one.
@@ -153,27 +183,26 @@ class Run:
                     continue  # results read back from a journal need no actor: go on at once
                 with self.pool.ray_call():
                     ready_refs = self._wait(refs, 0.0 if replayed else timeout)
+                    # Replies are deserialized here, lock released.
+                    outcomes = [(calls[ref], get_outcome(ref)) for ref in ready_refs
+                                if ref in calls]
                 with lock:
                     self.pool.check_usable()
-                    for ref in ready_refs:
-                        call = calls.get(ref)
-                        if call is not None and isinstance(call.owner, Run):
-                            # Skipped by its run if taken meanwhile (salvaged by
-                            # a loss just reported).
-                            call.owner.collect(call)
+                    _hand_to_owners(outcomes)
             core.check_complete()
             completed = True
         except KeyboardInterrupt:
-            # The user wants this run stopped now, wherever Ctrl-C lands: no
-            # grace period; the actors busy with it are replaced, and the pool
-            # stays usable (a notebook keeps its pool; the CLI stops Ray itself).
-            self._abort(grace_s=0.0, reason="its run was interrupted (Ctrl-C)")
+            # The user wants this run stopped, wherever Ctrl-C lands, and the
+            # pool kept warm (a notebook keeps its actors' models and caches):
+            # see _abort. The CLI stops Ray itself.
+            self._abort(interrupted=True)
             completed = True
             raise
         finally:
             if not completed:
                 self._abort()
             core.closed = True
+            self.stored.clear()  # groups read and never sent: their copies go
             self.pool.remove_run(self)
 
     def _pop_ready(self) -> list[tuple[int, Any]]:
@@ -205,22 +234,51 @@ class Run:
 
     # ----------------------------------------------------------------- dispatch
 
-    def _fill(self) -> None:
-        """Make the calls the engine decides on (lock held)."""
+    def _fill(self) -> Read | None:
+        """Make the calls the engine decides on (lock held); the input to read
+        first, if the engine needs more (read it with the lock released)."""
         while True:
             command = self.core.next_send(self.pool.slots, time.monotonic(),
                                           self.pool.batches_left, self.pool.fair_share(self))
             if command is GROW:
                 self.pool.grow()  # an elastic pool below its max
-                return
+                return None
+            if isinstance(command, Read):
+                return command
             if not isinstance(command, Send):
-                return
+                return None
             self._send(command)
+
+    def _read(self, command: Read) -> Input:
+        """Read the source for ``command`` (lock released): the user's generator
+        runs, rows are hashed for a journal, a big group is put in the store."""
+        event = read_input(self.source, command, self.journal)
+        group = event.group
+        if group is not None and event.replayed is None and group.rows is not None \
+                and group.nbytes >= PUT_MIN_BYTES:
+            with self.pool.ray_call():
+                self.stored[group.first, group.count] = ray.put(group.rows)
+        return event
+
+    def _record(self) -> None:
+        """Write the results the engine hands over to the journal (lock released)."""
+        if self.journal is None:
+            return
+        lock = self.pool.locked()
+        with lock:
+            record = self.core.take_records()
+        if record is None:
+            return
+        write_records(self.journal, record)  # may commit, with an fsync
+        with lock:
+            self.core.recorded(record)
 
     def _send(self, command: Send) -> None:
         slot, group = command.slot, command.group
         shared = self.shared_ref is not None
-        data = self.shared_ref if shared else group.rows
+        # Rows put in the store as they were read travel as that reference.
+        stored = self.stored.pop((group.first, group.count), None)
+        data = self.shared_ref if shared else group.rows if stored is None else stored
         if shared and slot.index in self.no_file:
             # This worker cannot see the driver's file: its rows travel inline.
             shared = False
@@ -243,9 +301,9 @@ class Run:
 
     # ----------------------------------------------------------------- outcomes
 
-    def _collect(self, call: Call) -> None:
+    def _collect(self, call: Call, outcome: Outcome) -> None:
         """One of our calls is ready (lock held): take its report or its failure."""
-        value, cause = self.pool.fetch(call)
+        value, cause = self.pool.settle(call, outcome)
         if value is LOST:
             # Reported through call_lost, unless its actor was replaced already.
             self.core.orphaned(call)
@@ -270,24 +328,44 @@ class Run:
 
     # ----------------------------------------------------------------- stopping
 
-    def _abort(self, grace_s: float = policy.CANCEL_GRACE_SECONDS,
-               reason: str = "it was still busy when its run was stopped") -> None:
-        """Stop early (error, caller stopped iterating): leave every actor idle.
+    def _abort(self, *, interrupted: bool = False) -> None:
+        """Stop early (error, caller stopped iterating, Ctrl-C): leave every actor idle.
 
-        No ray.cancel: cancelling an actor call that has not reached the actor
-        yet leaves a gap in its task sequence, and the actor's next call then
-        waits 30 s for the missing one (seen with Ray 2.60). Calls are sized to
-        about ``policy.TARGET_CALL_SECONDS``, so letting them finish is quick;
-        an actor still busy after the grace period is killed and replaced.
+        Batches not sent yet are dropped; calls in flight get a grace to
+        finish, and an actor still busy after it is killed and replaced. The
+        grace is ``policy.CANCEL_GRACE_SECONDS``, or after Ctrl-C
+        ``policy.interrupt_grace`` (about what is left of the calls, a few
+        hundred ms), during which a second Ctrl-C replaces them at once.
+
+        No ray.cancel for a sync actor: cancelling an actor call that has not
+        reached the actor yet leaves a gap in its task sequence, and the
+        actor's next call then waits 30 s for the missing one (seen with Ray
+        2.60). An async actor runs its calls out of order, so after Ctrl-C its
+        calls are cancelled through Ray (the host lets the CancelledError end
+        the call) and the actor stays.
         """
         lock = self.pool.locked()
         with lock:
+            # Results finished before the stop are journaled, as they would
+            # have been had the run gone on (they are not run again on resume).
+            record = self.core.take_records()
             calls = {call.ref: call for call in self.core.close()}
+            grace_s = (policy.interrupt_grace(calls.values(), now=time.monotonic())
+                       if interrupted else policy.CANCEL_GRACE_SECONDS)
+        reason = ("it was still busy when its run was interrupted (Ctrl-C)" if interrupted
+                  else "it was still busy when its run was stopped")
         if calls:
+            if interrupted and is_async(self.pool.actor_class):
+                for ref in calls:
+                    with contextlib.suppress(Exception):  # finished, or Ray shut down
+                        ray.cancel(ref)
             try:
                 with self.pool.ray_call():
                     _, stuck = ray.wait(list(calls), num_returns=len(calls),
                                         timeout=grace_s)
+            except KeyboardInterrupt:
+                # A second Ctrl-C during the grace: replace the busy actors now.
+                stuck = self._busy(list(calls))
             except Exception:  # shut down meanwhile: the actors are gone already
                 stuck = []
             with lock:
@@ -296,7 +374,33 @@ class Run:
                     label = call.slot.label(self.pool.actor_name)
                     loss = Loss(LossKind.STOPPED, reason, label)
                     self.pool.lose(call.slot, call.generation, loss)
+        if record is not None and self.journal is not None:
+            try:
+                write_records(self.journal, record)
+            except Exception as exc:  # the run stops for another reason already
+                logger.warning("%d finished result(s) not journaled while stopping: %s",
+                               len(record.results), exc)
         with lock:
             for call in calls.values():
                 self.pool.finished(call)
             self.core.clear()
+
+    @staticmethod
+    def _busy(refs: list[Any]) -> list[Any]:
+        """Those of ``refs`` whose calls have not ended (all of them if Ray cannot say)."""
+        try:
+            _, busy = ray.wait(refs, num_returns=len(refs), timeout=0)
+        except BaseException:  # a third Ctrl-C, or Ray shut down: replace them all
+            return refs
+        return busy
+
+
+def _hand_to_owners(outcomes: list[tuple[Call, Outcome]]) -> None:
+    """Give each finished call's outcome to its run (lock held), emptying the list:
+    the loop keeps no reference to a result once its caller holds it."""
+    outcomes.reverse()  # popped from the end: in the order they came
+    while outcomes:
+        call, outcome = outcomes.pop()
+        if isinstance(call.owner, Run):
+            # Skipped by its run if taken meanwhile (salvaged by a loss just reported).
+            call.owner.collect(call, outcome)

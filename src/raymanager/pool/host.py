@@ -12,6 +12,7 @@ return their results.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import pickle
@@ -36,6 +37,7 @@ __all__ = [
     "HostStartError",
     "Report",
     "host_class",
+    "is_async",
 ]
 
 
@@ -215,6 +217,8 @@ class AsyncActorHost(ActorHost):
         for batch in batches:
             try:
                 results.append(await _maybe_await(actor.process_batch(batch)))
+            except asyncio.CancelledError:
+                raise  # ray.cancel (a run stopped by Ctrl-C): the call ends, the actor stays
             except BaseException as exc:
                 results.append(capture(exc))
                 if spec.stop_on_error:
@@ -225,6 +229,8 @@ class AsyncActorHost(ActorHost):
         actor = self._actor_or_raise()
         try:
             return await _maybe_await(actor.process_batch(batch))
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:
             return capture(exc)
 
@@ -262,8 +268,15 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+def is_async(actor_class: type[RayActor[Any, Any]]) -> bool:
+    """Whether ``actor_class``'s ``process_batch`` is ``async def`` (it runs on Ray's event loop).
+
+    >>> is_async(RayActor)
+    False
+    """
+    return inspect.iscoroutinefunction(actor_class.process_batch)
+
+
 def host_class(actor_class: type[RayActor[Any, Any]]) -> type[ActorHost]:
     """The host for ``actor_class``: async when its ``process_batch`` is ``async def``."""
-    if inspect.iscoroutinefunction(actor_class.process_batch):
-        return AsyncActorHost
-    return ActorHost
+    return AsyncActorHost if is_async(actor_class) else ActorHost

@@ -28,7 +28,7 @@ from raymanager.errors import (
     RayManagerError,
     WorkerDiedError,
 )
-from raymanager.pool.calls import LOST, CallBook
+from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
 
 __all__ = ["Submissions"]
 
@@ -93,6 +93,7 @@ class Submissions:
                 pool.poll()
                 self._send()
                 refs = list(self.calls)
+                call_refs = set(refs)
                 if not refs and not self.waiting:
                     self.thread = None
                     return
@@ -106,13 +107,15 @@ class Submissions:
                     else:  # no actor yet, none starting: look again shortly
                         time.sleep(POLL_SECONDS)
                         ready = []
+                    # Replies are deserialized here, lock released.
+                    outcomes = [(ref, get_outcome(ref)) for ref in ready if ref in call_refs]
             except RayManagerError:
                 continue  # shut down meanwhile: the next turn fails the futures
             with lock:
-                for ref in ready:
+                for ref, outcome in outcomes:
                     entry = self.calls.get(ref)
                     if entry is not None:
-                        self._collect(*entry)
+                        self._collect(*entry, outcome)
 
     def _send(self) -> None:
         while self.waiting:
@@ -137,8 +140,8 @@ class Submissions:
                  and self.pool.batches_left(slot) != 0]
         return min(ready, key=lambda candidate: len(candidate.calls), default=None)
 
-    def _collect(self, call: Call, item: _Item) -> None:
-        value, cause = self.pool.fetch(call)
+    def _collect(self, call: Call, item: _Item, outcome: Outcome) -> None:
+        value, cause = self.pool.settle(call, outcome)
         if value is LOST:
             return  # the pool told call_lost: sent again, or failed for good
         if cause is not None:

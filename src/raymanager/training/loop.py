@@ -210,6 +210,11 @@ def _train_locked(plan: TrainPlan, run_dir: Path, checkpoint: Checkpoint | None,
     except BaseException as error:
         finish_trackers(loop.trackers, run_dir, "KILLED" if isinstance(
             error, KeyboardInterrupt) else "FAILED", drawn=False)
+        if new and not loop.pools_started:
+            # Its pools could not start (too large for the cluster, say): a
+            # run that never started leaves no directory behind.
+            files.close()
+            remove_run_files(run_dir, lock=lock)
         raise
     finally:
         files.close()
@@ -241,6 +246,7 @@ class _Loop:
         self.on_round, self.stop = on_round, stop
         self.nodes: tuple[str, ...] = ()
         self.trackers: Trackers | None = None
+        self.pools_started = False
 
     def elapsed(self) -> float:
         return self.seconds_before + time.monotonic() - self.start
@@ -267,6 +273,7 @@ class _Loop:
         except BaseException:
             train_pool.shutdown()
             raise
+        self.pools_started = True
         self.nodes = tuple(sorted({node for node in train_pool.node_ids() if node}))
         interrupted = False
         try:
