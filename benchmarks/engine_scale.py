@@ -1,7 +1,8 @@
 """The engine's own cost at 1,000 and 10,000 actors, measured on its simulator.
 
     python benchmarks/engine_scale.py [--actors 1000 10000] [--batch-ms 10 100]
-        [--batches-per-actor 20] [--max-batches 50000] [--quick] [--out PATH]
+        [--batches-per-actor 20] [--max-batches 50000] [--work-s S]
+        [--ray-call-us US] [--quick] [--out PATH]
 
 One driver makes every decision of a run: which actor gets the next call, how
 many batches it carries, what came back, what to hand out. This machine cannot
@@ -36,6 +37,19 @@ equal batches per actor. Measured:
   seconds``. A ratio under 1 means one driver's core alone cannot keep such a
   pool busy.
 
+With ``--work-s S`` each run instead gives every actor ``S`` seconds of
+batches and is the *scale model* of one driver steering the pool: the
+simulator charges each call the driver sends
+``driver_seconds_per_call = ray_call_us + core_us_per_call`` of virtual time
+(``simulate(driver_seconds_per_call=...)``: the driver is one serial
+resource; the actors go on meanwhile). ``ray_call_us`` is the driver's CPU
+per call that ``benchmarks/ray_call_rate.py`` measured on Ray in the engine's
+loop (``docs/results/ray-call-rate.json``, or ``--ray-call-us``);
+``core_us_per_call`` is the core's CPU per call measured on the same
+configuration in a first, uncharged pass. The actors are ready at time 0
+(their start-up is not the driver's cost), and ``of_ideal`` is the ideal
+time (``batches x batch seconds / actors``) over the simulated time.
+
 Results go to ``benchmarks/results/engine_scale.json`` (or ``--out``) and a
 table is printed. ``--quick`` runs small pools, for a smoke test.
 """
@@ -64,6 +78,7 @@ from raymanager.engine.run import RunCore
 from raymanager.engine.simulator import simulate
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "engine_scale.json"
+RAY_CALL_RATE = Path(__file__).resolve().parent.parent / "docs" / "results" / "ray-call-rate.json"
 
 #: The public methods of RunCore a driver calls; those the class lacks are skipped.
 CORE_METHODS = (
@@ -153,16 +168,25 @@ def calibrate(loops: int = 200_000) -> Overhead:
 
 
 def measure(actors: int, batch_ms: float, batches_per_actor: int,
-            overhead: Overhead) -> dict[str, Any]:
-    """One simulated run of ``actors`` actors: the core's and the simulator's CPU."""
+            overhead: Overhead, driver_seconds_per_call: float | None = None
+            ) -> dict[str, Any]:
+    """One simulated run of ``actors`` actors: the core's and the simulator's CPU.
+
+    With ``driver_seconds_per_call``, the scale model's run: actors ready at
+    time 0, each call charged that long of the driver's (virtual) time.
+    """
     batches = actors * batches_per_actor
     batch_s = batch_ms / 1000
     timer = CoreTimer()
+    model = driver_seconds_per_call is not None
+    options: dict[str, Any] = (
+        {"driver_seconds_per_call": driver_seconds_per_call, "start_delay": 0.0}
+        if model else {})
     gc.collect()
     with timer.installed():
         cpu, wall = time.process_time(), time.perf_counter()
         outcome = simulate(num_batches=batches, num_actors=actors,
-                           batch_seconds=lambda index: batch_s)
+                           batch_seconds=lambda index: batch_s, **options)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if len(outcome.results) != batches:
         raise RuntimeError(f"{len(outcome.results)} of {batches} results")
@@ -185,9 +209,21 @@ def measure(actors: int, batch_ms: float, batches_per_actor: int,
         for name in sorted(timer.seconds, key=lambda n: -timer.seconds[n])
         if timer.calls[name]
     }
+    ideal_s = batches * batch_s / actors
+    model_fields: dict[str, Any] = {}
+    if model:
+        assert driver_seconds_per_call is not None
+        model_fields = {
+            "driver_us_per_call_charged": round(1e6 * driver_seconds_per_call, 2),
+            "ideal_seconds": round(ideal_s, 3),
+            "of_ideal": round(ideal_s / outcome.virtual_seconds, 4),
+            "driver_busy_fraction": round(
+                outcome.calls * driver_seconds_per_call / outcome.virtual_seconds, 4),
+        }
     return {
         "actors": actors,
         "batch_ms": batch_ms,
+        **model_fields,
         "batches": batches,
         "batches_per_actor": batches_per_actor,
         "calls": outcome.calls,
@@ -252,7 +288,7 @@ def growth(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(rows: Sequence[dict[str, Any]]) -> str:
     head = ("actors", "batch ms", "b/actor", "batches", "calls", "decisions", "loop us/b",
             "core us/b", "sim us/b", "core us/dec", "next_send us", "max b/s (core)",
-            "ideal b/s", "ratio")
+            "ideal b/s", "ratio", "of ideal (model)")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         lines.append(" | ".join(str(v) for v in (
@@ -261,7 +297,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             r["driver_cpu_us_per_batch"], r["core_us_per_batch"], r["simulator_us_per_batch"],
             r["core_us_per_decision"], r["next_send_us_per_call"],
             f"{r['max_batches_per_s_core']:,.0f}", f"{r['ideal_batches_per_s']:,.0f}",
-            r["core_over_ideal"])))
+            r["core_over_ideal"], r.get("of_ideal", "-"))))
     return "\n".join(lines)
 
 
@@ -276,6 +312,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-batches", type=int, default=50_000,
                         help="at most this many batches per run (fewer per actor in the "
                              "largest pools; default 50,000)")
+    parser.add_argument("--work-s", type=float, default=None,
+                        help="the scale model: seconds of batches per actor, each call "
+                             "charged the driver's cost on Ray (overrides "
+                             "--batches-per-actor and --max-batches)")
+    parser.add_argument("--ray-call-us", type=float, default=None,
+                        help="the driver's CPU per call on Ray, in us (default: the loop "
+                             "row of docs/results/ray-call-rate.json)")
     parser.add_argument("--quick", action="store_true", help="small pools, for a smoke test")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -285,13 +328,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     load_start = _loadavg()
     overhead = calibrate(20_000 if args.quick else 200_000)
+    ray_call_us: float | None = None
+    if args.work_s is not None:
+        ray_call_us = args.ray_call_us if args.ray_call_us is not None else _ray_call_us()
     rows = []
     for n in actors:
         for batch_ms in args.batch_ms:
-            row = measure(n, batch_ms, max(1, min(per_actor, args.max_batches // n)), overhead)
+            if args.work_s is None:
+                row = measure(n, batch_ms, max(1, min(per_actor, args.max_batches // n)),
+                              overhead)
+            else:
+                assert ray_call_us is not None
+                each = max(1, round(args.work_s * 1000 / batch_ms))
+                # First pass, uncharged: the core's CPU per call at this size.
+                first = measure(n, batch_ms, each, overhead, driver_seconds_per_call=0.0)
+                charge = (ray_call_us + first["core_us_per_call"]) / 1e6
+                row = measure(n, batch_ms, each, overhead, driver_seconds_per_call=charge)
+                row["of_ideal_uncharged"] = first["of_ideal"]
             rows.append(row)
             print(f"# {n} actors, {batch_ms:g} ms: {row['cpu_s']} CPU s, "
-                  f"{row['core_cpu_s']} in the core", flush=True)
+                  f"{row['core_cpu_s']} in the core"
+                  + (f", {row['of_ideal']} of ideal" if "of_ideal" in row else ""), flush=True)
     growth_rows = growth(rows)
     machine: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                                "load_average_start": load_start}
@@ -304,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "engine": _engine_version(),
         "settings": {"actors": actors, "batch_ms": args.batch_ms,
                      "batches_per_actor": per_actor, "max_batches": args.max_batches,
-                     "quick": args.quick,
+                     "quick": args.quick, "work_s": args.work_s,
+                     "ray_call_us": ray_call_us,
                      "simulate": "simulate(num_batches=actors*batches_per_actor, "
                                  "num_actors=actors, batch_seconds=const), other defaults"},
         "wrapper_us_per_call": {"inside": round(1e6 * overhead.inside_s, 3),
@@ -340,6 +398,12 @@ def _engine_version() -> dict[str, Any]:
 
     return {"commit": git("rev-parse", "HEAD") or None,
             "engine_modified": bool(git("status", "--porcelain", "--", "src/raymanager/engine"))}
+
+
+def _ray_call_us() -> float:
+    """The driver's CPU per call on Ray in the engine's loop, as ray_call_rate.py measured it."""
+    data = json.loads(RAY_CALL_RATE.read_text())
+    return float(data["rows"]["loop"]["driver_cpu_us_per_call"])
 
 
 def _loadavg() -> list[float] | None:

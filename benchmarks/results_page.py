@@ -298,17 +298,44 @@ def render_engine_ab(name: str, report: dict[str, Any]) -> str:
 
 def render_engine_scale(name: str, report: dict[str, Any]) -> str:
     """The engine driven by the simulator at scale (``benchmarks/engine_scale.py``)."""
+    model = any("of_ideal" in r for r in report["rows"])
     rows = [[f"{r['actors']:,}", f"{r['batch_ms']:g}", f"{r['batches']:,}",
-             _fmt(r.get("core_us_per_decision"), ".0f"), _fmt(r.get("core_us_per_batch"), ".0f"),
+             _fmt(r.get("calls"), ",.0f"),
+             _fmt(r.get("core_us_per_decision"), ".0f"), _fmt(r.get("core_us_per_batch"), ".1f"),
              _fmt(r.get("max_batches_per_s_core"), ",.0f"),
              _fmt(r.get("ideal_batches_per_s"), ",.0f"),
-             _fmt(r.get("core_over_ideal"), ".3g")]
+             _fmt(r.get("core_over_ideal"), ".3g"),
+             *([_fmt(r.get("driver_us_per_call_charged"), ".0f"),
+                _fmt(r.get("of_ideal"), ".3f")] if model else [])]
             for r in report["rows"]]
     what = ("The pure engine steering simulated actors (no Ray): CPU of the engine itself "
             "per decision and per batch, and the most batches per second one driver could "
             "steer against what the simulated cluster could do.")
-    header = ["actors", "batch ms", "batches", "engine µs / decision", "engine µs / batch",
-              "max batches/s (engine CPU)", "ideal batches/s", "ratio"]
+    if model:
+        work = report.get("settings", {}).get("work_s")
+        what += (f" Scale model: {work:g} s of batches per actor, each call charged the "
+                 "driver's CPU per call on Ray (ray-call-rate) plus the engine's, in "
+                 "virtual time; *of ideal* is the ideal time over the simulated time.")
+    header = ["actors", "batch ms", "batches", "calls", "engine µs / decision",
+              "engine µs / batch", "max batches/s (engine CPU)", "ideal batches/s", "ratio",
+              *(["driver µs / call charged", "of ideal (model)"] if model else [])]
+    lines = [*_header(name, report, what), "", *_table(header, rows)]
+    growth = report.get("growth") or []
+    if growth:
+        lines += ["", *_table(
+            ["batch ms", "actors", "engine µs / decision, times the smaller pool's"],
+            [[f"{g['batch_ms']:g}", f"{g['from_actors']:,} → {g['to_actors']:,}",
+              f"{g['core_us_per_decision_x']:.2f}"] for g in growth])]
+    return _close(lines, _provenance(report))
+
+
+def render_ray_call_rate(name: str, report: dict[str, Any]) -> str:
+    """One driver's actor calls on Ray (``benchmarks/ray_call_rate.py``)."""
+    what = ("Actor calls one driver makes per second on Ray, and the driver's CPU per "
+            f"call; {report.get('reference', '')}.")
+    rows = [[how, _fmt(r["calls_per_s"], ",.0f"), _fmt(r["driver_cpu_us_per_call"], ".0f"),
+             _fmt(r["wall_us_per_call"], ".0f")] for how, r in report["rows"].items()]
+    header = ["pattern", "calls / s", "driver CPU µs / call", "wall µs / call"]
     lines = [*_header(name, report, what), "", *_table(header, rows)]
     return _close(lines, _provenance(report))
 
@@ -602,6 +629,7 @@ RENDERERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "journal": render_journal,
     "recovery": render_recovery,
     "mujoco_step_cost": render_mujoco_step_cost,
+    "ray_call_rate": render_ray_call_rate,
     "sweep": render_sweep,
     "train_scaling": render_train_scaling,
 }

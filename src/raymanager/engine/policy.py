@@ -24,6 +24,7 @@ __all__ = [
     "group_size",
     "interrupt_grace",
     "may_queue_behind",
+    "probe_held",
     "queue_depth",
     "window_open",
 ]
@@ -75,6 +76,14 @@ INTERRUPT_GRACE_FACTOR = 2.0
 DRIVER_SECONDS_PER_CALL = 0.002
 #: Calls are sized so that cost keeps the driver busy at most 1/DRIVER_SHARE of the time.
 DRIVER_SHARE = 4.0
+#: Until a batch has been timed, every call carries one batch (a probe). A run
+#: sends probes for PROBE_SEND_SECONDS, then holds the others back for up to
+#: PROBE_HOLD_SECONDS, until a result tells how long a batch takes: on 10,000
+#: actors a round of probes costs one driver ~5 s of calls (benchmarks/
+#: ray_call_rate.py), which sized calls then have to follow. Batches longer
+#: than the hold lose at most the hold (the rest are sent when it ends).
+PROBE_SEND_SECONDS = 0.05
+PROBE_HOLD_SECONDS = 0.5
 #: With more calls in flight than this, one scan takes every finished call
 #: (with few, a second scan per result costs more than it saves).
 SCAN_ALL_FROM = 8
@@ -131,7 +140,14 @@ def group_size(
         # and no actor waits long at the end; but never so short that the
         # call's own cost dominates its work.
         floor = max(1, math.ceil(MIN_CALL_SECONDS / per_batch))
-        size = min(size, max(floor, math.ceil(remaining / (2 * width))))
+        # Nor, on a wide pool, shorter than the driver takes to send every
+        # actor a call (width x DRIVER_SECONDS_PER_CALL): the tail's small
+        # calls would leave actors waiting for the driver, not for work (at
+        # 1,000 actors a round of 1-batch calls takes the driver ~0.5 s). At
+        # most an even share of what is left, so the last round stays even.
+        turn = min(math.ceil(width * DRIVER_SECONDS_PER_CALL / per_batch),
+                   math.ceil(remaining / width))
+        size = min(size, max(floor, turn, math.ceil(remaining / (2 * width))))
     if batch_nbytes:
         # Inline data: all calls in flight together stay within the byte
         # bound. Two calls per actor, and each holds its rows twice in the
@@ -203,6 +219,21 @@ def may_queue_behind(calls: Iterable[Call], *, max_concurrency: int, now: float)
     if head.started is not None and head.expected is not None:
         return now - head.started <= STRAGGLER_FACTOR * head.expected + STRAGGLER_SLACK_S
     return True
+
+
+def probe_held(*, timed: bool, probes_began: float | None, now: float) -> float | None:
+    """Until when a run holds back its untimed calls, or None if it does not now.
+
+    >>> probe_held(timed=False, probes_began=0.0, now=0.1)
+    0.55
+    >>> probe_held(timed=False, probes_began=0.0, now=0.01) is None
+    True
+    """
+    if timed or probes_began is None:
+        return None
+    held_from = probes_began + PROBE_SEND_SECONDS
+    held_until = held_from + PROBE_HOLD_SECONDS
+    return held_until if held_from <= now < held_until else None
 
 
 def window_open(

@@ -54,6 +54,7 @@ from typing import Any, Protocol
 from raymanager.batching import BatchSource, Group
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
+from raymanager.engine.slot_board import PARK, PASS, TAKE, SlotList
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report, raised_error
 from raymanager.errors import BatchError, BatchTimeoutError, WorkerDiedError
@@ -184,6 +185,21 @@ class RunCore:
         #: Calls of this run queued behind another on their actor (clock not started):
         #: the only ones start_clocks looks at, not every slot of the pool.
         self.queued: dict[int, Call] = {}
+        #: The slots with a call of this run, by index (a capped run picks among them).
+        self.slots_used: dict[int, Slot] = {}
+        #: Started calls by the earliest their deadline can be (started + timeout_s):
+        #: a heap, so a wait or an expiry check looks at the calls near their
+        #: deadline, not at every call. Stale entries (settled calls) are dropped
+        #: at the top. Calls past that floor move to ``overdue``, checked exactly.
+        self.deadlines: list[tuple[float, int, Call]] = []
+        self.deadline_seq = 0
+        self.overdue: dict[int, Call] = {}
+        #: The pool's indexed slot list, once seen (next_send or sent), and how
+        #: far into its log of moved heads start_clocks has read.
+        self.board: SlotList | None = None
+        self.moves_seen = 0
+        #: When the first untimed call (a probe) was decided (policy.probe_held).
+        self.probes_began: float | None = None
         self.retry: list[tuple[int, int, Group]] = []  # heap by first batch index
         self.retry_seq = 0
         self.done: dict[int, Any] = {}
@@ -319,6 +335,8 @@ class RunCore:
         ``num_parallel`` caps them always). The caller makes the call and
         reports it with :meth:`sent` before asking again.
         """
+        if self._probes_held(now) is not None:
+            return None  # probes out: wait a moment for the first batch's time
         width = self.width if share is None else min(self.width, share)
         depth = self._depth()
         slot = self._free_slot(slots, depth, now, batches_left, width)
@@ -340,7 +358,15 @@ class RunCore:
         started = now if not slot.calls or self.max_concurrency > 1 else None
         expected = (None if self.seconds_per_batch is None
                     else group.count * self.seconds_per_batch)
+        if self.seconds_per_batch is None and self.probes_began is None:
+            self.probes_began = now
         return Send(slot, group, started, expected)
+
+    def _probes_held(self, now: float) -> float | None:
+        if not self.calls:
+            return None  # no probe out: nothing to wait for
+        return policy.probe_held(timed=self.seconds_per_batch is not None,
+                                 probes_began=self.probes_began, now=now)
 
     def sent(self, call: Call) -> None:
         """The adapter made the call of a :class:`Send` (and put it on its slot)."""
@@ -353,6 +379,12 @@ class RunCore:
             self.queued[id(call)] = call
         call.slot.sent_to_generation += call.group.count
         self.inflight_bytes += call.group.nbytes
+        self.slots_used[call.slot.index] = call.slot
+        board = call.slot.board
+        if board is not None and board is not self.board:
+            self._watch(board)
+        if call.started is not None:
+            self._clock_started(call)
 
     def _free_slot(
         self,
@@ -362,7 +394,14 @@ class RunCore:
         batches_left: Callable[[Slot], int | None],
         width: int,
     ) -> Slot | None:
-        """The ready actor with the fewest calls, within ``width`` actors."""
+        """The ready actor with the fewest calls, within ``width`` actors.
+
+        Among equals, the first in the pool's order. On a :class:`SlotList`,
+        read from its index: the heads of its heaps of ready slots with room,
+        or this run's own slots when it is at its width and they are fewer.
+        """
+        if isinstance(slots, SlotList):
+            return self._free_indexed(slots, depth, now, batches_left, width)
         best: Slot | None = None
         in_use = self.slots_in_use
         for slot in slots:
@@ -380,6 +419,49 @@ class RunCore:
                 if not slot.calls:
                     break
         return best
+
+    def _free_indexed(
+        self,
+        slots: SlotList,
+        depth: int,
+        now: float,
+        batches_left: Callable[[Slot], int | None],
+        width: int,
+    ) -> Slot | None:
+        """:meth:`_free_slot`'s pick, from the list's index: O(log n) per decision."""
+        if slots is not self.board:
+            self._watch(slots)
+        max_concurrency = self.max_concurrency
+        capped = self.slots_in_use >= width
+        used = self.calls_per_slot
+
+        def accept(slot: Slot) -> int:
+            # Parked: reasons that hold until the slot changes, for any run
+            # (its sent count only grows, ``now`` only moves on, its calls
+            # and their clocks are what they are until a call ends).
+            if batches_left(slot) == 0:
+                return PARK  # due for recycling once its calls are done
+            if slot.calls and not policy.may_queue_behind(
+                    slot.calls, max_concurrency=max_concurrency, now=now):
+                return PARK
+            if capped and not used[slot.index]:
+                return PASS  # another run's: this run is at its width
+            return TAKE
+
+        if capped and len(self.slots_used) < slots.room(depth):
+            # At its width, the run may only use its own slots: when they are
+            # fewer than the slots with room, look at them instead.
+            best: Slot | None = None
+            best_key = (0, 0)
+            for slot in self.slots_used.values():
+                if (slot.state is not SlotState.READY or len(slot.calls) >= depth
+                        or slot.board is not slots or accept(slot) != TAKE):
+                    continue
+                key = (len(slot.calls), slots.order_of(slot))
+                if best is None or key < best_key:
+                    best, best_key = slot, key
+            return best
+        return slots.first_with_room(depth, accept)
 
     def _work_waiting(self) -> bool:
         if self.retry or self.fresh:
@@ -449,9 +531,11 @@ class RunCore:
         if self.calls.pop(id(call), None) is None:
             return False
         self.queued.pop(id(call), None)
+        self.overdue.pop(id(call), None)
         self.calls_per_slot[call.slot.index] -= 1
         if not self.calls_per_slot[call.slot.index]:
             self.slots_in_use -= 1
+            self.slots_used.pop(call.slot.index, None)
         assert call.group is not None
         self.inflight_bytes -= call.group.nbytes
         return True
@@ -665,12 +749,55 @@ class RunCore:
     # ----------------------------------------------------------------- timeouts
 
     def start_clocks(self, now: float) -> None:
-        """Start the clock of each of our queued calls that reached the head of its actor."""
-        for key, call in list(self.queued.items()):
-            slot = call.slot
-            if slot.state is SlotState.READY and slot.calls and slot.calls[0] is call:
+        """Start the clock of each of our queued calls that reached the head of its actor.
+
+        On a :class:`SlotList`, only the slots whose head moved since the last
+        look are checked (its log); else, or when the log was cut meanwhile,
+        every queued call.
+        """
+        if not self.queued:
+            if self.board is not None:
+                self.moves_seen = self.board.moves_base + len(self.board.moves)
+            return
+        board = self.board
+        if board is None or self.moves_seen < board.moves_base:
+            for call in list(self.queued.values()):
+                self._start_if_head(call.slot, now)
+        else:
+            moved = board.moves[self.moves_seen - board.moves_base:]
+            for slot in moved:
+                self._start_if_head(slot, now)
+        if board is not None:
+            self.moves_seen = board.moves_base + len(board.moves)
+
+    def _start_if_head(self, slot: Slot, now: float) -> None:
+        if slot.state is SlotState.READY and slot.calls:
+            call = slot.calls[0]
+            if self.queued.pop(id(call), None) is not None:
                 call.started = now
-                del self.queued[key]
+                self._clock_started(call)
+
+    def _watch(self, board: SlotList) -> None:
+        """The pool's indexed list, first seen: read its log from now on."""
+        self.board = board
+        # Calls queued before: the next start_clocks looks at each of them once.
+        self.moves_seen = -1 if self.queued else board.moves_base + len(board.moves)
+
+    def _clock_started(self, call: Call) -> None:
+        if self.config.timeout_s is not None:
+            assert call.started is not None
+            self.deadline_seq += 1
+            heapq.heappush(self.deadlines,
+                           (call.started + self.config.timeout_s, self.deadline_seq, call))
+
+    def _near_deadline(self, now: float) -> Iterable[Call]:
+        """Our started calls that have run at least timeout_s: those a deadline may hit now."""
+        heap = self.deadlines
+        while heap and (heap[0][0] <= now or id(heap[0][2]) not in self.calls):
+            _, _, call = heapq.heappop(heap)
+            if id(call) in self.calls:
+                self.overdue[id(call)] = call
+        return list(self.overdue.values())
 
     def _deadline(self, call: Call) -> float:
         assert self.config.timeout_s is not None
@@ -681,10 +808,18 @@ class RunCore:
         """How long the adapter may block before something is due here."""
         wait = policy.POLL_SECONDS
         if self.config.timeout_s is not None:
-            for call in self.calls.values():
-                if call.started is not None:
-                    wait = min(wait, max(0.0, self._deadline(call) - now))
-        for slot in slots:
+            # The calls past timeout_s exactly; the others by the heap's top,
+            # the earliest a deadline can come (its call's extra batches
+            # aside): waking then moves it among the exact ones.
+            for call in self._near_deadline(now):
+                wait = min(wait, max(0.0, self._deadline(call) - now))
+            if self.deadlines:
+                wait = min(wait, max(0.0, self.deadlines[0][0] - now))
+        held = self._probes_held(now)
+        if held is not None:
+            wait = min(wait, max(0.0, held - now))
+        backing_off = slots.in_state(SlotState.BACKOFF) if isinstance(slots, SlotList) else slots
+        for slot in backing_off:
             if slot.state is SlotState.BACKOFF:
                 wait = min(wait, max(0.0, slot.retry_at - now))
         return wait
@@ -694,7 +829,7 @@ class RunCore:
         if self.config.timeout_s is None:
             return []
         due = []
-        for call in self.calls.values():
+        for call in self._near_deadline(now):
             if call.started is None or now < self._deadline(call):
                 continue
             group = call.group
@@ -722,7 +857,10 @@ class RunCore:
         self.calls.clear()
         self.calls_per_slot.clear()
         self.slots_in_use = 0
+        self.slots_used.clear()
         self.queued.clear()
+        self.deadlines.clear()
+        self.overdue.clear()
         self.done.clear()
         self.retry.clear()
         self.fresh.clear()

@@ -73,6 +73,7 @@ from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.run import GROW, Read, RunCore, Send
 from raymanager.engine.run_io import read_input
+from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report
 from raymanager.errors import BatchError
@@ -190,6 +191,7 @@ def simulate(
     runs: int = 1,
     max_actors: int | None = None,
     max_steps: int = 1_000_000,
+    driver_seconds_per_call: float = 0.0,
 ) -> Outcome:
     """Run ``num_batches`` one-row batches (row ``i`` gives result ``i``) on simulated actors.
 
@@ -202,6 +204,10 @@ def simulate(
     results; ``runs`` runs of the same kind share the actors;
     ``max_actors`` makes the pool elastic, from ``num_actors`` up to it;
     ``max_batches_per_actor`` recycles an actor once it finished that many.
+    ``driver_seconds_per_call`` makes the driver a serial resource of the
+    scale model: each call it sends keeps it busy that long of virtual time
+    (what Ray charges the driver per call), while the actors go on; what they
+    did meanwhile is seen at its next look.
     Raises :class:`Violation` on a broken promise.
     """
     rng = random.Random(seed)
@@ -223,6 +229,7 @@ def simulate(
         spares=spares,
         max_batches_per_actor=max_batches_per_actor,
     )
+    sim.driver_seconds_per_call = driver_seconds_per_call
     sim.max_actors = ceiling
     for number in range(runs):
         rows: Any = list(range(num_batches))
@@ -335,8 +342,9 @@ class _Sim:
         #: The death being reported to an owner now (a charge outside one is a bug).
         self.judging: _Death | None = None
         self.charges_seen = 0
-        self.slots = [Slot(index=i) for i in range(num_actors)]
+        self.slots = SlotList(Slot(index=i) for i in range(num_actors))
         self.max_actors = num_actors  # the elastic pool's ceiling (set by simulate)
+        self.driver_seconds_per_call = 0.0  # virtual time each call costs the driver
         self.actors: dict[int, _Actor] = {}
         #: Warm spares, outside the pool's count: state SPARE, ready once in ``warm``.
         self.spares = [Slot(index=-1 - k, state=SlotState.SPARE) for k in range(spares)]
@@ -384,8 +392,9 @@ class _Sim:
         delay = self.start_delay * (0.5 + self.rng.random())
         self.schedule(self.now + delay, "ready", (slot, slot.generation))
 
-    def _begin(self, actor: _Actor) -> None:
-        """Start the calls an actor can run now, in order, up to max_concurrency."""
+    def _begin(self, actor: _Actor, now: float | None = None) -> None:
+        """Start the calls an actor can run at ``now`` (default: the driver's now),
+        in order, up to max_concurrency."""
         slot = actor.slot
         running = {id(r.call) for r in actor.running}
         for call in list(slot.calls):
@@ -396,7 +405,7 @@ class _Sim:
             assert call.group is not None
             run = _run_of(call)
             number = run.number
-            at = self.now
+            at = self.now if now is None else now
             ends = at
             dies: float | None = None
             killer = -1
@@ -540,9 +549,13 @@ class _Sim:
                                 "alone (suspect) after the first")
 
     def _next_event_time(self, wait: float) -> float:
-        return min(self.events[0][0] if self.events else float("inf"), self.now + wait)
+        # Never back: events that came due while the driver was busy sending
+        # are seen now.
+        return max(self.now, min(self.events[0][0] if self.events else float("inf"),
+                                 self.now + wait))
 
-    def _handle(self, kind: str, payload: Any) -> None:
+    def _handle(self, kind: str, payload: Any, at: float | None = None) -> None:
+        """Event ``kind`` due at ``at``: the actor acts then, the driver sees it now."""
         if kind == "ready":
             slot, generation = payload
             if slot.generation == generation and slot.state is SlotState.STARTING:
@@ -579,7 +592,7 @@ class _Sim:
                 self.deaths["recycled"] += 1  # closed, then replaced: no call is lost
                 self._spawn(slot)
             else:
-                self._begin(actor)
+                self._begin(actor, at)
         elif kind == "die":
             slot, generation, call, killer = payload
             if slot.generation != generation:
@@ -707,8 +720,8 @@ class _Sim:
                 if self.now == float("inf"):
                     raise Violation("the run waits for an event that never comes")
                 while self.events and self.events[0][0] <= self.now:
-                    _, _, kind, payload = heapq.heappop(self.events)
-                    self._handle(kind, payload)
+                    at, _, kind, payload = heapq.heappop(self.events)
+                    self._handle(kind, payload, at)
             core.check_complete()
             completed = True
         finally:
@@ -794,20 +807,22 @@ class _Sim:
                         started=command.started, expected=command.expected)
             slot.calls.append(call)
             run.place(call)
+            if len(slot.calls) > max(2, self.max_concurrency):
+                raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
             core.sent(call)
             out.calls += 1
+            self.now += self.driver_seconds_per_call  # the call reaches its actor after that
             self._begin(self.actors[slot.index])
 
     def _check_bounds(self) -> None:
+        # Calls are counted by the simulator as it queues and ends them, not
+        # by recounting every slot; a slot's bound is checked as a call is
+        # queued on it (_fill), the only place it can be broken.
         for run in self.runs:
-            counted = sum(1 for n in run.core.calls_per_slot.values() if n)
+            counted = len(run.per_slot)
             if run.core.slots_in_use != counted:
                 raise Violation(f"run {run.number} counts {run.core.slots_in_use} actors in "
                                 f"use, has calls on {counted}")
-        bound = max(2, self.max_concurrency)
-        for slot in self.slots:
-            if len(slot.calls) > bound:
-                raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
 
     def _check_value(self, index: int, value: Any, run: _SimRun) -> None:
         if isinstance(value, BatchError):

@@ -19,6 +19,11 @@ generation it was sent to: a failure of a call from an older generation is
 old news (that actor was already replaced) and never triggers a second
 replacement. Only :class:`~raymanager.pool.ActorPool` changes a slot, under
 its lock.
+
+A slot that belongs to a :class:`~raymanager.engine.slot_board.SlotList` tells
+it of every change of its state and of its calls (:class:`CallQueue`), so the
+list keeps an index of the ready slots with room that a run's decision reads
+in O(log n) instead of scanning every slot.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from __future__ import annotations
 import collections
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from raymanager.batching import Group
 
-__all__ = ["Call", "CallOwner", "Loss", "LossKind", "Slot", "SlotState"]
+if TYPE_CHECKING:
+    from raymanager.engine.slot_board import SlotList
+
+__all__ = ["Call", "CallOwner", "CallQueue", "Loss", "LossKind", "Slot", "SlotState"]
 
 
 class SlotState(enum.Enum):
@@ -85,6 +93,60 @@ class Call:
     expected: float | None = None  # seconds it should take, when measured before
 
 
+class CallQueue(collections.deque[Call]):
+    """A slot's calls in the order its actor runs them; tells the slot's list of changes.
+
+    Only the mutators the pool uses tell (and the other common ones, for
+    safety): the list re-files the slot by its number of calls, and notes
+    that the head may have moved (a queued call may have started).
+    """
+
+    def __init__(self, slot: Slot | None = None) -> None:
+        super().__init__()
+        self.slot = slot
+
+    def _changed(self, head_moved: bool) -> None:
+        slot = self.slot
+        if slot is not None:
+            board = slot.__dict__.get("board")
+            if board is not None:
+                board.slot_changed(slot, head_moved)
+
+    def append(self, call: Call) -> None:
+        super().append(call)
+        self._changed(len(self) == 1)
+
+    def appendleft(self, call: Call) -> None:
+        super().appendleft(call)
+        self._changed(True)
+
+    def extend(self, calls: Any) -> None:
+        super().extend(calls)
+        self._changed(True)
+
+    def pop(self) -> Call:  # type: ignore[override]
+        call = super().pop()
+        self._changed(True)
+        return call
+
+    def popleft(self) -> Call:
+        call = super().popleft()
+        self._changed(True)
+        return call
+
+    def remove(self, call: Call) -> None:
+        super().remove(call)
+        self._changed(True)
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed(True)
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self._changed(True)
+
+
 @dataclass(eq=False)
 class Slot:
     """One place in the pool; see the module docstring for its lifecycle."""
@@ -111,11 +173,23 @@ class Slot:
     evacuating: bool = False
     #: Calls sent to the current generation and not yet seen to finish, in
     #: the order the actor runs them (Ray runs an actor's calls in order).
-    calls: collections.deque[Call] = field(default_factory=collections.deque)
+    calls: CallQueue = field(default_factory=CallQueue)
     #: Broadcasts replayed into this generation: method -> payload ref.
     replays: dict[str, Any] = field(default_factory=dict)
     #: Answers of those replays, once the actor is ready.
     replay_answers: dict[str, Any] = field(default_factory=dict)
+    #: The list that indexes this slot (set by it), told of each change.
+    board: SlotList | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.calls.slot = self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "state":
+            board = self.__dict__.get("board")
+            if board is not None:
+                board.slot_changed(self, True)
 
     def label(self, class_name: str) -> str:
         where = f"pid {self.pid}" if self.pid is not None else self.state.value

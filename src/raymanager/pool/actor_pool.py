@@ -36,6 +36,7 @@ import ray
 
 from raymanager.actors.base import RayActor
 from raymanager.config import check_int, check_pool_size
+from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import SlotState
 from raymanager.errors import ManagerShutdownError
 from raymanager.pool import placement as placing
@@ -126,7 +127,7 @@ class ActorPool(CallBook):
         self.retries = 0  # batch tries charged after a worker died or timed out
         self.created = time.monotonic()
         self._throughput = Throughput()
-        self._slots = []
+        self._slots = SlotList()  # indexed: a run picks a free slot in O(log n)
         self._spares = []
         self.spare_actors = spare_actors
         self.promoted = 0  # spares that took a slot's place
