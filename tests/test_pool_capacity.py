@@ -19,7 +19,7 @@ import pytest
 import ray
 from actors_for_tests import Square
 
-from raymanager import BatchConfig, RayManager, ResourceUnavailableError
+from raymanager import ActorStartError, BatchConfig, RayManager, ResourceUnavailableError
 from raymanager.ray_internals import actor_table
 
 RAYMANAGER = str(Path(sys.executable).parent / "raymanager")
@@ -82,7 +82,9 @@ def test_where_an_autoscaler_may_add_nodes_the_start_timeout_fires(
 
     assert autoscaler_may_add_nodes()
     began = time.monotonic()
-    with pytest.raises(ResourceUnavailableError, match="not placed within 3 s"):
+    # The start timeout fires (no refusal up front): for the actor that cannot be placed,
+    # or, on a loaded machine, first for the placed ones still constructing.
+    with pytest.raises((ResourceUnavailableError, ActorStartError), match="within 3 s"):
         manager.create_actor_pool(Square, {}, num_actors=3, num_cpus=1, start_timeout_s=3)
     # Fires at 3 s; the bound only says it did not hang (a loaded CI machine is slow).
     assert 3 <= time.monotonic() - began < 60
