@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           "python", "benchmarks/engine_model_run.py", *args_list])
     report["command"] = command
     report["machine"] = describe(packages=("hypothesis",))
+    # Each invocation names its commit: a resumed run may judge a later engine.
     report["invocations"].append({"command": command, "from_index": report["next_index"],
+                                  "git": report["machine"].get("git"),
                                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     deaths: Counter[str] = Counter(report["deaths_by_cause"])
     index = report["next_index"]
