@@ -13,10 +13,12 @@ durations and ``on_error`` named (so it prints and stores as JSON):
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from hypothesis import strategies as st
 
 from raymanager.engine.simulator import Outcome, simulate
@@ -207,3 +209,14 @@ def shrink(schedule: dict[str, Any], *, budget: int = 400) -> tuple[dict[str, An
             if tried >= budget:
                 break
     return schedule, f"{type(error).__name__}: {error}"
+
+
+@pytest.fixture(autouse=True)
+def quiet_engine() -> Iterator[None]:
+    """Retries log a warning each: thousands of schedules would flood the output.
+    Autouse in every test module that imports it."""
+    logger = logging.getLogger("raymanager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)

@@ -20,16 +20,15 @@ counting the schedules it really ran. The big run::
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from engine_schedules import (
+from engine_schedules import (  # noqa: F401 (quiet_engine: autouse)
     DURATIONS,
     fails,
+    quiet_engine,
     retry_then_raise,
     run_schedule,
     schedules,
@@ -56,15 +55,6 @@ HYPOTHESIS_SCHEDULES = int(os.environ.get("RAYMANAGER_HYPOTHESIS_SCHEDULES", "15
 #: run (benchmarks/engine_model_run.py) runs another stream.
 CI_SEED = "ci"
 
-
-@pytest.fixture(autouse=True)
-def _quiet_engine() -> Iterator[None]:
-    # Retries log a warning each; thousands of schedules would flood the output.
-    logger = logging.getLogger("raymanager")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
 
 
 def test_every_hypothesis_schedule_keeps_the_engine_promises() -> None:

@@ -33,12 +33,12 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_schedules import run_schedule, seeded_schedule
+from engine_schedules import quiet_engine, run_schedule, seeded_schedule  # noqa: F401 (autouse)
 
 from raymanager.engine import policy
 from raymanager.engine.run import Expire, RunCore, Send
@@ -250,14 +250,6 @@ def _clock(mp: pytest.MonkeyPatch) -> None:
         return command
     mp.setattr(RunCore, "next_send", next_send)
 
-
-@pytest.fixture(autouse=True)
-def _quiet_engine() -> Iterator[None]:
-    logger = logging.getLogger("raymanager")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
 
 
 def schedules_until_caught(limit: int = LIMIT) -> tuple[int | None, str]:
