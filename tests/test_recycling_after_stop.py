@@ -3,14 +3,15 @@
 Found by the engine simulator once it recycled actors (``tests/test_engine_model.py``;
 ``docs/development.md``, the simulator's findings), then reproduced here on
 Ray: the pool counts towards recycling only the results it handed to a live
-run (``pool/calls.py`` ``record``, called from ``pool/dispatch.py`` only when
-``RunCore.returned`` is true, with ``len(report.results)``), while the engine
+run (``record``, called from ``pool/dispatch.py`` only when ``RunCore.returned``
+is true, with ``len(report.results)``), while the engine
 stops sending to an actor once it was *sent* its max. An actor whose last
 batches went to a run that stopped (or came back cut short by a raise) is
 then neither recycled nor sent work: a one-actor pool waits forever.
 
-Not fixed on this branch (the pool adapter is outside its brief); strict
-xfail, so the fix turns this test red until the marker is removed.
+Fixed in the pool's core: :meth:`raymanager.engine.pool.PoolCore.finished`
+recycles an actor sent its max once no call is left on it, whoever its last
+calls were for (the same rule the engine's simulator judges by).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ WAIT_S = 15.0
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="pool counts only delivered results towards recycling")
 def test_an_actor_whose_last_batches_went_to_a_stopped_run_still_serves(
         manager: RayManager) -> None:
     pool = manager.create_actor_pool(Misbehave, {"sleep_s": 0.01}, num_actors=1,

@@ -236,7 +236,7 @@ def _results(
                                 actor_pool.retries - before[1]),
             )
         with reporter as on_progress:
-            run = Run(actor_pool, source, config, shared_ref=shared_ref,
+            run = Run(actor_pool.adapter, source, config, shared_ref=shared_ref,
                       on_progress=on_progress, ordered=ordered, journal=journal)
             yield from run.chunks()
     finally:

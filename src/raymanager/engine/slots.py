@@ -1,29 +1,47 @@
 """The state of one place in a pool, and of each call in flight on it.
 
-A *slot* holds at most one live actor at a time. Its lifecycle::
+A *slot* holds at most one live actor at a time. Its lifecycle is a
+transition table (:data:`TRANSITIONS`, as h11's ``_state.py`` keeps its
+connection's): every state, the events allowed in it, and where each leads.
+:meth:`Slot.move` is the one way a slot changes state; an event a state does
+not allow raises :class:`LifecycleError`, naming the slot, its state and the
+event, and so does any assignment of ``state`` outside the table::
 
-    STARTING --ready()--> READY --dies / times out--> STARTING (generation + 1)
-        |                   |
-        |                   +--shrink / resize while busy--> DRAINING --calls done--> RETIRED
-        +--start fails--> BACKOFF --retry time--> STARTING (generation + 1)
-    any state --pool shut down, or shrink while idle--> RETIRED (and out of the pool)
+    STARTING --READY--> READY --START (lost, recycled)--> STARTING (generation + 1)
+        |                 |
+        |                 +--DRAIN (shrink while busy, node drained)--> DRAINING
+        |                                       |
+        |                                       +--START (evacuated elsewhere)--> STARTING
+        +--START_FAILED--> BACKOFF --START (retry time)--> STARTING
+    any state but RETIRED --RETIRE (shutdown, shrink, drained)--> RETIRED (out of the pool)
 
 A pool may also keep warm *spares* (``spare_actors``): slots in state SPARE,
 outside the pool's count, whose actors are started and idle. When a slot
 needs a new actor (its actor died, timed out or was recycled), a ready
-spare's actor becomes that slot's next generation at once, instead of a
-process starting; a new spare then starts in the background.
+spare's actor becomes that slot's next generation at once (START, by
+promotion), instead of a process starting; a new spare then starts in the
+background. A spare slot itself only ever RETIREs.
 
-Every spawn starts a new *generation*. Each call in flight records the
+Every START begins a new *generation*. Each call in flight records the
 generation it was sent to: a failure of a call from an older generation is
 old news (that actor was already replaced) and never triggers a second
-replacement. Only :class:`~raymanager.pool.ActorPool` changes a slot, under
-its lock.
+replacement. Only the pool's core (:class:`raymanager.engine.pool.PoolCore`)
+moves a slot.
 
 A slot that belongs to a :class:`~raymanager.engine.slot_board.SlotList` tells
 it of every change of its state and of its calls (:class:`CallQueue`), so the
 list keeps an index of the ready slots with room that a run's decision reads
 in O(log n) instead of scanning every slot.
+
+Example::
+
+    >>> slot = Slot(index=0)
+    >>> slot.move(SlotEvent.READY).value
+    'ready'
+    >>> slot.move(SlotEvent.READY)
+    Traceback (most recent call last):
+    ...
+    raymanager.engine.slots.LifecycleError: slot 0 is ready: event READY is not allowed there
 """
 
 from __future__ import annotations
@@ -38,7 +56,8 @@ from raymanager.batching import Group
 if TYPE_CHECKING:
     from raymanager.engine.slot_board import SlotList
 
-__all__ = ["Call", "CallOwner", "CallQueue", "Loss", "LossKind", "Slot", "SlotState"]
+__all__ = ["TRANSITIONS", "Call", "CallOwner", "CallQueue", "LifecycleError", "Loss",
+           "LossKind", "Slot", "SlotEvent", "SlotState"]
 
 
 class SlotState(enum.Enum):
@@ -48,6 +67,35 @@ class SlotState(enum.Enum):
     BACKOFF = "backoff"
     RETIRED = "retired"
     SPARE = "spare"  # a warm actor outside the pool's count, promoted when a slot needs one
+
+
+class SlotEvent(enum.Enum):
+    """What happens to a slot: the events of its lifecycle table."""
+
+    START = "START"  # a new generation starts (a process, or a spare's actor promoted)
+    READY = "READY"  # its actor answered ready()
+    START_FAILED = "START_FAILED"  # its actor could not start: back off, then START again
+    DRAIN = "DRAIN"  # no new work: its calls finish, then it retires or moves elsewhere
+    RETIRE = "RETIRE"  # out of the pool for good
+
+
+#: The lifecycle: (state, event) -> the state it leads to. Nothing else is allowed.
+TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
+    (SlotState.STARTING, SlotEvent.READY): SlotState.READY,
+    (SlotState.STARTING, SlotEvent.START_FAILED): SlotState.BACKOFF,
+    (SlotState.STARTING, SlotEvent.START): SlotState.STARTING,  # lost while starting
+    (SlotState.READY, SlotEvent.START): SlotState.STARTING,  # lost, or recycled
+    (SlotState.READY, SlotEvent.DRAIN): SlotState.DRAINING,
+    (SlotState.DRAINING, SlotEvent.START): SlotState.STARTING,  # evacuated from its node
+    (SlotState.BACKOFF, SlotEvent.START): SlotState.STARTING,  # its retry time came
+    **{(state, SlotEvent.RETIRE): SlotState.RETIRED
+       for state in SlotState if state is not SlotState.RETIRED},
+}
+_ALLOWED = {(state, target) for (state, _), target in TRANSITIONS.items()}
+
+
+class LifecycleError(AssertionError):
+    """A slot was moved by an event its state does not allow: a bug of the pool's core."""
 
 
 class LossKind(enum.Enum):
@@ -184,7 +232,23 @@ class Slot:
     def __post_init__(self) -> None:
         self.calls.slot = self
 
+    def move(self, event: SlotEvent) -> SlotState:
+        """Apply ``event`` to this slot's state by the table; its new state."""
+        target = TRANSITIONS.get((self.state, event))
+        if target is None:
+            raise LifecycleError(f"slot {self.index} is {self.state.value}: event "
+                                 f"{event.value} is not allowed there")
+        self.state = target
+        return target
+
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "state":
+            old = self.__dict__.get("state")
+            # The table holds for every assignment, not only for move(): a
+            # change it does not list is a bug wherever it is written.
+            if old is not None and old is not value and (old, value) not in _ALLOWED:
+                raise LifecycleError(f"slot {self.index}: {old.value} -> {value.value} "
+                                     "is not in the lifecycle table")
         object.__setattr__(self, name, value)
         if name == "state":
             board = self.__dict__.get("board")

@@ -1,19 +1,19 @@
 """ActorPool: the one owner of a pool's actors and of every call in flight on them.
 
-Data flow::
+The facade over three parts, composed (no inheritance)::
 
-    run (dispatch.Run) ---submit()---> Slot.calls ---Ray---> ActorHost.run
-    broadcast          ---submit()-/                         ActorHost.call
-            ^                                                     |
-            +---- call_done / call_lost <--- collect() / lose() <-+
+    ActorPool ── PoolAdapter ─┬─ PoolCore   (engine/pool.py: every decision, pure)
+                              ├─ RayActors  (pool/actors.py: the core's commands, on Ray)
+                              └─ the lock   (every slot and call changes under it)
+    runs (dispatch.Run), broadcasts, submissions ──> PoolAdapter
 
 Runs and broadcasts never replace an actor themselves: they report a failed
-call to the pool (:meth:`ActorPool.lose`), which replaces the actor once per
-generation and tells each owner of a call on it whether that call was the
-one executing (it alone may be charged) or was only queued. Every change of
-a slot happens under the pool's lock, so a broadcast or a ``shutdown()``
-from another thread, or between two ``next()`` of a suspended run, sees and
-leaves consistent state. No actor is started once the pool stopped running.
+call to the adapter, whose core replaces the actor once per generation and
+tells each owner of a call on it whether that call was the one executing (it
+alone may be charged) or was only queued. Every change of a slot happens
+under the pool's lock, so a broadcast or a ``shutdown()`` from another
+thread, or between two ``next()`` of a suspended run, sees and leaves
+consistent state. No actor is started once the pool stopped running.
 
 Users get a pool from :meth:`RayManager.create_actor_pool`::
 
@@ -23,7 +23,6 @@ Users get a pool from :meth:`RayManager.create_actor_pool`::
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -36,16 +35,14 @@ import ray
 
 from raymanager.actors.base import RayActor
 from raymanager.config import check_int, check_pool_size
-from raymanager.engine.slot_board import SlotList
-from raymanager.engine.slots import SlotState
+from raymanager.engine.pool import PoolCore, PoolState
+from raymanager.engine.slots import Slot
 from raymanager.errors import ManagerShutdownError
-from raymanager.pool import placement as placing
-from raymanager.pool.base import PoolState
+from raymanager.pool.actors import RayActors
+from raymanager.pool.adapter import PoolAdapter
 from raymanager.pool.broadcast import Broadcast
-from raymanager.pool.calls import CallBook
-from raymanager.pool.host import host_class
 from raymanager.pool.metrics import MetricsPublisher, metrics_enabled
-from raymanager.pool.observe import Throughput, pool_stats
+from raymanager.pool.observe import pool_stats
 from raymanager.pool.retiring import close_then_kill
 from raymanager.pool.submit import Submissions
 
@@ -54,8 +51,8 @@ __all__ = ["ActorPool", "PoolState"]
 logger = logging.getLogger("raymanager")
 
 
-class ActorPool(CallBook):
-    """A fixed-size pool of actors of one class, with health and replacement.
+class ActorPool:
+    """A pool of actors of one class, with health and replacement.
 
     Made by :meth:`RayManager.create_actor_pool`; use it through the
     manager's ``process_in_parallel`` / ``imap`` / ``broadcast`` or directly.
@@ -84,72 +81,139 @@ class ActorPool(CallBook):
     ) -> None:
         self.actor_class = actor_class
         self.actor_config = dict(actor_config)
-        self.min_actors, self.max_actors = (
-            num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)
-        )
-        self.idle_timeout_s = idle_timeout_s
-        self._next_index = 0
         self.pool_id = uuid.uuid4().hex[:8]
-        self._next_grow_check = 0.0
-        self._next_drain_check = 0.0
-        self._draining = set()
-        self._options = dict(actor_options)
-        self._placement = placement
-        #: Calls one actor runs at once: > 1 for async or thread-safe process_batch.
-        self.max_concurrency = max_concurrency
+        self.spare_actors = spare_actors
+        self.max_batches_per_actor = max_batches_per_actor
+        options = dict(actor_options)
         # Always said, never left to Ray: Ray runs up to 1,000 calls at once on
         # an actor with async methods unless told otherwise, and a call queued
         # ahead would then run beside the one before it.
-        self._options["max_concurrency"] = max_concurrency
-        self._remote_class = ray.remote(host_class(actor_class))
+        options["max_concurrency"] = max_concurrency
+        actors = RayActors(actor_class, actor_config, pool_id=self.pool_id, options=options,
+                           placement=placement, start_timeout_s=start_timeout_s,
+                           close_timeout_s=close_timeout_s)
         self._start_timeout_s = start_timeout_s
-        self._state = PoolState.RUNNING
-        self._manager_shut_down = False
         self._lock = threading.RLock()
-        self._ray_calls_done = threading.Condition(self._lock)
-        self._ray_calls = 0  # threads inside a blocking Ray call on our behalf
-        #: Runs iterating over this pool now, oldest first: they share its actors.
-        self._runs = []
-        self._broadcasts = {}  # method -> payload ref, replayed
-        self._suspects = placing.SuspectNodes()
-        self._next_node_check = 0.0
-        self.max_batches_per_actor = max_batches_per_actor
-        self._close_timeout_s = close_timeout_s
-        # Only actors that override close() get a close call before they go.
-        self._has_close = actor_class.close is not RayActor.close
-        self._closing = []  # (handle, close ref, kill at)
-        self.recycled = 0
-        self._salvaging = None  # a slot whose finished calls lose() hands out
-        self.restarts = 0
-        self.restarts_by_kind = collections.Counter()
-        self.batches_done = 0
-        self.rows_finished = 0
-        self.retries = 0  # batch tries charged after a worker died or timed out
-        self.created = time.monotonic()
-        self._throughput = Throughput()
-        self._slots = SlotList()  # indexed: a run picks a free slot in O(log n)
-        self._spares = []
-        self.spare_actors = spare_actors
-        self.promoted = 0  # spares that took a slot's place
-        self._spare_starts = 0
-        self._spares_owed = 0
-        self._submissions = Submissions(self)
         self._metrics: MetricsPublisher | None = None
+        with self._lock:
+            core = PoolCore(
+                actors, actor_name=actor_class.__name__,
+                num_actors=num_actors if isinstance(num_actors, tuple)
+                else (num_actors, num_actors),
+                max_concurrency=max_concurrency,
+                max_batches_per_actor=max_batches_per_actor,
+                idle_timeout_s=idle_timeout_s, spare_actors=spare_actors)
+            actors.core = core
+        #: What runs, broadcasts and submissions of this pool share.
+        self.adapter = PoolAdapter(core, actors, self._lock)
+        self._submissions = Submissions(self.adapter)
         try:
             with self._lock:
-                for _ in range(self.min_actors):
-                    self._spawn(self._new_slot())
-                # Started with the pool's own actors, while nothing else runs:
-                # a spare's start never takes a core from the work.
-                for _ in range(spare_actors):
-                    self._start_spare()
-            self._wait_started()
-            self._wait_spares()
+                core.open(time.monotonic())
+            self.adapter.wait_started(start_timeout_s)
+            self.adapter.wait_spares(start_timeout_s)
             # Ray's metrics system (dashboards, Prometheus): see pool/metrics.py.
             self._metrics = MetricsPublisher(self) if metrics_enabled() else None
         except BaseException:
             self.shutdown()
             raise
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def core(self) -> PoolCore:
+        return self.adapter.core
+
+    @property
+    def state(self) -> PoolState:
+        return self.core.state
+
+    @property
+    def actor_name(self) -> str:
+        return self.actor_class.__name__
+
+    @property
+    def num_actors(self) -> int:
+        """Actors the pool has now (starting, running or draining)."""
+        return len(self.core.slots)
+
+    @property
+    def min_actors(self) -> int:
+        return self.core.min_actors
+
+    @property
+    def max_actors(self) -> int:
+        return self.core.max_actors
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.core.max_concurrency
+
+    @property
+    def idle_timeout_s(self) -> float:
+        return self.core.idle_timeout_s
+
+    @property
+    def slots(self) -> list[Slot]:
+        """The slots themselves; read them under :meth:`locked`."""
+        return self.core.slots
+
+    @property
+    def spares(self) -> list[Slot]:
+        """The pool's warm spare actors (state SPARE), outside its count."""
+        return self.core.spares
+
+    @property
+    def restarts(self) -> int:
+        return self.core.restarts
+
+    @property
+    def recycled(self) -> int:
+        return self.core.recycled
+
+    @property
+    def retries(self) -> int:
+        return self.core.retries
+
+    @property
+    def promoted(self) -> int:
+        return self.core.promoted
+
+    @property
+    def batches_done(self) -> int:
+        return self.core.batches_done
+
+    @property
+    def rows_finished(self) -> int:
+        return self.core.rows_finished
+
+    @property
+    def restarts_by_kind(self) -> dict[str, int]:
+        return dict(self.core.restarts_by_kind)
+
+    def runs(self) -> list[Any]:
+        """The runs sharing this pool now, oldest first."""
+        return self.adapter.runs()
+
+    @property
+    def created(self) -> float:
+        return self.adapter.created
+
+    def locked(self) -> threading.RLock:
+        """The lock under which every slot and call changes."""
+        return self._lock
+
+    def check_usable(self) -> None:
+        """Raise if the pool was shut down or is broken."""
+        self.core.check_usable()
+
+    def wait_for_ray_calls(self, timeout: float) -> bool:
+        """See :meth:`PoolAdapter.wait_for_ray_calls` (the manager's shutdown)."""
+        return self.adapter.wait_for_ray_calls(timeout)
+
+    def queued_batches(self) -> int:
+        """Batches the runs on this pool have waiting for an actor."""
+        return self.adapter.queued_batches()
 
     def resize(self, num_actors: int | tuple[int, int]) -> None:
         """Set the pool's size (or its ``(min, max)`` range), also during a run.
@@ -166,29 +230,19 @@ class ActorPool(CallBook):
         low, high = check_pool_size(
             *(num_actors if isinstance(num_actors, tuple) else (num_actors, num_actors)))
         with self._lock:
-            self.check_usable()
-            self.min_actors, self.max_actors = low, high
-            live = [slot for slot in self._slots if slot.state is not SlotState.DRAINING]
-            for _ in range(low - len(live)):
-                self._spawn(self._new_slot())
-            excess = len(live) - high
-            # Idle and not-yet-running actors go first, busy ones drain.
-            by_load = sorted(live, key=lambda slot: (len(slot.calls),
-                                                     slot.state is SlotState.READY))
-            for slot in by_load[:max(0, excess)]:
-                self._drain(slot)
+            self.core.resize(low, high, time.monotonic())
 
     def pids(self) -> list[int | None]:
         """PIDs of the pool's actor processes, in slot order (None: none running)."""
         with self._lock:
-            self.poll()
-            return [slot.pid for slot in self._slots]
+            self.adapter.poll()
+            return [slot.pid for slot in self.core.slots]
 
     def node_ids(self) -> list[str | None]:
         """The Ray node each actor runs on, in slot order (None: none running)."""
         with self._lock:
-            self.poll()
-            return [slot.node_id for slot in self._slots]
+            self.adapter.poll()
+            return [slot.node_id for slot in self.core.slots]
 
     def stats(self) -> dict[str, Any]:
         """What the pool is doing, per actor and pool-wide (see :func:`observe.pool_stats`).
@@ -199,8 +253,8 @@ class ActorPool(CallBook):
             0.93
         """
         with self._lock:
-            self.poll()
-            return pool_stats(self, self._throughput)
+            self.adapter.poll()
+            return pool_stats(self.adapter, self.adapter.throughput)
 
     def shutdown(self, *, by_manager: bool = False) -> None:
         """Kill every actor of the pool. Safe to call twice, from any thread.
@@ -213,20 +267,11 @@ class ActorPool(CallBook):
         if publisher is not None:  # its last counts, while the actors and Ray are up
             publisher.stop()
         with self._lock:
-            if self._state is PoolState.SHUT_DOWN:
+            if not self.core.shutdown(by_manager=by_manager):
                 return
-            self._state = PoolState.SHUT_DOWN
-            self._manager_shut_down = by_manager
-            for slot in self._slots:
-                self._retire_handle(slot)
-                slot.state = SlotState.RETIRED
-                slot.calls.clear()
-                slot.ready_ref = None
-            self._retire_spares()
-            self._broadcasts.clear()
             self._submissions.fail_all(ManagerShutdownError(
                 f"this pool of {self.actor_name} was shut down before the item ran"))
-            closing, self._closing = self._closing, []
+            closing, self.adapter.actors.closing = self.adapter.actors.closing, []
         # Outside the lock: a run in another thread must see the shutdown now.
         close_then_kill(closing, self.actor_name, wait=True)
 
@@ -245,7 +290,7 @@ class ActorPool(CallBook):
         """
         max_retries = check_int("max_retries", max_retries, minimum=0)
         with self._lock:
-            self.check_usable()
+            self.core.check_usable()
             return self._submissions.submit(batch, max_retries)
 
     def broadcast(
@@ -276,11 +321,11 @@ class ActorPool(CallBook):
         if not isinstance(method, str) or not hasattr(self.actor_class, method):
             raise AttributeError(f"{self.actor_name} has no method {method!r} to broadcast")
         with self._lock:
-            self.check_usable()
+            self.core.check_usable()
             payload_ref = ray.put((tuple(args), dict(kwargs or {})))
             if replay_on_restart:
-                self._broadcasts[method] = payload_ref
-            job = Broadcast(self, method, payload_ref, max_retries)
-            for slot in self._slots:
+                self.core.remember(method, payload_ref)
+            job = Broadcast(self.adapter, method, payload_ref, max_retries)
+            for slot in self.core.slots:
                 job.send(slot)
         return job.wait()

@@ -16,7 +16,7 @@ import ray
 
 from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
-from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
+from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
 
 __all__ = ["Broadcast"]
 
@@ -24,7 +24,7 @@ __all__ = ["Broadcast"]
 class Broadcast:
     """One broadcast in flight: a call per slot, retried on a replacement."""
 
-    def __init__(self, pool: CallBook, method: str, payload_ref: Any, max_retries: int) -> None:
+    def __init__(self, pool: PoolAdapter, method: str, payload_ref: Any, max_retries: int) -> None:
         self.pool = pool
         self.method = method
         self.payload_ref = payload_ref

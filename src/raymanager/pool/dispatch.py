@@ -40,7 +40,7 @@ from raymanager.engine.run_io import read_input, write_records
 from raymanager.engine.slots import Call, Loss, SlotState
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
-from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
+from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
 from raymanager.pool.stopping import stop_calls
 from raymanager.rows import slice_rows
 
@@ -74,7 +74,7 @@ class Run:
 
     def __init__(
         self,
-        pool: CallBook,
+        pool: PoolAdapter,
         source: BatchSource,
         config: BatchConfig,
         *,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import Counter as Tally
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ray.util import metrics
@@ -60,12 +60,24 @@ PREFIX = "raymanager_pool_"
 class Counted(Protocol):
     """What :func:`pool_counts` reads of a pool (lock held)."""
 
-    pool_id: str
-    batches_done: int
-    rows_finished: int
-    retries: int
-    recycled: int
-    restarts_by_kind: Tally[str]
+    @property
+    def pool_id(self) -> str: ...
+
+    @property
+    def batches_done(self) -> int: ...
+
+    @property
+    def rows_finished(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def recycled(self) -> int: ...
+
+    @property
+    def restarts_by_kind(self) -> Mapping[str, int]: ...
+
 
     @property
     def actor_name(self) -> str: ...

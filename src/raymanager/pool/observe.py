@@ -33,11 +33,21 @@ THROUGHPUT_WINDOW_S = 60.0
 class Counted(Protocol):
     """What :func:`pool_stats` reads of a pool."""
 
-    created: float
-    restarts: int
-    recycled: int
-    retries: int
-    promoted: int
+    @property
+    def created(self) -> float: ...
+
+    @property
+    def restarts(self) -> int: ...
+
+    @property
+    def recycled(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def promoted(self) -> int: ...
+
 
     @property
     def slots(self) -> list[Slot]: ...

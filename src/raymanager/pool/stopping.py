@@ -21,13 +21,13 @@ from typing import Any
 import ray
 
 from raymanager.engine.slots import Call, Loss, LossKind
-from raymanager.pool.calls import CallBook
+from raymanager.pool.adapter import PoolAdapter
 from raymanager.pool.host import is_async
 
 __all__ = ["stop_calls"]
 
 
-def stop_calls(pool: CallBook, calls: dict[Any, Call], grace_s: float, *,
+def stop_calls(pool: PoolAdapter, calls: dict[Any, Call], grace_s: float, *,
                interrupted: bool) -> None:
     """Wait up to ``grace_s`` for ``calls`` (by ref) to end; replace the actors of the rest.
 

@@ -28,7 +28,7 @@ from raymanager.errors import (
     RayManagerError,
     WorkerDiedError,
 )
-from raymanager.pool.calls import LOST, CallBook, Outcome, get_outcome
+from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
 
 __all__ = ["Submissions"]
 
@@ -51,7 +51,7 @@ class _Item:
 class Submissions:
     """The submitted items of one pool, and the thread that runs them."""
 
-    def __init__(self, pool: CallBook) -> None:
+    def __init__(self, pool: PoolAdapter) -> None:
         self.pool = pool
         self.waiting: collections.deque[_Item] = collections.deque()
         self.calls: dict[Any, tuple[Call, _Item]] = {}
