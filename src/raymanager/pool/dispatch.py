@@ -25,8 +25,10 @@ submissions and broadcasts of the pool.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,9 +37,11 @@ import ray
 from raymanager.batching import BatchSource
 from raymanager.config import BatchConfig
 from raymanager.engine import policy
-from raymanager.engine.run import GROW, Input, Journal, Read, RunCore, Send
+from raymanager.engine.loop import STARTED, TIMED_OUT, WaitUntil, drive
+from raymanager.engine.pool import PoolCore, RunOwner
+from raymanager.engine.run import Expire, Input, Journal, Read, RunCore, Send
 from raymanager.engine.run_io import read_input, write_records
-from raymanager.engine.slots import Call, Loss, SlotState
+from raymanager.engine.slots import Call, Loss
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
 from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
@@ -57,16 +61,13 @@ ProgressCallback = Callable[[int, int], None]
 PUT_MIN_BYTES = 100 * 1024
 
 
-#: Yielded by :meth:`Run.chunks` first, before the run starts: every resume
-#: after it sends the time the caller waits until (see :meth:`Run.chunks`).
-STARTED = object()
-#: Yielded by :meth:`Run.chunks` instead of results when the caller's wait
-#: ended; the run stays suspended and goes on at the next resume.
-TIMED_OUT = object()
+@dataclass(frozen=True)
+class _Pending:
+    """What a run waits for: calls in flight (by ref), starts, a journal's replays."""
 
-#: What :meth:`Run.chunks` is resumed with: a ``time.monotonic()`` time by
-#: which the caller stops waiting for the next results, or None (no limit).
-WaitUntil = float | None
+    calls: dict[Any, Call]
+    starts: list[Any]
+    replayed: bool
 
 
 class Run:
@@ -117,97 +118,81 @@ class Run:
         once, in input order when ordered; a batch error raises at its own
         position, after every list before it.
 
-        The first ``next()`` yields :data:`STARTED` before anything runs;
+        The one loop of :func:`raymanager.engine.loop.drive`, hosted on Ray:
+        the first ``next()`` yields :data:`STARTED` before anything runs;
         after that, resume with ``send(wait_until)`` (a ``time.monotonic()``
         time, or None): when ``wait_until`` passes before any result is
         ready, :data:`TIMED_OUT` is yielded instead. One list per call rather
         than one item per batch: a call of 1,000 trivial batches costs the
         driver one resume of this generator, not 1,000.
         """
-        wait_until = yield STARTED
-        core = self.core
-        completed = False
-        lock = self.pool.locked()
-        self.pool.add_run(self)
-        try:
-            while True:
-                with lock:
-                    self.pool.check_alive()
-                    self.pool.poll()
-                    now = time.monotonic()
-                    # Every run's clocks, not only ours: a call of a suspended
-                    # run that hangs must not stall this one.
-                    sharing = [run.core for run in self.pool.runs()]
-                    for each in sharing:
-                        each.start_clocks(now)
-                    for each in sharing:
-                        for expire in each.expired(now):
-                            self.pool.lose(expire.call.slot, expire.call.generation,
-                                           expire.loss)
-                    read = self._fill()
-                while read is not None:
-                    event = self._read(read)  # the user's generator runs: lock released
-                    with lock:
-                        self.pool.check_usable()
-                        core.taken(event)
-                        read = self._fill()
-                self._record()
-                if core.deliverable():
-                    window_shut = core.window_shut()
-                    while core.deliverable():
-                        wait_until = yield self._pop_ready()  # no reference kept once handed
-                    if window_shut or not core.calls:
-                        continue  # what was handed out lets more be read: fill first
-                with lock:
-                    if core.finished():
-                        break
-                if wait_until is not None and time.monotonic() >= wait_until:
-                    wait_until = yield TIMED_OUT
-                    continue
-                with lock:
-                    if core.unrecorded:
-                        continue  # another thread took a call of ours: record it first
-                    core.check_stall()
-                    # Other runs' calls too: one left suspended by its consumer
-                    # must not keep the actors it used from this one.
-                    calls = {call.ref: call for run in self.pool.runs()
-                             for call in run.core.calls_in_flight()}
-                    refs = list(calls) + [
-                        slot.ready_ref for slot in self.pool.slots
-                        if slot.state is SlotState.STARTING and slot.ready_ref is not None
-                    ]
-                    timeout = self._wait_timeout(wait_until)
-                    replayed = self.journal is not None and self.journal.replayed()
-                if replayed and not refs:
-                    continue  # results read back from a journal need no actor: go on at once
-                with self.pool.ray_call():
-                    ready_refs = self._wait(refs, 0.0 if replayed else timeout)
-                    # Replies are deserialized here, lock released.
-                    outcomes = [(calls[ref], get_outcome(ref)) for ref in ready_refs
-                                if ref in calls]
-                with lock:
-                    self.pool.check_usable()
-                    _hand_to_owners(outcomes)
-            core.check_complete()
-            completed = True
-        except KeyboardInterrupt:
-            # The user wants this run stopped, wherever Ctrl-C lands, and the
-            # pool kept warm (a notebook keeps its actors' models and caches):
-            # see _abort. The CLI stops Ray itself.
-            self._abort(interrupted=True)
-            completed = True
-            raise
-        finally:
-            if not completed:
-                self._abort()
-            core.closed = True
-            self.stored.clear()  # groups read and never sent: their copies go
-            self.pool.remove_run(self)
+        return drive(self, self)
 
-    def _pop_ready(self) -> list[tuple[int, Any]]:
-        with self.pool.locked():
-            self.pool.check_usable()  # nothing is handed out after a shutdown
-            return self.core.pop_ready()
+    # ----------------------------------------------------------------- the host
+
+    @property
+    def pool_core(self) -> PoolCore:
+        return self.pool.core
+
+    def locked(self) -> threading.RLock:
+        return self.pool.locked()
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    def check_usable(self) -> None:
+        self.pool.check_usable()
+
+    def poll(self) -> None:
+        self.pool.poll()
+
+    def lose(self, expire: Expire) -> None:
+        call = expire.call
+        self.pool.lose(call.slot, call.generation, expire.loss)
+
+    def grow(self) -> None:
+        self.pool.grow()
+
+    def send(self, run: RunOwner, command: Send) -> None:
+        assert run is self
+        self._send(command)
+
+    def read(self, run: RunOwner, command: Read) -> Input:
+        return self._read(command)
+
+    def record(self, run: RunOwner) -> None:
+        self._record()
+
+    def pending(self, run: RunOwner) -> _Pending:
+        # Other runs' calls too: one left suspended by its consumer must not
+        # keep the actors it used from this one.
+        calls = {call.ref: call for each in self.pool.runs()
+                 for call in each.core.calls_in_flight()}
+        starts = [slot.ready_ref for slot in self.pool.core.starting()
+                  if slot.ready_ref is not None]
+        replayed = self.journal is not None and self.journal.replayed()
+        return _Pending(calls, starts, replayed)
+
+    def wait(self, pending: _Pending, timeout: float) -> list[tuple[Call, Outcome]]:
+        refs = list(pending.calls) + pending.starts
+        if pending.replayed and not refs:
+            return []  # results read back from a journal need no actor: go on at once
+        with self.pool.ray_call():
+            ready_refs = self._wait(refs, 0.0 if pending.replayed else timeout)
+            # Replies are deserialized here, lock released.
+            return [(pending.calls[ref], get_outcome(ref)) for ref in ready_refs
+                    if ref in pending.calls]
+
+    def settle(self, news: list[tuple[Call, Outcome]]) -> None:
+        _hand_to_owners(news)
+
+    def stop(self, run: RunOwner, *, interrupted: bool) -> None:
+        self._abort(interrupted=interrupted)
+
+    def closed(self, run: RunOwner) -> None:
+        self.stored.clear()  # groups read and never sent: their copies go
+        self.pool.remove_run(self)
 
     @staticmethod
     def _wait(refs: list[Any], timeout: float) -> list[Any]:
@@ -224,29 +209,7 @@ class Run:
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         return ready
 
-    def _wait_timeout(self, wait_until: WaitUntil) -> float:
-        now = time.monotonic()
-        wait = min(run.core.wait_timeout(now, self.pool.slots) for run in self.pool.runs())
-        if wait_until is not None:
-            wait = min(wait, max(0.0, wait_until - now))
-        return wait
-
     # ----------------------------------------------------------------- dispatch
-
-    def _fill(self) -> Read | None:
-        """Make the calls the engine decides on (lock held); the input to read
-        first, if the engine needs more (read it with the lock released)."""
-        while True:
-            command = self.core.next_send(self.pool.slots, time.monotonic(),
-                                          self.pool.batches_left, self.pool.fair_share(self))
-            if command is GROW:
-                self.pool.grow()  # an elastic pool below its max
-                return None
-            if isinstance(command, Read):
-                return command
-            if not isinstance(command, Send):
-                return None
-            self._send(command)
 
     def _read(self, command: Read) -> Input:
         """Read the source for ``command`` (lock released): the user's generator

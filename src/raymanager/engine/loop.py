@@ -1,0 +1,194 @@
+"""The one loop that drives a run: the same code for the Ray adapter and the simulator.
+
+:func:`drive` is a run's whole life on a pool: it tells the pool's core
+(:class:`~raymanager.engine.pool.PoolCore`) that the run shares its actors,
+asks the run's core (:class:`~raymanager.engine.run.RunCore`) what to send,
+reads input and writes the journal with the lock released, hands out what
+is deliverable, waits for the world's news, and stops the run when it ends
+early. Whoever hosts the run supplies a :class:`Host`: the Ray adapter
+(``pool/dispatch.py``: Ray calls, a real lock and clock) or the simulator
+(:mod:`raymanager.engine.simulator`: simulated actors, a virtual clock, no
+lock). Nothing in either describes what the other does: both run this loop.
+
+The generator protocol: the first ``next()`` yields :data:`STARTED` before
+anything runs; after that, resume with ``send(wait_until)`` (a time on the
+host's clock, or None): when ``wait_until`` passes before any result is
+ready, :data:`TIMED_OUT` is yielded instead. Otherwise each yield is a list
+of ``(batch index, result)``: every result deliverable at once, in input
+order when ordered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from raymanager.engine.pool import PoolCore, RunOwner
+from raymanager.engine.run import GROW, Expire, Input, Read, Send
+
+__all__ = ["STARTED", "TIMED_OUT", "Host", "WaitUntil", "drive"]
+
+#: Yielded by :func:`drive` first, before the run starts.
+STARTED = object()
+#: Yielded by :func:`drive` instead of results when the caller's wait ended;
+#: the run stays suspended and goes on at the next resume.
+TIMED_OUT = object()
+
+#: What :func:`drive` is resumed with: a time on the host's clock by which the
+#: caller stops waiting for the next results, or None (no limit).
+WaitUntil = float | None
+
+
+class Host(Protocol):
+    """What the loop needs of whoever hosts a run (the Ray adapter, the simulator).
+
+    Methods marked *lock held* are called inside ``locked()``; the others
+    with it released, so their I/O never holds up the pool's other users.
+    """
+
+    @property
+    def pool_core(self) -> PoolCore:
+        """The core of the pool the run shares."""
+
+    def locked(self) -> AbstractContextManager[Any]:
+        """The pool's lock (the simulator's does nothing)."""
+
+    def now(self) -> float:
+        """The host's clock."""
+
+    def check_usable(self) -> None:
+        """Raise if the pool was shut down or broke (lock held)."""
+
+    def poll(self) -> None:
+        """Tell the pool's core what the world says now, without blocking (lock held)."""
+
+    def lose(self, expire: Expire) -> None:
+        """Have the actor of a call past its timeout replaced (lock held)."""
+
+    def grow(self) -> None:
+        """The run has work for more actors than the pool has ready (lock held)."""
+
+    def send(self, run: RunOwner, command: Send) -> None:
+        """Make the call of ``command`` and report it to the run's core (lock held)."""
+
+    def read(self, run: RunOwner, command: Read) -> Input:
+        """Read the run's source for ``command`` (lock released)."""
+
+    def record(self, run: RunOwner) -> None:
+        """Write what the run's core hands over to its journal (lock released)."""
+
+    def pending(self, run: RunOwner) -> Any:
+        """What to wait for (lock held): the calls in flight, the starts."""
+
+    def wait(self, pending: Any, timeout: float) -> Any:
+        """Wait up to ``timeout`` for news of ``pending`` (lock released); the news."""
+
+    def settle(self, news: Any) -> None:
+        """Tell each owner what came back (lock held)."""
+
+    def stop(self, run: RunOwner, *, interrupted: bool) -> None:
+        """The run ends early: its calls in flight get a grace, then their actors go."""
+
+    def closed(self, run: RunOwner) -> None:
+        """The run is over: the pool forgets it."""
+
+
+def drive(run: RunOwner, host: Host) -> Generator[Any, WaitUntil, None]:
+    """Drive ``run`` on ``host`` until it is done; see the module docstring.
+
+    Example (the simulator hosts it)::
+
+        >>> from raymanager.engine.simulator import simulate
+        >>> simulate(num_batches=30, num_actors=2, seed=3).results == {i: i for i in range(30)}
+        True
+    """
+    wait_until = yield STARTED
+    core = run.core
+    pool = host.pool_core
+    completed = False
+    with host.locked():
+        pool.add_run(run)
+    try:
+        while True:
+            with host.locked():
+                pool.check_alive()
+                host.poll()
+                now = host.now()
+                # Every run's clocks, not only ours: a call of a suspended
+                # run that hangs must not stall this one.
+                sharing = [each.core for each in pool.runs]
+                for each in sharing:
+                    each.start_clocks(now)
+                for each in sharing:
+                    for expire in each.expired(now):
+                        host.lose(expire)
+                read = _fill(run, host)
+            while read is not None:
+                event = host.read(run, read)  # the user's generator runs: lock released
+                with host.locked():
+                    host.check_usable()
+                    core.taken(event)
+                    read = _fill(run, host)
+            host.record(run)
+            if core.deliverable():
+                window_shut = core.window_shut()
+                while core.deliverable():
+                    wait_until = yield _pop_ready(run, host)  # no reference kept once handed
+                if window_shut or not core.calls:
+                    continue  # what was handed out lets more be read: fill first
+            with host.locked():
+                if core.finished():
+                    break
+            if wait_until is not None and host.now() >= wait_until:
+                wait_until = yield TIMED_OUT
+                continue
+            with host.locked():
+                if core.unrecorded:
+                    continue  # another thread took a call of ours: record it first
+                core.check_stall()
+                now = host.now()
+                timeout = min(each.core.wait_timeout(now, pool.slots) for each in pool.runs)
+                if wait_until is not None:
+                    timeout = min(timeout, max(0.0, wait_until - now))
+                pending = host.pending(run)
+            news = host.wait(pending, timeout)
+            with host.locked():
+                host.check_usable()
+                host.settle(news)
+        core.check_complete()
+        completed = True
+    except KeyboardInterrupt:
+        # The user wants this run stopped, wherever Ctrl-C lands, and the
+        # pool kept warm (a notebook keeps its actors' models and caches).
+        host.stop(run, interrupted=True)
+        completed = True
+        raise
+    finally:
+        if not completed:
+            host.stop(run, interrupted=False)
+        core.closed = True
+        host.closed(run)
+
+
+def _pop_ready(run: RunOwner, host: Host) -> list[tuple[int, Any]]:
+    with host.locked():
+        host.check_usable()  # nothing is handed out after a shutdown
+        return run.core.pop_ready()
+
+
+def _fill(run: RunOwner, host: Host) -> Read | None:
+    """Make the calls the run's core decides on (lock held); the input to read
+    first, if it needs more (read it with the lock released)."""
+    core, pool = run.core, host.pool_core
+    while True:
+        command = core.next_send(pool.slots, host.now(), pool.batches_left,
+                                 pool.fair_share(run))
+        if command is GROW:
+            host.grow()  # an elastic pool below its max
+            return None
+        if isinstance(command, Read):
+            return command
+        if not isinstance(command, Send):
+            return None
+        host.send(run, command)
