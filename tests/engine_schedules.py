@@ -77,6 +77,8 @@ def schedules(draw: st.DrawFn) -> dict[str, Any]:
         "runs": draw(st.sampled_from([1, 1, 2])),
         # An elastic pool: from num_actors up to this many.
         "max_actors": num_actors + draw(st.sampled_from([0, 0, 1, 3])),
+        # Starts that fail: their slots back off, then start again.
+        "failed_starts": draw(st.sampled_from([0, 0, 0, 1, 3])),
     }
 
 
@@ -120,6 +122,7 @@ def random_schedule(rng: random.Random) -> dict[str, Any]:
         "start_delay": rng.choice([0.0, 0.2, 1.0]),
         "runs": rng.choice([1, 1, 2]),
         "max_actors": num_actors + rng.choice([0, 0, 1, 3]),
+        "failed_starts": rng.choice([0, 0, 0, 1, 3]),  # drawn last: the draws above stay
     }
 
 
@@ -174,7 +177,8 @@ def _simpler(schedule: dict[str, Any]) -> list[dict[str, Any]]:
             if tries > 1:
                 with_(**{name: {**rest, index: 1}})
     simple: dict[str, Any] = {
-        "runs": 1, "external_kills": 0, "drains": 0, "spares": 0, "stop_after": None,
+        "runs": 1, "external_kills": 0, "drains": 0, "spares": 0, "failed_starts": 0,
+        "stop_after": None,
         "max_batches_per_actor": None,
         "max_concurrency": 1, "source": "list", "on_error": "raise", "ordered": True,
         "start_delay": 0.0, "durations": "uneven", "seed": 0, "timeout_s": None,
@@ -182,8 +186,9 @@ def _simpler(schedule: dict[str, Any]) -> list[dict[str, Any]]:
     }
     for name, value in simple.items():
         with_(**{name: value})
-    for name in ("external_kills", "drains", "spares", "max_retries", "num_actors", "runs"):
-        if schedule[name] > (1 if name in ("num_actors", "runs") else 0):
+    for name in ("external_kills", "drains", "spares", "failed_starts", "max_retries",
+                 "num_actors", "runs"):
+        if schedule.get(name, 0) > (1 if name in ("num_actors", "runs") else 0):
             with_(**{name: schedule[name] - 1})
     return out
 

@@ -1,7 +1,8 @@
 """The simulator catches planted engine bugs: a mutation test of its checks.
 
 Each mutation below replaces one function or method of the engine
-(``raymanager.engine.run``, ``policy``) with a plausible wrong version, and the
+(``raymanager.engine.run``, ``policy``, the index of ready slots, the pool's
+core ``raymanager.engine.pool``) with a plausible wrong version, and the
 test runs the seeded schedules of ``engine_schedules`` (the same ranges as CI's
 model test) until the simulator raises a :class:`Violation`. Every mutation
 must be caught within :data:`LIMIT` schedules, the CI model test's count; the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import heapq
 import json
 import logging
 import shlex
@@ -41,9 +43,11 @@ import pytest
 from engine_schedules import quiet_engine, run_schedule, seeded_schedule  # noqa: F401 (autouse)
 
 from raymanager.engine import policy
+from raymanager.engine.pool import PoolCore
 from raymanager.engine.run import Expire, RunCore, Send
 from raymanager.engine.simulator import Violation
-from raymanager.engine.slots import Call, Loss, LossKind, SlotState
+from raymanager.engine.slot_board import SlotList
+from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 
 #: Schedules a mutation may take to be caught: the CI model test's seeded count.
 LIMIT = 10_000
@@ -64,6 +68,7 @@ def mutation(name: str, what: str) -> Callable[[Patch], Patch]:
 _lost, _returned, _close = RunCore.lost, RunCore.returned, RunCore.close
 _expired = RunCore.expired
 _next_send, _requeue_split = RunCore.next_send, RunCore._requeue_split
+_spawn, _pool_lose, _tick = PoolCore.spawn, PoolCore.lose, PoolCore.tick
 _fair_share, _queue_depth, _may_queue = (policy.fair_share, policy.queue_depth,
                                          policy.may_queue_behind)
 
@@ -217,19 +222,34 @@ def _concurrency(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(policy, "queue_depth", queue_depth)
 
 
-@mutation("sends_to_a_draining_slot", "a draining actor still gets new calls")
+@mutation("sends_to_a_draining_slot", "the index of ready slots files a draining one as ready")
 def _draining(mp: pytest.MonkeyPatch) -> None:
-    def next_send(self: RunCore, slots: Any, now: float, batches_left: Any = lambda s: None,
-                  share: int | None = None) -> Any:
-        draining = [s for s in slots if s.state is SlotState.DRAINING]
-        for slot in draining:  # the bug: DRAINING taken for READY
-            slot.state = SlotState.READY
-        try:
-            return _next_send(self, slots, now, batches_left, share)
-        finally:
-            for slot in draining:
-                slot.state = SlotState.DRAINING
-    mp.setattr(RunCore, "next_send", next_send)
+    def slot_changed(self: SlotList, slot: Slot, head_moved: bool) -> None:
+        key = id(slot)
+        if key not in self._key:
+            return
+        state = slot.state
+        if self._state_of[key] is not state:
+            del self._by_state[self._state_of[key]][key]
+            self._by_state[state][key] = slot
+            self._state_of[key] = state
+        # The bug: a draining slot is filed with the ready ones.
+        filed = slot.state in (SlotState.READY, SlotState.DRAINING)
+        bucket = len(slot.calls) if filed else None
+        old = self._bucket[key]
+        if bucket != old:
+            self._bucket[key] = bucket
+            if old is not None:
+                self._filed[old] -= 1
+            if bucket is not None:
+                while len(self._heaps) <= bucket:
+                    self._heaps.append([])
+                    self._filed.append(0)
+                self._filed[bucket] += 1
+                heapq.heappush(self._heaps[bucket], (self._key[key], slot))
+        if head_moved and slot.calls:
+            self.moves.append(slot)
+    mp.setattr(SlotList, "slot_changed", slot_changed)
 
 
 @mutation("batches_left_ignored", "calls are sized without the actor's max_batches_per_actor")
@@ -249,6 +269,107 @@ def _clock(mp: pytest.MonkeyPatch) -> None:
             command = dataclasses.replace(command, started=now)
         return command
     mp.setattr(RunCore, "next_send", next_send)
+
+
+# ----------------------------------------------------------------- the pool's core
+
+
+@mutation("recycle_counts_delivered", "an actor is recycled only once its results were delivered")
+def _recycle_delivered(mp: pytest.MonkeyPatch) -> None:
+    def finished(self: PoolCore, call: Call, now: float) -> None:
+        slot = call.slot
+        if call.generation != slot.generation:
+            return
+        if call in slot.calls:
+            slot.calls.remove(call)
+        if slot.calls:
+            return
+        slot.idle_since = now
+        limit = self.max_batches_per_actor
+        # The bug (the adapter's before engine v4): delivered, not sent, batches count.
+        if (limit is not None and slot.done_by_generation >= limit
+                and slot.state is SlotState.READY and self.running):
+            self.recycle(slot, now)
+    mp.setattr(PoolCore, "finished", finished)
+
+
+@mutation("recycle_without_close", "a recycled actor is replaced without being closed")
+def _recycle_no_close(mp: pytest.MonkeyPatch) -> None:
+    def recycle(self: PoolCore, slot: Slot, now: float) -> None:
+        self.recycled += 1
+        self.spawn(slot, now)  # the bug: the old actor is neither closed nor killed
+    mp.setattr(PoolCore, "recycle", recycle)
+
+
+@mutation("promote_a_cold_spare", "a spare still starting is promoted into a slot")
+def _cold_spare(mp: pytest.MonkeyPatch) -> None:
+    def spawn(self: PoolCore, slot: Slot, now: float) -> None:
+        if self.spares and self.spares[0].pid is None:
+            self.spares[0].pid = -1  # the bug: taken as ready before it answered
+        _spawn(self, slot, now)
+    mp.setattr(PoolCore, "spawn", spawn)
+
+
+@mutation("lost_call_never_running", "the pool tells no lost call that it was the one running")
+def _never_running(mp: pytest.MonkeyPatch) -> None:
+    def lose(self: PoolCore, slot: Slot, generation: int, loss: Loss, now: float,
+             salvage: Any = lambda call: (False, None)) -> None:
+        calls = list(slot.calls)
+        for call in calls:  # the bug: every owner is told "queued", never "running"
+            owner = call.owner
+            call.owner = _Queued(owner)
+        _pool_lose(self, slot, generation, loss, now, salvage)
+    mp.setattr(PoolCore, "lose", lose)
+
+
+@mutation("drained_slot_stays", "a drained slot whose calls are done is never moved or retired")
+def _drained_stays(mp: pytest.MonkeyPatch) -> None:
+    def tick(self: PoolCore, now: float) -> None:
+        draining = list(self.slots.in_state(SlotState.DRAINING))
+        for slot in draining:
+            slot.calls.append(_PLUG)  # hidden from the tick: it looks busy
+        try:
+            _tick(self, now)
+        finally:
+            for slot in draining:
+                if _PLUG in slot.calls:
+                    slot.calls.remove(_PLUG)
+    mp.setattr(PoolCore, "tick", tick)
+
+
+@mutation("backoff_never_retried", "a slot that failed to start is never started again")
+def _backoff_stays(mp: pytest.MonkeyPatch) -> None:
+    def tick(self: PoolCore, now: float) -> None:
+        backing_off = list(self.slots.in_state(SlotState.BACKOFF))
+        for slot in backing_off:
+            slot.retry_at += 1e9  # the bug: its retry time never comes
+        _tick(self, now)
+        for slot in backing_off:
+            slot.retry_at -= 1e9
+    mp.setattr(PoolCore, "tick", tick)
+
+
+@mutation("pool_share_ignores_other_runs", "the pool gives each run all its actors")
+def _pool_share(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(PoolCore, "fair_share", lambda self, run: len(self.slots))
+
+
+class _Queued:
+    """A call's owner seen through the mutation above: told every loss was queued."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def call_done(self, call: Call, value: Any) -> None:
+        call.owner = self.owner
+        self.owner.call_done(call, value)
+
+    def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
+        call.owner = self.owner
+        self.owner.call_lost(call, False, alone, loss)
+
+
+_PLUG = Call(None, Slot(index=-99), 0, _Queued(None))
 
 
 
@@ -286,6 +407,7 @@ def test_the_unmutated_engine_passes_the_same_schedules() -> None:
 def test_mutations_restore_the_engine() -> None:
     assert (RunCore.lost, RunCore.returned, policy.fair_share) == (_lost, _returned,
                                                                      _fair_share)
+    assert (PoolCore.spawn, PoolCore.lose, PoolCore.tick) == (_spawn, _pool_lose, _tick)
 
 
 def kill_table(limit: int = LIMIT) -> list[dict[str, Any]]:

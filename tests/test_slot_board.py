@@ -12,7 +12,7 @@ from raymanager.engine import policy
 from raymanager.engine.run import Read, RunCore, Send
 from raymanager.engine.run_io import read_input
 from raymanager.engine.slot_board import SlotList
-from raymanager.engine.slots import Call, Slot, SlotState
+from raymanager.engine.slots import TRANSITIONS, Call, Slot, SlotEvent, SlotState
 
 
 class _Owner:
@@ -55,9 +55,13 @@ def test_the_index_picks_what_a_scan_picks() -> None:
             a, b = rng.choice(pairs)
             move = rng.random()
             if move < 0.3:
-                state = rng.choice([SlotState.READY, SlotState.READY, SlotState.STARTING,
-                                    SlotState.DRAINING, SlotState.BACKOFF])
-                a.state = b.state = state
+                # A random event its state allows (a retired slot stays so).
+                events = [event for (state, event) in TRANSITIONS
+                          if state is a.state and event is not SlotEvent.RETIRE]
+                if events:
+                    event = rng.choice(events)
+                    a.move(event)
+                    b.move(event)
             elif move < 0.65 and len(a.calls) < 2:
                 expected = rng.choice([0.01, 0.01, None])
                 _queue(a, expected=expected)

@@ -24,10 +24,12 @@ from collections.abc import Generator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from raymanager.engine import policy
 from raymanager.engine.pool import PoolCore, RunOwner
-from raymanager.engine.run import GROW, Expire, Input, Read, Send
+from raymanager.engine.run import GROW, Input, Read, Record, Send
+from raymanager.engine.slots import Call, Loss, LossKind
 
-__all__ = ["STARTED", "TIMED_OUT", "Host", "WaitUntil", "drive"]
+__all__ = ["STARTED", "TIMED_OUT", "Host", "WaitUntil", "drive", "stop"]
 
 #: Yielded by :func:`drive` first, before the run starts.
 STARTED = object()
@@ -63,8 +65,9 @@ class Host(Protocol):
     def poll(self) -> None:
         """Tell the pool's core what the world says now, without blocking (lock held)."""
 
-    def lose(self, expire: Expire) -> None:
-        """Have the actor of a call past its timeout replaced (lock held)."""
+    def lose(self, call: Call, loss: Loss) -> None:
+        """Have ``call``'s actor replaced (lock held): it ran past its timeout
+        (TIMED_OUT), or was still busy when its run stopped (STOPPED)."""
 
     def grow(self) -> None:
         """The run has work for more actors than the pool has ready (lock held)."""
@@ -87,8 +90,13 @@ class Host(Protocol):
     def settle(self, news: Any) -> None:
         """Tell each owner what came back (lock held)."""
 
-    def stop(self, run: RunOwner, *, interrupted: bool) -> None:
-        """The run ends early: its calls in flight get a grace, then their actors go."""
+    def finish_calls(self, calls: list[Call], grace_s: float, *,
+                     interrupted: bool) -> list[Call]:
+        """Let a stopped run's ``calls`` finish for up to ``grace_s`` (lock
+        released); those still running after it, whose actors are replaced."""
+
+    def record_stopped(self, run: RunOwner, record: Record) -> None:
+        """Journal what a stopped run had finished (lock released); never raises."""
 
     def closed(self, run: RunOwner) -> None:
         """The run is over: the pool forgets it."""
@@ -122,7 +130,7 @@ def drive(run: RunOwner, host: Host) -> Generator[Any, WaitUntil, None]:
                     each.start_clocks(now)
                 for each in sharing:
                     for expire in each.expired(now):
-                        host.lose(expire)
+                        host.lose(expire.call, expire.loss)
                 read = _fill(run, host)
             while read is not None:
                 event = host.read(run, read)  # the user's generator runs: lock released
@@ -161,14 +169,45 @@ def drive(run: RunOwner, host: Host) -> Generator[Any, WaitUntil, None]:
     except KeyboardInterrupt:
         # The user wants this run stopped, wherever Ctrl-C lands, and the
         # pool kept warm (a notebook keeps its actors' models and caches).
-        host.stop(run, interrupted=True)
+        stop(run, host, interrupted=True)
         completed = True
         raise
     finally:
         if not completed:
-            host.stop(run, interrupted=False)
+            stop(run, host, interrupted=False)
         core.closed = True
         host.closed(run)
+
+
+def stop(run: RunOwner, host: Host, *, interrupted: bool) -> None:
+    """Stop a run early (an error, a caller that stopped iterating, Ctrl-C) and
+    leave every actor idle: the pool stays usable, and warm.
+
+    Batches not sent yet are dropped; calls in flight get a grace to finish
+    (``policy.CANCEL_GRACE_SECONDS``, or after Ctrl-C ``policy.interrupt_grace``:
+    about what is left of the calls), and only an actor still busy after it
+    is replaced. Results finished before the stop are journaled, as they
+    would have been had the run gone on (they are not run again on resume).
+    """
+    core, pool = run.core, host.pool_core
+    with host.locked():
+        record = core.take_records()
+        calls = core.close()
+        grace_s = (policy.interrupt_grace(calls, now=host.now()) if interrupted
+                   else policy.CANCEL_GRACE_SECONDS)
+    stuck = host.finish_calls(calls, grace_s, interrupted=interrupted) if calls else []
+    with host.locked():
+        reason = ("it was still busy when its run was interrupted (Ctrl-C)" if interrupted
+                  else "it was still busy when its run was stopped")
+        for call in stuck:
+            host.lose(call, Loss(LossKind.STOPPED, reason, pool.label(call.slot)))
+    if record is not None:
+        host.record_stopped(run, record)
+    with host.locked():
+        now = host.now()
+        for call in calls:
+            pool.finished(call, now)
+        core.clear()
 
 
 def _pop_ready(run: RunOwner, host: Host) -> list[tuple[int, Any]]:

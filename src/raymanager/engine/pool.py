@@ -207,12 +207,16 @@ class PoolCore:
             raise error
 
     def alive_or_hopeful(self) -> bool:
-        """True while some slot runs, starts, or has not failed to start too often,
-        or the pool may still grow."""
+        """True while some slot runs, drains, starts, or has not failed to start too
+        often, or the pool may still grow.
+
+        A draining actor is alive: its calls finish, and one on a drained node
+        is replaced elsewhere (a one-actor pool whose node drains is not broken).
+        """
         if len(self.slots) < self.max_actors:
             return True
         return any(
-            slot.state in (SlotState.READY, SlotState.STARTING)
+            slot.state in (SlotState.READY, SlotState.STARTING, SlotState.DRAINING)
             or (slot.state is SlotState.BACKOFF and slot.start_failures < GIVE_UP_AFTER)
             for slot in self.slots
         )

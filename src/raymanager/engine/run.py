@@ -222,6 +222,8 @@ class RunCore:
         self.seconds_per_batch: float | None = None
         self.largest_returned = 0
         self.closed = False
+        #: Calls of next_send: the run's decisions (the scale model's count).
+        self.decisions = 0
 
     # ----------------------------------------------------------------- queries
 
@@ -335,6 +337,7 @@ class RunCore:
         ``num_parallel`` caps them always). The caller makes the call and
         reports it with :meth:`sent` before asking again.
         """
+        self.decisions += 1
         if self._probes_held(now) is not None:
             return None  # probes out: wait a moment for the first batch's time
         width = self.width if share is None else min(self.width, share)

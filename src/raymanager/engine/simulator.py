@@ -1,12 +1,17 @@
 """A pool of simulated actors under a virtual clock, driving the real engine.
 
-The simulator plays what Ray and the workers do for ``pool/dispatch.py``:
-actors that start after a delay, run their calls in order (or ``k`` at a
-time), take scripted time per batch, return results, raise, die, hang, and
-are replaced; warm spares that take over a lost actor's place; nodes that are
-drained (their actors finish their calls, get no new ones, and are preempted
-if they overrun). It drives the same :class:`~raymanager.engine.run.RunCore`
-through the same loop as the Ray adapter.
+The simulator is the world a pool lives in, and nothing else: actors that
+start after a delay (or fail to start), run their calls in order (or ``k`` at
+a time), take scripted time per batch, return results, raise, die and hang;
+warm spares that answer ready(); nodes that are drained, whose actors are
+preempted if they overrun their grace; a consumer that pulls from one or
+more runs and may stop them. The decisions are the engine's own: the pool's
+core (:class:`~raymanager.engine.pool.PoolCore`: starts, spares, back-off,
+drains, recycling, losses) and each run's core, driven by the one loop
+(:func:`raymanager.engine.loop.drive`) that the Ray adapter runs too. The
+simulator hosts that loop (:class:`~raymanager.engine.loop.Host`) with a
+virtual clock and no lock, and performs the pool core's commands
+(:class:`~raymanager.engine.pool.Actors`) on its simulated actors.
 
 It judges the engine by **its own records, never by the engine's policy or
 the engine's idea of blame** (:class:`Violation` names the first promise
@@ -36,7 +41,9 @@ Against those it checks:
   ``num_parallel``, counted from the simulator's ledger;
 - **recycling**: no actor is sent more than ``max_batches_per_actor``
   batches (counted by the simulator); one sent its max is replaced once no
-  call is left on it;
+  call is left on it, and closed (or killed) before its successor starts;
+- **lifecycle**: no slot's actor starts while its previous one is alive;
+  every state change follows the lifecycle table (the slots check it);
 - **bounds**: no actor holds more calls than ``max(2, max_concurrency)``, or
   gets a call while not ready (a spare, a draining or starting slot); a suspect
   batch is sent only to an idle actor;
@@ -45,8 +52,8 @@ Against those it checks:
 
 With ``runs=2`` two runs share the actors, as two ``imap`` streams of one
 pool do; the consumer pulls from them in a random interleaving, and each run
-while it waits lets the other's calls finish and time out (as the adapter
-does), so a suspended run never stalls the other.
+while it waits lets the other's calls finish and time out (the loop does),
+so a suspended run never stalls the other.
 
 It is also the engine's scale model: ``benchmarks/engine_scale.py`` drives
 thousands of simulated actors to measure the driver's own cost per decision.
@@ -60,6 +67,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
@@ -70,10 +78,10 @@ from typing import Any
 
 from raymanager.batching import BatchSource, make_source
 from raymanager.config import BatchConfig
-from raymanager.engine import policy
-from raymanager.engine.run import GROW, Read, RunCore, Send
+from raymanager.engine.loop import STARTED, drive
+from raymanager.engine.pool import PoolCore, RunOwner
+from raymanager.engine.run import Input, Read, Record, RunCore, Send
 from raymanager.engine.run_io import read_input
-from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
 from raymanager.engine.wire import Failure, Report
 from raymanager.errors import BatchError
@@ -179,6 +187,7 @@ def simulate(
     external_kills: int = 0,
     drains: int = 0,
     spares: int = 0,
+    failed_starts: int = 0,
     max_batches_per_actor: int | None = None,
     start_delay: float = 0.5,
     on_error: Any = "raise",
@@ -200,10 +209,12 @@ def simulate(
     busy actors at random times; ``drains`` drains the node of a random actor
     at random times (its actor finishes its calls, then is replaced, or is
     preempted after a grace); ``spares`` warm spare actors take over lost
-    actors' places; ``stop_after`` makes the consumer stop after that many
+    actors' places; ``failed_starts`` starts fail (each start fails with
+    probability 1/2 until that many have), and their slots back off;
+    ``stop_after`` makes the consumer stop after that many
     results; ``runs`` runs of the same kind share the actors;
     ``max_actors`` makes the pool elastic, from ``num_actors`` up to it;
-    ``max_batches_per_actor`` recycles an actor once it finished that many.
+    ``max_batches_per_actor`` recycles an actor once it was sent that many.
     ``driver_seconds_per_call`` makes the driver a serial resource of the
     scale model: each call it sends keeps it busy that long of virtual time
     (what Ray charges the driver per call), while the actors go on; what they
@@ -217,7 +228,6 @@ def simulate(
                          max_retries=max_retries, timeout_s=timeout_s, on_error=on_error)
     sim = _Sim(
         rng=rng,
-        num_actors=num_actors,
         durations=durations,
         raise_at=dict(raise_at or {}),
         kill_at=dict(kill_at or {}),
@@ -226,11 +236,15 @@ def simulate(
         max_concurrency=max_concurrency,
         stop_on_error=on_error == "raise",
         config=config,
-        spares=spares,
+        failed_starts=failed_starts,
         max_batches_per_actor=max_batches_per_actor,
+        driver_seconds_per_call=driver_seconds_per_call,
+        max_steps=max_steps,
     )
-    sim.driver_seconds_per_call = driver_seconds_per_call
-    sim.max_actors = ceiling
+    sim.pool = PoolCore(sim, actor_name="Sim", num_actors=(num_actors, ceiling),
+                        max_concurrency=max_concurrency,
+                        max_batches_per_actor=max_batches_per_actor, spare_actors=spares)
+    sim.pool.open(sim.clock)
     for number in range(runs):
         rows: Any = list(range(num_batches))
         if source == "iterator":
@@ -241,14 +255,14 @@ def simulate(
         core = RunCore(batch_source, config, width=min(config.num_parallel, ceiling),
                        max_concurrency=max_concurrency, actor_name="Sim", ordered=ordered,
                        on_charge=sim.count_charge)
-        sim.runs.append(_SimRun(number, core, batch_source, config, ordered, stop_after))
+        sim.runs.append(_SimRun(sim, number, core, batch_source, config, ordered, stop_after))
     mean_gap = max(0.01, 4 * durations(0) * num_batches / num_actors)
     for kind, count in (("external_kill", external_kills), ("drain", drains)):
         horizon = 0.0
         for _ in range(count):
             horizon += rng.expovariate(1.0 / mean_gap)
             sim.schedule(horizon, kind, None)
-    outcomes = sim.run(max_steps)
+    outcomes = sim.run()
     outcomes[0].others = outcomes[1:]
     return outcomes[0]
 
@@ -256,8 +270,9 @@ def simulate(
 class _SimRun:
     """One run of the simulation: its core, its consumer's state, its outcome."""
 
-    def __init__(self, number: int, core: RunCore, source: BatchSource, config: BatchConfig,
-                 ordered: bool, stop_after: int | None) -> None:
+    def __init__(self, sim: _Sim, number: int, core: RunCore, source: BatchSource,
+                 config: BatchConfig, ordered: bool, stop_after: int | None) -> None:
+        self.sim = sim
         self.number = number
         self.core = core
         self.source = source
@@ -265,7 +280,7 @@ class _SimRun:
         self.ordered = ordered
         self.stop_after = stop_after
         self.out = Outcome()
-        self.stream: Generator[list[Any], None, None] | None = None
+        self.stream: Generator[list[Any], Any, None] | None = None
         #: The simulator's ledger: calls of this run it placed on an actor and
         #: that have not returned or been lost, and how many per slot.
         self.placed: dict[int, Call] = {}
@@ -273,14 +288,14 @@ class _SimRun:
         #: Set by the simulator when the consumer stops the run early.
         self.stopped = False
 
-    # Calls name their run as their owner; the simulator reports to its core.
-    def call_done(self, call: Call, value: Any) -> None:  # pragma: no cover
-        raise AssertionError("unused")
+    # The pool's core tells a call's owner of its fate (CallOwner).
+    def call_done(self, call: Call, value: Any) -> None:
+        # Only for a call that finished before its actor was lost (salvaged):
+        # a simulated call that finished has returned already.
+        raise Violation(f"run {self.number}: a call salvaged that never finished")
 
-    def call_lost(  # pragma: no cover
-        self, call: Call, running: bool, alone: bool, loss: Loss
-    ) -> None:
-        raise AssertionError("unused")
+    def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
+        self.sim.judge_loss(self, call, running, alone, loss)
 
     def place(self, call: Call) -> None:
         self.placed[id(call)] = call
@@ -300,11 +315,12 @@ def _run_of(call: Call) -> _SimRun:
 
 
 class _Sim:
+    """The simulated world: it hosts the runs' loop and performs the pool core's commands."""
+
     def __init__(
         self,
         *,
         rng: random.Random,
-        num_actors: int,
         durations: Callable[[int], float],
         raise_at: dict[int, int],
         kill_at: dict[int, int],
@@ -313,21 +329,24 @@ class _Sim:
         max_concurrency: int,
         stop_on_error: bool,
         config: BatchConfig,
-        spares: int = 0,
+        failed_starts: int = 0,
         max_batches_per_actor: int | None = None,
+        driver_seconds_per_call: float = 0.0,
+        max_steps: int = 1_000_000,
     ) -> None:
         self.rng = rng
         #: The host ends a call at its first failing batch (``on_error="raise"``).
         self.stop_on_error = stop_on_error
         self.config = config
         self.reports: dict[int, Report] = {}  # by id(call), made when it begins
-        self.now = 0.0
+        self.clock = 0.0
         self.durations = durations
         self.raise_at = raise_at
         self.kill_at = kill_at
         self.hang_at = hang_at
         self.start_delay = start_delay
         self.max_concurrency = max_concurrency
+        self.failed_starts_left = failed_starts
         self.events: list[tuple[float, int, str, Any]] = []
         self.seq = itertools.count()
         # The ground truth, per (run, batch): tries begun, raises reported,
@@ -339,26 +358,27 @@ class _Sim:
         self.own_uncharged: Counter[tuple[int, int]] = Counter()
         self.charged: Counter[tuple[int, int]] = Counter()
         self.deaths: Counter[str] = Counter()
-        #: The death being reported to an owner now (a charge outside one is a bug).
+        #: The death being reported to the owners now (a charge outside one is
+        #: a bug), and whether the dead actor held exactly one call (the ledger's count).
         self.judging: _Death | None = None
+        self.judging_alone = False
         self.charges_seen = 0
-        self.slots = SlotList(Slot(index=i) for i in range(num_actors))
-        self.max_actors = num_actors  # the elastic pool's ceiling (set by simulate)
-        self.driver_seconds_per_call = 0.0  # virtual time each call costs the driver
+        self.pool: PoolCore  # set by simulate: the engine's pool core, given this world
+        self.driver_seconds_per_call = driver_seconds_per_call
+        #: The live simulated actor of each slot, by slot index (none while starting).
         self.actors: dict[int, _Actor] = {}
-        #: Warm spares, outside the pool's count: state SPARE, ready once in ``warm``.
-        self.spares = [Slot(index=-1 - k, state=SlotState.SPARE) for k in range(spares)]
+        self.pids = itertools.count(1000)
+        #: Spares whose actor answered ready(), by id: the only ones that may be promoted.
         self.warm: set[int] = set()
-        self.restarts = 0
+        #: Nodes drained so far (each actor has a node of its own: "n<slot>.<generation>").
+        self.draining: set[str] = set()
         #: Recycling: batches sent to each slot's current actor (the
         #: simulator's own count, reset when the slot gets a new actor).
         self.max_batches_per_actor = max_batches_per_actor
         self.sent_here: Counter[int] = Counter()
         self.runs: list[_SimRun] = []
-        for spare in self.spares:
-            self._start_spare(spare)
-        for slot in self.slots:
-            self._spawn(slot)
+        self.turns = 0
+        self.max_turns = max_steps
 
     # ----------------------------------------------------------------- the world
 
@@ -370,27 +390,42 @@ class _Sim:
         if self.judging is None:
             raise Violation("a try was charged while no actor was being lost")
 
-    def _start_spare(self, spare: Slot) -> None:
-        spare.generation += 1
-        self.warm.discard(spare.index)
-        delay = self.start_delay * (0.5 + self.rng.random())
-        self.schedule(self.now + delay, "spare_ready", (spare, spare.generation))
+    # ----------------------------------------------------------------- the pool core's commands
 
-    def _spawn(self, slot: Slot) -> None:
-        slot.generation += 1
-        slot.sent_to_generation = 0
+    def start(self, slot: Slot) -> None:
+        self._check_gone(slot)
         self.sent_here[slot.index] = 0
-        self.actors.pop(slot.index, None)
-        warm = next((s for s in self.spares if s.index in self.warm), None)
-        if warm is not None:
-            # A warm spare's actor takes the place at once; a new spare starts.
-            slot.state = SlotState.READY
-            self.actors[slot.index] = _Actor(slot)
-            self._start_spare(warm)
-            return
-        slot.state = SlotState.STARTING
         delay = self.start_delay * (0.5 + self.rng.random())
-        self.schedule(self.now + delay, "ready", (slot, slot.generation))
+        if self.failed_starts_left and self.rng.random() < 0.5:
+            self.failed_starts_left -= 1
+            self.schedule(self.clock + delay, "start_failed", (slot, slot.generation))
+        else:
+            self.schedule(self.clock + delay, "ready", (slot, slot.generation))
+
+    def start_spare(self, spare: Slot) -> None:
+        delay = self.start_delay * (0.5 + self.rng.random())
+        self.schedule(self.clock + delay, "spare_ready", (spare, spare.generation))
+
+    def promote(self, spare: Slot, slot: Slot) -> None:
+        if id(spare) not in self.warm:  # the simulator's own record, not the spare's fields
+            raise Violation(f"a spare promoted into slot {slot.index} before it was ready")
+        self.warm.discard(id(spare))
+        self._check_gone(slot)
+        self.sent_here[slot.index] = 0
+        self.schedule(self.clock, "ready", (slot, slot.generation))  # it is up: answers at once
+
+    def close(self, slot: Slot) -> None:
+        if self.actors.pop(slot.index, None) is not None:
+            self.deaths["closed"] += 1  # recycled, shrunk or drained: no call is lost
+
+    def kill(self, slot: Slot) -> None:
+        if slot.state is not SlotState.SPARE:
+            self.actors.pop(slot.index, None)
+
+    def _check_gone(self, slot: Slot) -> None:
+        if slot.index in self.actors:
+            raise Violation(f"slot {slot.index}'s actor of generation {slot.generation} "
+                            "starts while the one before it is alive (not closed or killed)")
 
     def _begin(self, actor: _Actor, now: float | None = None) -> None:
         """Start the calls an actor can run at ``now`` (default: the driver's now),
@@ -405,7 +440,7 @@ class _Sim:
             assert call.group is not None
             run = _run_of(call)
             number = run.number
-            at = self.now if now is None else now
+            at = self.clock if now is None else now
             ends = at
             dies: float | None = None
             killer = -1
@@ -455,8 +490,8 @@ class _Sim:
             return frozenset()
         found = set()
         for running in actor.running:
-            k, began = running.batch_at(self.now)
-            if self.now - began >= timeout - _EPS:
+            k, began = running.batch_at(self.clock)
+            if self.clock - began >= timeout - _EPS:
                 assert running.call.group is not None
                 found.add((_run_of(running.call).number, running.call.group.first + k))
         return frozenset(found)
@@ -473,16 +508,16 @@ class _Sim:
         if running is None:
             raise Violation(f"run {_run_of(call).number}: an actor killed for the timeout of "
                             f"batch {call.group.first}, which had not begun")
-        k, _ = running.batch_at(self.now)
+        k, _ = running.batch_at(self.clock)
         key = (_run_of(call).number, call.group.first + k)
         own: frozenset[tuple[int, int]] = frozenset()
         if key in overrun:
             own = frozenset({key})
         elif call.group.count == 1:
             raise Violation(f"run {key[0]}: batch {key[1]}'s actor killed for a timeout "
-                            f"after {self.now - running.began:.3g} s of "
+                            f"after {self.clock - running.began:.3g} s of "
                             f"timeout_s={self.config.timeout_s}")
-        self.lose(slot, call.generation, loss, _Death("overrun", overrun, own))
+        self.end_actor(slot, call.generation, loss, _Death("overrun", overrun, own))
 
     def _sole_running(self, actor: _Actor | None) -> frozenset[tuple[int, int]]:
         """The batch running on ``actor`` when it runs exactly one call (else none)."""
@@ -490,34 +525,38 @@ class _Sim:
             return frozenset()
         running = actor.running[0]
         assert running.call.group is not None
-        k, _ = running.batch_at(self.now)
+        k, _ = running.batch_at(self.clock)
         return frozenset({(_run_of(running.call).number, running.call.group.first + k)})
 
-    def lose(self, slot: Slot, generation: int, loss: Loss, death: _Death) -> None:
-        """The actor of ``slot`` is gone (``death`` is why): replace it, tell each call's owner."""
+    def end_actor(self, slot: Slot, generation: int, loss: Loss, death: _Death) -> None:
+        """The actor of ``slot`` is gone (``death`` is why): the pool's core replaces
+        it and tells each call's owner, whose charge is judged (:meth:`judge_loss`)."""
         if slot.generation != generation or slot.state is SlotState.RETIRED:
             return
-        lost = list(slot.calls)
-        slot.calls.clear()
+        self.actors.pop(slot.index, None)
         self.deaths[death.cause] += 1
         for key in death.culprits:
             self.chargeable[key] += 1
-        self.restarts += 1
-        self._spawn(slot)
-        concurrent = self.max_concurrency > 1
-        for position, call in enumerate(lost):
-            run = _run_of(call)
-            run.settle(call)
-            group = call.group
-            assert group is not None
-            before, seen = group.attempts, self.charges_seen
-            self.judging = death
-            try:
-                run.core.lost(call, position == 0 or concurrent, len(lost) == 1, loss)
-            finally:
-                self.judging = None
-            self._judge_charge(run, call, death, alone=len(lost) == 1,
-                               charged=group.attempts - before, counted=self.charges_seen - seen)
+        self.judging = death
+        self.judging_alone = sum(run.per_slot.get(slot.index, 0) for run in self.runs) == 1
+        try:
+            self.pool.lose(slot, generation, loss, self.clock)
+        finally:
+            self.judging = None
+
+    def judge_loss(self, run: _SimRun, call: Call, running: bool, alone: bool,
+                   loss: Loss) -> None:
+        """The pool's core reports ``call`` lost: pass it to its run, judge the charge."""
+        death = self.judging
+        if death is None:
+            raise Violation(f"run {run.number}: a call reported lost while no actor died")
+        run.settle(call)
+        group = call.group
+        assert group is not None
+        before, seen = group.attempts, self.charges_seen
+        run.core.lost(call, running, alone, loss)
+        self._judge_charge(run, call, death, alone=self.judging_alone,
+                           charged=group.attempts - before, counted=self.charges_seen - seen)
 
     def _judge_charge(self, run: _SimRun, call: Call, death: _Death, *, alone: bool,
                       charged: int, counted: int) -> None:
@@ -551,90 +590,102 @@ class _Sim:
     def _next_event_time(self, wait: float) -> float:
         # Never back: events that came due while the driver was busy sending
         # are seen now.
-        return max(self.now, min(self.events[0][0] if self.events else float("inf"),
-                                 self.now + wait))
+        return max(self.clock, min(self.events[0][0] if self.events else float("inf"),
+                                 self.clock + wait))
 
     def _handle(self, kind: str, payload: Any, at: float | None = None) -> None:
         """Event ``kind`` due at ``at``: the actor acts then, the driver sees it now."""
+        pool = self.pool
         if kind == "ready":
             slot, generation = payload
             if slot.generation == generation and slot.state is SlotState.STARTING:
-                slot.state = SlotState.READY
+                pool.ready(slot, pid=next(self.pids), node_id=f"n{slot.index}.{generation}",
+                           answers={})
                 self.actors[slot.index] = _Actor(slot)
+        elif kind == "start_failed":
+            slot, generation = payload
+            pool.start_failed(slot, generation, "a simulated start failure", self.clock)
         elif kind == "spare_ready":
             spare, generation = payload
-            if spare.generation == generation:
-                self.warm.add(spare.index)
+            if spare in pool.spares and spare.generation == generation:
+                self.warm.add(id(spare))
+                pool.spare_ready(spare, pid=next(self.pids), node_id=f"spare{generation}",
+                                 answers={})
         elif kind == "return":
-            slot, generation, call = payload
-            actor = self.actors.get(slot.index)
-            if slot.generation != generation or actor is None:
-                return
-            actor.running = [r for r in actor.running if r.call is not call]
-            if call in slot.calls:
-                slot.calls.remove(call)
-            run = _run_of(call)
-            run.settle(call)
-            report = self.reports.pop(id(call))
-            assert call.group is not None
-            for k, result in enumerate(report.results):
-                if isinstance(result, Failure):
-                    self.raised[run.number, call.group.first + k] += 1
-            run.core.returned(call, report)
-            limit = self.max_batches_per_actor
-            if slot.state is SlotState.DRAINING and not slot.calls:
-                self._spawn(slot)  # drained: its place moves to another node
-            elif (limit is not None and self.sent_here[slot.index] >= limit
-                  and not slot.calls and slot.state is SlotState.READY):
-                # Sent its max and nothing left in flight, whoever's results
-                # they were and however many came back (a raise cuts a call
-                # short; a stopped run's are dropped): recycled.
-                self.deaths["recycled"] += 1  # closed, then replaced: no call is lost
-                self._spawn(slot)
-            else:
-                self._begin(actor, at)
+            self._returned(*payload, at=self.clock if at is None else at)
         elif kind == "die":
             slot, generation, call, killer = payload
             if slot.generation != generation:
                 return
             key = frozenset({(_run_of(call).number, killer)})
-            self.lose(slot, generation,
+            self.end_actor(slot, generation,
                       Loss(LossKind.DIED, "a batch killed it", f"Sim#{slot.index}"),
                       _Death("kill", key, key))
         elif kind == "external_kill":
-            busy = [s for s in self.slots
+            busy = [s for s in pool.slots
                     if s.state in (SlotState.READY, SlotState.DRAINING) and s.calls]
             if busy:
                 victim = self.rng.choice(busy)
                 sole = self._sole_running(self.actors.get(victim.index))
-                self.lose(victim, victim.generation,
+                self.end_actor(victim, victim.generation,
                           Loss(LossKind.DIED, "SIGKILL", f"Sim#{victim.index}"),
                           _Death("external", sole))
         elif kind == "drain":
             # A busy actor's node, where there is one: its calls must finish or be preempted.
-            ready = ([s for s in self.slots if s.state is SlotState.READY and s.calls]
-                     or [s for s in self.slots if s.state is SlotState.READY])
+            ready = ([s for s in pool.slots if s.state is SlotState.READY and s.calls]
+                     or [s for s in pool.slots if s.state is SlotState.READY])
             if ready:
                 slot = self.rng.choice(ready)
-                if not slot.calls:
-                    self._spawn(slot)
-                else:
-                    slot.state = SlotState.DRAINING
-                    grace = self.rng.choice([0.05, 0.5, 3.0])
-                    self.schedule(self.now + grace, "preempt", (slot, slot.generation))
+                assert slot.node_id is not None
+                self.draining.add(slot.node_id)
+                pool.nodes_draining(self.draining)
+                if slot.state is not SlotState.DRAINING:
+                    raise Violation(f"slot {slot.index}'s node is drained; it is "
+                                    f"{slot.state.value}")
+                grace = self.rng.choice([0.05, 0.5, 3.0])
+                self.schedule(self.clock + grace, "preempt", (slot, slot.generation))
         elif kind == "preempt":
             slot, generation = payload
             if slot.generation == generation and slot.state is SlotState.DRAINING:
-                self.lose(slot, generation,
+                self.end_actor(slot, generation,
                           Loss(LossKind.PREEMPTED, "its node was drained", f"Sim#{slot.index}"),
                           _Death("preempted"))
 
-    # ----------------------------------------------------------------- the loop
+    def _returned(self, slot: Slot, generation: int, call: Call, *, at: float) -> None:
+        """A call's actor returned its report: the pool's core settles it (and decides
+        recycling), then its run takes the report, as the adapter does."""
+        actor = self.actors.get(slot.index)
+        if slot.generation != generation or actor is None:
+            return
+        actor.running = [r for r in actor.running if r.call is not call]
+        run = _run_of(call)
+        run.settle(call)
+        report = self.reports.pop(id(call))
+        assert call.group is not None
+        for k, result in enumerate(report.results):
+            if isinstance(result, Failure):
+                self.raised[run.number, call.group.first + k] += 1
+        sent = self.sent_here[slot.index]
+        self.pool.finished(call, self.clock)
+        if run.core.returned(call, report):
+            self.pool.record(call, len(report.results), report.seconds)
+        limit = self.max_batches_per_actor
+        if slot.generation != generation:
+            return  # recycled: closed (checked when its successor started)
+        if (limit is not None and sent >= limit and not slot.calls and self.pool.running
+                and slot.state is SlotState.READY):
+            raise Violation(f"slot {slot.index}'s actor was sent its max of {limit} batches "
+                            "and is idle, yet it was not recycled")
+        self._begin(actor, at)
 
-    def run(self, max_steps: int) -> list[Outcome]:
+    # ----------------------------------------------------------------- the consumer
+
+    def run(self) -> list[Outcome]:
         """The consumer: pulls from the runs in a random interleaving until each ends."""
         for run in self.runs:
-            run.stream = self._chunks(run, max_steps)
+            run.stream = drive(run, self)
+            if next(run.stream) is not STARTED:
+                raise Violation("the loop did not start with STARTED")
         live = list(self.runs)
         while live:
             run = self.rng.choice(live)
@@ -644,9 +695,10 @@ class _Sim:
             everything = run.out.raised is None and run.stop_after is None
             if everything and sorted(run.out.results) != list(range(run.source.num_batches or 0)):
                 raise Violation(f"run {run.number}: a batch was never handed out")
-            run.out.restarts = self.restarts
-            run.out.actors = len(self.slots)
-            run.out.virtual_seconds = self.now
+            run.out.restarts = self.pool.restarts
+            run.out.decisions = run.core.decisions
+            run.out.actors = len(self.pool.slots)
+            run.out.virtual_seconds = self.clock
             run.out.deaths = self.deaths
             run.out.charges = sum(self.charged.values())
         return [run.out for run in self.runs]
@@ -685,144 +737,142 @@ class _Sim:
             return False
         return True
 
-    def _chunks(self, run: _SimRun, max_steps: int) -> Generator[list[Any], None, None]:
-        """Drive one run's core, as ``pool/dispatch.py`` does, on simulated actors."""
-        core, out = run.core, run.out
-        completed = False
-        try:
-            while True:
-                out.steps += 1
-                if out.steps > max_steps:
-                    raise Violation(f"no end after {max_steps} steps")
-                sharing = [r.core for r in self.runs if not r.core.closed]
-                for each in sharing:
-                    each.start_clocks(self.now)
-                for each in sharing:
-                    for expire in each.expired(self.now):
-                        self._expire(expire.call, expire.loss)
-                self._fill(run)
-                self._check_bounds()
-                if core.deliverable():
-                    window_shut = core.window_shut()
-                    while core.deliverable():
-                        yield core.pop_ready()
-                    if window_shut or not core.calls:
-                        continue  # as the adapter does: fill again before waiting
-                if core.finished():
-                    break
-                core.check_stall()
-                waiting = any(r.placed for r in self.runs) or any(
-                    s.state is SlotState.STARTING for s in self.slots)
-                if not waiting:
-                    raise Violation("the run waits for nothing: it would hang")
-                wait = min(each.wait_timeout(self.now, self.slots) for each in sharing)
-                self.now = self._next_event_time(wait)
-                if self.now == float("inf"):
-                    raise Violation("the run waits for an event that never comes")
-                while self.events and self.events[0][0] <= self.now:
-                    at, _, kind, payload = heapq.heappop(self.events)
-                    self._handle(kind, payload, at)
-            core.check_complete()
-            completed = True
-        finally:
-            core.closed = True
-            if not completed:
-                run.stopped = True
-                self._abort(run)
+    # ----------------------------------------------------------------- the host of the loop
 
-    def _grow(self) -> None:
-        """What ``ActorPool.grow`` does: one more actor, one start at a time, up to the max."""
-        if len(self.slots) >= self.max_actors:
-            return
-        if any(slot.state is SlotState.STARTING for slot in self.slots):
-            return
-        slot = Slot(index=len(self.slots))
-        self.slots.append(slot)
-        self._spawn(slot)
+    @property
+    def pool_core(self) -> PoolCore:
+        return self.pool
 
-    def _abort(self, run: _SimRun) -> None:
-        """A stopped run: the adapter waits up to the grace period for the calls
-        the core names (the actors go on meanwhile, for every run), then kills
-        and replaces the actors of those still busy."""
-        pending = run.core.close()
-        named = {id(call) for call in pending}
-        left = [call for key, call in run.placed.items() if key not in named]
-        if left:
-            raise Violation(f"run {run.number} stopped and did not name {len(left)} call(s) "
-                            "of its own still on an actor: they would be left behind")
-        grace_ends = self.now + policy.CANCEL_GRACE_SECONDS
-        while (self.events and self.events[0][0] <= grace_ends
-               and any(call in call.slot.calls for call in pending)):
-            at, _, kind, payload = heapq.heappop(self.events)
-            self.now = max(self.now, at)
-            self._handle(kind, payload)
-        for call in pending:
-            if call in call.slot.calls:
-                loss = Loss(LossKind.STOPPED, "still busy when its run stopped",
-                            f"Sim#{call.slot.index}")
-                self.lose(call.slot, call.generation, loss, _Death("stopped"))
-        run.core.clear()
+    def locked(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()  # one thread: nothing to lock
 
-    def _fill(self, run: _SimRun) -> None:
-        core, out = run.core, run.out
-        # The share given to the core, as the adapter computes it ...
-        busy_others = sum(1 for r in self.runs if r is not run and r.core.calls)
-        share = policy.fair_share(len(self.slots), self.max_actors, busy_others)
-        # ... and the one it is judged by, from the simulator's own ledger.
-        truly_busy = sum(1 for r in self.runs if r is not run and r.placed)
-        allowed = min(_share(max(len(self.slots), self.max_actors), truly_busy),
-                      run.config.num_parallel)
-        slots = self.slots + self.spares  # a spare is never a place for a call
-        limit = self.max_batches_per_actor
+    def now(self) -> float:
+        return self.clock
 
-        def batches_left(slot: Slot) -> int | None:
-            # The adapter's rule, from the count the engine keeps on the slot.
-            return None if limit is None else max(0, limit - slot.sent_to_generation)
+    def check_usable(self) -> None:
+        self.pool.check_usable()
 
-        while True:
-            out.decisions += 1
-            command = core.next_send(slots, self.now, batches_left, share=share)
-            if command is GROW:
-                self._grow()
-                return
-            if command is None:
-                return
-            if isinstance(command, Read):
-                core.taken(read_input(run.source, command, journal=None))
-                continue
-            assert isinstance(command, Send)
-            slot, group = command.slot, command.group
-            if slot.state is not SlotState.READY:
-                raise Violation(f"a call was sent to slot {slot.index} while {slot.state.value}")
-            if group.suspect and slot.calls:
-                raise Violation(f"suspect batch {group.first} queued behind another call")
-            if not run.per_slot[slot.index] and len(run.per_slot) >= allowed:
-                raise Violation(f"run {run.number} took an actor past its share of {allowed} "
-                                f"({truly_busy} other busy runs, {len(self.slots)} actors)")
-            if limit is not None and self.sent_here[slot.index] + group.count > limit:
-                raise Violation(f"slot {slot.index}'s actor sent {self.sent_here[slot.index]} "
-                                f"+ {group.count} batches, max_batches_per_actor={limit}")
-            self.sent_here[slot.index] += group.count
-            call = Call(None, slot, slot.generation, run, group=group,
-                        started=command.started, expected=command.expected)
-            slot.calls.append(call)
-            run.place(call)
-            if len(slot.calls) > max(2, self.max_concurrency):
-                raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
-            core.sent(call)
-            out.calls += 1
-            self.now += self.driver_seconds_per_call  # the call reaches its actor after that
-            self._begin(self.actors[slot.index])
-
-    def _check_bounds(self) -> None:
+    def poll(self) -> None:
+        self.turns += 1
+        if self.turns > self.max_turns:
+            raise Violation(f"no end after {self.max_turns} turns of the loop")
+        pool = self.pool
+        pool.tick(self.clock)
+        if pool.running:
+            # What time alone decides was decided: a drained actor left, a
+            # backed-off start started again.
+            for slot in pool.slots.in_state(SlotState.DRAINING):
+                if not slot.calls:
+                    raise Violation(f"slot {slot.index} drained its calls and stays draining")
+            for slot in pool.slots.in_state(SlotState.BACKOFF):
+                if slot.retry_at <= self.clock:
+                    raise Violation(f"slot {slot.index} is past its back-off and not restarted")
         # Calls are counted by the simulator as it queues and ends them, not
         # by recounting every slot; a slot's bound is checked as a call is
-        # queued on it (_fill), the only place it can be broken.
+        # queued on it (send), the only place it can be broken.
         for run in self.runs:
             counted = len(run.per_slot)
             if run.core.slots_in_use != counted:
                 raise Violation(f"run {run.number} counts {run.core.slots_in_use} actors in "
                                 f"use, has calls on {counted}")
+
+    def lose(self, call: Call, loss: Loss) -> None:
+        if loss.kind is LossKind.TIMED_OUT:
+            self._expire(call, loss)
+            return
+        run = _run_of(call)
+        if loss.kind is not LossKind.STOPPED or not run.stopped:
+            raise Violation(f"run {run.number}: an actor replaced for a {loss.kind.value} "
+                            "loss the simulator did not cause")
+        self.end_actor(call.slot, call.generation, loss, _Death("stopped"))
+
+    def grow(self) -> None:
+        if self.pool.may_grow(self.clock):
+            self.pool.grow(self.clock)
+
+    def send(self, owner: RunOwner, command: Send) -> None:
+        run = owner
+        assert isinstance(run, _SimRun)
+        slot, group = command.slot, command.group
+        if slot.state is not SlotState.READY:
+            raise Violation(f"a call was sent to slot {slot.index} while {slot.state.value}")
+        if group.suspect and slot.calls:
+            raise Violation(f"suspect batch {group.first} queued behind another call")
+        # The share the run is judged by, from the simulator's own ledger.
+        truly_busy = sum(1 for r in self.runs if r is not run and r.placed)
+        allowed = min(_share(max(len(self.pool.slots), self.pool.max_actors), truly_busy),
+                      run.config.num_parallel)
+        if not run.per_slot[slot.index] and len(run.per_slot) >= allowed:
+            raise Violation(f"run {run.number} took an actor past its share of {allowed} "
+                            f"({truly_busy} other busy runs, {len(self.pool.slots)} actors)")
+        limit = self.max_batches_per_actor
+        if limit is not None and self.sent_here[slot.index] + group.count > limit:
+            raise Violation(f"slot {slot.index}'s actor sent {self.sent_here[slot.index]} "
+                            f"+ {group.count} batches, max_batches_per_actor={limit}")
+        self.sent_here[slot.index] += group.count
+        call = self.pool.register_call(slot, run, None, group=group, started=command.started,
+                                       expected=command.expected)
+        run.place(call)
+        if len(slot.calls) > max(2, self.max_concurrency):
+            raise Violation(f"slot {slot.index} holds {len(slot.calls)} calls")
+        run.core.sent(call)
+        run.out.calls += 1
+        self.clock += self.driver_seconds_per_call  # the call reaches its actor after that
+        self._begin(self.actors[slot.index])
+
+    def read(self, run: RunOwner, command: Read) -> Input:
+        assert isinstance(run, _SimRun)
+        return read_input(run.source, command, journal=None)
+
+    def record(self, run: RunOwner) -> None:
+        """No journal in the simulation."""
+
+    def pending(self, run: RunOwner) -> None:
+        assert isinstance(run, _SimRun)
+        run.out.steps += 1
+        slots = self.pool.slots
+        waiting = any(r.placed for r in self.runs) or any(
+            True for state in (SlotState.STARTING, SlotState.BACKOFF)
+            for _ in slots.in_state(state))
+        if not waiting:
+            raise Violation("the run waits for nothing: it would hang")
+
+    def wait(self, pending: None, timeout: float) -> None:
+        """Move the virtual clock to the next event (or the timeout); the world acts."""
+        self.clock = self._next_event_time(timeout)
+        if self.clock == float("inf"):
+            raise Violation("the run waits for an event that never comes")
+        while self.events and self.events[0][0] <= self.clock:
+            at, _, kind, payload = heapq.heappop(self.events)
+            self._handle(kind, payload, at)
+
+    def settle(self, news: None) -> None:
+        """The world's news were applied as they came (:meth:`wait`)."""
+
+    def finish_calls(self, calls: list[Call], grace_s: float, *,
+                     interrupted: bool) -> list[Call]:
+        """A stopped run's calls get the grace: the world goes on (for every run)
+        until they are done or the grace is over; those still running."""
+        run = _run_of(calls[0])
+        run.stopped = True
+        named = {id(call) for call in calls}
+        left = [call for key, call in run.placed.items() if key not in named]
+        if left:
+            raise Violation(f"run {run.number} stopped and did not name {len(left)} call(s) "
+                            "of its own still on an actor: they would be left behind")
+        grace_ends = self.clock + grace_s
+        while (self.events and self.events[0][0] <= grace_ends
+               and any(call in call.slot.calls for call in calls)):
+            at, _, kind, payload = heapq.heappop(self.events)
+            self.clock = max(self.clock, at)
+            self._handle(kind, payload)
+        return [call for call in calls if call in call.slot.calls]
+
+    def record_stopped(self, run: RunOwner, record: Record) -> None:
+        """No journal in the simulation."""
+
+    def closed(self, run: RunOwner) -> None:
+        self.pool.remove_run(run, self.clock)
 
     def _check_value(self, index: int, value: Any, run: _SimRun) -> None:
         if isinstance(value, BatchError):

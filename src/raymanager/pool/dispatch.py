@@ -39,13 +39,13 @@ from raymanager.config import BatchConfig
 from raymanager.engine import policy
 from raymanager.engine.loop import STARTED, TIMED_OUT, WaitUntil, drive
 from raymanager.engine.pool import PoolCore, RunOwner
-from raymanager.engine.run import Expire, Input, Journal, Read, RunCore, Send
+from raymanager.engine.run import Input, Journal, Read, Record, RunCore, Send
 from raymanager.engine.run_io import read_input, write_records
 from raymanager.engine.slots import Call, Loss
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
 from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
-from raymanager.pool.stopping import stop_calls
+from raymanager.pool.stopping import finish_calls
 from raymanager.rows import slice_rows
 
 __all__ = ["STARTED", "TIMED_OUT", "ProgressCallback", "Run"]
@@ -147,9 +147,8 @@ class Run:
     def poll(self) -> None:
         self.pool.poll()
 
-    def lose(self, expire: Expire) -> None:
-        call = expire.call
-        self.pool.lose(call.slot, call.generation, expire.loss)
+    def lose(self, call: Call, loss: Loss) -> None:
+        self.pool.lose(call.slot, call.generation, loss)
 
     def grow(self) -> None:
         self.pool.grow()
@@ -187,8 +186,19 @@ class Run:
     def settle(self, news: list[tuple[Call, Outcome]]) -> None:
         _hand_to_owners(news)
 
-    def stop(self, run: RunOwner, *, interrupted: bool) -> None:
-        self._abort(interrupted=interrupted)
+    def finish_calls(self, calls: list[Call], grace_s: float, *,
+                     interrupted: bool) -> list[Call]:
+        # A grace, then the stuck ones' actors are replaced: pool/stopping.py.
+        return finish_calls(self.pool, calls, grace_s, interrupted=interrupted)
+
+    def record_stopped(self, run: RunOwner, record: Record) -> None:
+        if self.journal is None:
+            return
+        try:
+            write_records(self.journal, record)
+        except Exception as exc:  # the run stops for another reason already
+            logger.warning("%d finished result(s) not journaled while stopping: %s",
+                           len(record.results), exc)
 
     def closed(self, run: RunOwner) -> None:
         self.stored.clear()  # groups read and never sent: their copies go
@@ -287,39 +297,6 @@ class Run:
     def call_lost(self, call: Call, running: bool, alone: bool, loss: Loss) -> None:
         """The pool lost the actor of one of our calls (lock held)."""
         self.core.lost(call, running, alone, loss)
-
-    # ----------------------------------------------------------------- stopping
-
-    def _abort(self, *, interrupted: bool = False) -> None:
-        """Stop early (error, caller stopped iterating, Ctrl-C): leave every actor idle.
-
-        Batches not sent yet are dropped; calls in flight get a grace to
-        finish, and an actor still busy after it is killed and replaced. The
-        grace is ``policy.CANCEL_GRACE_SECONDS``, or after Ctrl-C
-        ``policy.interrupt_grace`` (about what is left of the calls, a few
-        hundred ms), during which a second Ctrl-C replaces them at once
-        (:mod:`raymanager.pool.stopping`).
-        """
-        lock = self.pool.locked()
-        with lock:
-            # Results finished before the stop are journaled, as they would
-            # have been had the run gone on (they are not run again on resume).
-            record = self.core.take_records()
-            calls = {call.ref: call for call in self.core.close()}
-            grace_s = (policy.interrupt_grace(calls.values(), now=time.monotonic())
-                       if interrupted else policy.CANCEL_GRACE_SECONDS)
-        if calls:
-            stop_calls(self.pool, calls, grace_s, interrupted=interrupted)
-        if record is not None and self.journal is not None:
-            try:
-                write_records(self.journal, record)
-            except Exception as exc:  # the run stops for another reason already
-                logger.warning("%d finished result(s) not journaled while stopping: %s",
-                               len(record.results), exc)
-        with lock:
-            for call in calls.values():
-                self.pool.finished(call)
-            self.core.clear()
 
 
 def _hand_to_owners(outcomes: list[tuple[Call, Outcome]]) -> None:

@@ -20,41 +20,37 @@ from typing import Any
 
 import ray
 
-from raymanager.engine.slots import Call, Loss, LossKind
+from raymanager.engine.slots import Call
 from raymanager.pool.adapter import PoolAdapter
 from raymanager.pool.host import is_async
 
-__all__ = ["stop_calls"]
+__all__ = ["finish_calls"]
 
 
-def stop_calls(pool: PoolAdapter, calls: dict[Any, Call], grace_s: float, *,
-               interrupted: bool) -> None:
-    """Wait up to ``grace_s`` for ``calls`` (by ref) to end; replace the actors of the rest.
+def finish_calls(pool: PoolAdapter, calls: list[Call], grace_s: float, *,
+                 interrupted: bool) -> list[Call]:
+    """Wait up to ``grace_s`` for ``calls`` to end; those still running, whose
+    actors the engine then replaces (``engine/loop.py``'s ``stop``).
 
-    Called without the pool's lock. A second Ctrl-C during the grace replaces
-    the actors still busy at once.
+    Called without the pool's lock. A second Ctrl-C during the grace ends
+    the wait at once: every call still running is returned.
 
-        >>> stop_calls(pool, {call.ref: call}, 0.3, interrupted=True)  # doctest: +SKIP
+        >>> finish_calls(pool, [call], 0.3, interrupted=True)  # doctest: +SKIP
     """
-    reason = ("it was still busy when its run was interrupted (Ctrl-C)" if interrupted
-              else "it was still busy when its run was stopped")
+    by_ref = {call.ref: call for call in calls}
     if interrupted and is_async(pool.actor_class):
-        for ref in calls:
+        for ref in by_ref:
             with contextlib.suppress(Exception):  # finished, or Ray shut down
                 ray.cancel(ref)
     try:
         with pool.ray_call():
-            _, stuck = ray.wait(list(calls), num_returns=len(calls), timeout=grace_s)
+            _, stuck = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=grace_s)
     except KeyboardInterrupt:
         # A second Ctrl-C during the grace: replace the busy actors now.
-        stuck = _busy(list(calls))
+        stuck = _busy(list(by_ref))
     except Exception:  # shut down meanwhile: the actors are gone already
         stuck = []
-    with pool.locked():
-        for ref in stuck:
-            call = calls[ref]
-            loss = Loss(LossKind.STOPPED, reason, call.slot.label(pool.actor_name))
-            pool.lose(call.slot, call.generation, loss)
+    return [by_ref[ref] for ref in stuck]
 
 
 def _busy(refs: list[Any]) -> list[Any]:
