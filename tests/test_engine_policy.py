@@ -14,6 +14,7 @@ import pytest
 from raymanager.engine import policy
 
 PURE_MODULES = ["raymanager.engine.policy", "raymanager.engine.run", "raymanager.engine.slots",
+                "raymanager.engine.pool", "raymanager.engine.loop",
                 "raymanager.engine.wire", "raymanager.engine.simulator", "raymanager.engine.run_io",
                 "raymanager.batching", "raymanager.config",
                 "raymanager.journal.codec", "raymanager.journal.fingerprints",

@@ -118,3 +118,42 @@ def test_inside_the_pool_only_the_facade_knows_the_public_pool() -> None:
 @pytest.mark.parametrize("path", sorted((PACKAGE / "pool").glob("*.py")), ids=lambda p: p.name)
 def test_pool_modules_stay_small(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= MAX_POOL_MODULE_LINES
+
+
+def test_the_adapter_and_the_simulator_drive_runs_with_the_same_loop() -> None:
+    # One loop (engine/loop.py), hosted twice: neither host has a loop of its own.
+    for host in ("raymanager.pool.dispatch", "raymanager.engine.simulator"):
+        assert "raymanager.engine.loop.drive" in _runtime_imports(MODULES[host]), host
+    assert not {m for m in _runtime_imports(MODULES["raymanager.engine.simulator"])
+                if m.startswith("raymanager.pool") or m == "ray" or m.startswith("ray.")}
+
+
+def test_the_pool_is_composed_not_a_chain_of_subclasses() -> None:
+    # No class of pool/ inherits from another class of pool/: a reader finds
+    # each mechanism in one place (the core, the Ray actors, the adapter, the
+    # facade). The worker side's async host extends the sync one (it awaits
+    # what the other calls): it runs in the actor, not in the driver's pool.
+    trees = {name: ast.parse(path.read_text()) for name, path in MODULES.items()
+             if name.startswith("raymanager.pool.")}
+    classes = {node.name for tree in trees.values() for node in ast.walk(tree)
+               if isinstance(node, ast.ClassDef)}
+    chained = [f"{name}.{node.name}"
+               for name, tree in trees.items() for node in ast.walk(tree)
+               if isinstance(node, ast.ClassDef)
+               and {ast.unparse(base) for base in node.bases} & classes
+               and node.name != "AsyncActorHost"]
+    assert chained == [], chained
+
+
+def test_slot_states_change_only_through_the_lifecycle_table() -> None:
+    # Every state change is Slot.move(event) (checked against TRANSITIONS);
+    # no module assigns a slot's state itself.
+    for name, path in MODULES.items():
+        if name == "raymanager.engine.slots":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and target.attr == "state" and \
+                            "SlotState" in ast.unparse(node.value):
+                        raise AssertionError(f"{name}:{node.lineno} assigns a slot's state")

@@ -139,6 +139,7 @@ def drive(run: RunOwner, host: Host) -> Generator[Any, WaitUntil, None]:
                     core.taken(event)
                     read = _fill(run, host)
             host.record(run)
+            core.tell_progress()  # the user's callback: lock released
             if core.deliverable():
                 window_shut = core.window_shut()
                 while core.deliverable():
@@ -164,6 +165,8 @@ def drive(run: RunOwner, host: Host) -> Generator[Any, WaitUntil, None]:
             with host.locked():
                 host.check_usable()
                 host.settle(news)
+            core.tell_progress()
+        core.tell_progress()
         core.check_complete()
         completed = True
     except KeyboardInterrupt:

@@ -10,10 +10,11 @@ their figures are on the docs' results page, not here.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterable
 
-from raymanager.engine.slots import Call
+from raymanager.engine.slots import Call, Loss, LossKind
 
 __all__ = [
     "CANCEL_GRACE_SECONDS",
@@ -268,6 +269,48 @@ def call_deadline(call: Call, *, timeout_s: float, seconds_per_batch: float | No
     assert call.started is not None and call.group is not None
     others = (call.group.count - 1) * 2 * (seconds_per_batch or 0.0)
     return call.started + timeout_s + others
+
+
+class Blame(enum.Enum):
+    """Whose fault it is that a call was lost with its actor: :func:`blame`."""
+
+    #: Not the call's: its node was drained, another owner's stopped call had the
+    #: actor replaced, or it waited behind (or ran beside) a call that hung.
+    NOT_ITS = "not its"
+    #: Maybe the call's: the actor died with other calls on it, any of which
+    #: may have killed it. Re-run alone, so the next death tells.
+    UNKNOWN = "unknown"
+    #: The call's: it ran alone on the actor that died, or ran past its timeout.
+    ITS = "its"
+
+
+def blame(call: Call, *, running: bool, alone: bool, loss: Loss) -> Blame:
+    """The one charging rule, for every owner of calls (runs, submissions, broadcasts).
+
+    ``running``: the call was the first unfinished one on its actor (Ray runs
+    an actor's calls in order); ``alone``: no other call was lost with it.
+    Only :data:`Blame.ITS` uses one of the call's tries; a run charges it to a
+    one-batch call only (a group's batches are re-run alone first).
+
+    >>> from raymanager.engine.slots import Slot
+    >>> call = Call("ref", Slot(0), 1, None)
+    >>> blame(call, running=True, alone=True, loss=Loss(LossKind.DIED, "", "")).value
+    'its'
+    >>> blame(call, running=True, alone=False, loss=Loss(LossKind.DIED, "", "")).value
+    'unknown'
+    >>> blame(call, running=True, alone=True, loss=Loss(LossKind.PREEMPTED, "", "")).value
+    'not its'
+    """
+    if loss.kind in (LossKind.PREEMPTED, LossKind.STOPPED):
+        return Blame.NOT_ITS
+    timed_out = loss.kind is LossKind.TIMED_OUT
+    if timed_out:
+        # The engine names the call that overran: only it is charged, not
+        # those queued behind it or run beside it (max_concurrency > 1).
+        if loss.culprit is not None:
+            running = running and loss.culprit is call
+        return Blame.ITS if running else Blame.NOT_ITS
+    return Blame.ITS if running and alone else Blame.UNKNOWN
 
 
 def fair_share(num_slots: int, max_actors: int, other_busy_runs: int) -> int:

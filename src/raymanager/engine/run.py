@@ -224,6 +224,7 @@ class RunCore:
         self.closed = False
         #: Calls of next_send: the run's decisions (the scale model's count).
         self.decisions = 0
+        self.progress_told = 0  # batches_done when on_progress was last called
 
     # ----------------------------------------------------------------- queries
 
@@ -583,18 +584,13 @@ class RunCore:
             return
         group = call.group
         assert group is not None
-        timed_out = loss.kind is LossKind.TIMED_OUT
-        if timed_out and loss.culprit is not None:
-            running = running and loss.culprit is call
-        attributable = running and (alone or timed_out)
-        if loss.kind in (LossKind.PREEMPTED, LossKind.STOPPED):
-            # Not the work's fault: its node was drained, or another run that
-            # stopped had its actor replaced. No try used.
+        fault = policy.blame(call, running=running, alone=alone, loss=loss)
+        if fault is policy.Blame.NOT_ITS:
+            # Not the work's fault (a drain, another run's stop, a hang ahead
+            # of it): no try used.
             self._requeue(group)
-        elif not running and timed_out:
-            self._requeue(group)  # queued behind a hang, or ran beside it: not charged
-        elif not attributable or group.count > 1:
-            self._requeue_split(group)
+        elif fault is policy.Blame.UNKNOWN or group.count > 1:
+            self._requeue_split(group)  # its batches run alone: the next death tells
         else:
             self._charge(group, loss)
 
@@ -692,7 +688,15 @@ class RunCore:
             self.done[index] = value
         self.batches_done += 1
         self.rows_done += rows
-        if self.on_progress is not None:
+
+    def tell_progress(self) -> None:
+        """Call the user's progress callback with the counts, if they moved.
+
+        Called by the loop with the pool's lock released (a progress bar may
+        draw, or a callback may log): never from inside a decision.
+        """
+        if self.on_progress is not None and self.progress_told != self.batches_done:
+            self.progress_told = self.batches_done
             self.on_progress(self.batches_done, self.rows_done)
 
     def take_records(self) -> Record | None:

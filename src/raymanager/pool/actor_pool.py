@@ -320,9 +320,11 @@ class ActorPool:
         """
         if not isinstance(method, str) or not hasattr(self.actor_class, method):
             raise AttributeError(f"{self.actor_name} has no method {method!r} to broadcast")
+        self.core.check_usable()
+        # Serialized outside the lock: big weights never hold up the pool's other users.
+        payload_ref = ray.put((tuple(args), dict(kwargs or {})))
         with self._lock:
             self.core.check_usable()
-            payload_ref = ray.put((tuple(args), dict(kwargs or {})))
             if replay_on_restart:
                 self.core.remember(method, payload_ref)
             job = Broadcast(self.adapter, method, payload_ref, max_retries)

@@ -14,11 +14,15 @@ from typing import Any
 
 import ray
 
+from raymanager.engine import policy
 from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
 from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
 
 __all__ = ["Broadcast"]
+
+#: A broadcast's call lost this many times per try, charged or not, fails.
+UNCHARGED_LOSSES_PER_TRY = 4
 
 
 class Broadcast:
@@ -33,7 +37,8 @@ class Broadcast:
         self.answers: dict[int, Any] = {}
         self.calls: dict[Any, Call] = {}
         self.waiting_replay: dict[int, Slot] = {}  # slot index -> slot whose replay answers
-        self.losses: collections.Counter[int] = collections.Counter()
+        self.losses: collections.Counter[int] = collections.Counter()  # charged, per slot
+        self.lost: collections.Counter[int] = collections.Counter()  # all, per slot
         self.error: BaseException | None = None
         self.closed = False
 
@@ -56,10 +61,17 @@ class Broadcast:
         if self.closed:
             return
         index = call.slot.index
-        self.losses[index] += 1
-        if self.losses[index] > self.max_retries:
+        # The engine's one charging rule: a loss that was not this call's
+        # doing (a drain, a run's batch that killed the actor first) uses no try.
+        if policy.blame(call, running=running, alone=alone, loss=loss) is policy.Blame.ITS:
+            self.losses[index] += 1
+        self.lost[index] += 1
+        # Uncharged losses are bounded too: a broadcast that kills its actor
+        # while other calls share it is never alone, yet must end.
+        if (self.losses[index] > self.max_retries
+                or self.lost[index] > UNCHARGED_LOSSES_PER_TRY * (self.max_retries + 1)):
             self.error = PoolBrokenError(
-                f"broadcast of {self.method!r} lost its actor {self.losses[index]} times on "
+                f"broadcast of {self.method!r} lost its actor {self.lost[index]} times on "
                 f"{loss.actor}: {loss.reason}"
             )
             return

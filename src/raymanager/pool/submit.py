@@ -21,7 +21,8 @@ from typing import Any
 
 import ray
 
-from raymanager.engine.slots import Call, Loss, LossKind, Slot, SlotState
+from raymanager.engine import policy
+from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.engine.wire import Failure, raised_error
 from raymanager.errors import (
     BatchError,
@@ -176,7 +177,9 @@ class Submissions:
         if entry is None:
             return
         item = entry[1]
-        if running and alone and loss.kind is not LossKind.PREEMPTED:
+        # The engine's one charging rule; an item is one batch, so a death
+        # that may be its own is only re-tried (it runs again, maybe alone).
+        if policy.blame(call, running=running, alone=alone, loss=loss) is policy.Blame.ITS:
             item.attempts += 1
             self.pool.count_retry()
         if item.attempts > item.max_retries:
