@@ -104,7 +104,7 @@ def test_no_module_imports_another_in_a_cycle() -> None:
 
 
 def test_inside_the_pool_only_the_facade_knows_the_public_pool() -> None:
-    # Runs, broadcasts, submissions and stats take the internal CallBook;
+    # Runs, broadcasts, submissions and stats take the internal PoolAdapter;
     # the public class is for users (the manager, the training loop).
     public = {"raymanager.ActorPool", "raymanager.pool.ActorPool",
               "raymanager.pool.actor_pool", "raymanager.pool.actor_pool.ActorPool"}
