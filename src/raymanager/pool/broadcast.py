@@ -4,8 +4,9 @@ The arguments are put in the object store once. A call whose actor dies is
 sent again to the replacement (or taken from the replacement's replay, when
 the broadcast is remembered with ``replay_on_restart``); a death the call
 caused alone (the engine's one charging rule, ``policy.blame``) uses a try, up
-to ``max_retries`` per actor, and any loss at most a few times that. The pool owns the slots and reports each
-call's fate here (``call_done`` / ``call_lost``), as it does for runs.
+to ``max_retries`` per actor, and any loss at most a few times that. The pool
+owns the slots and reports each call's fate here (``call_done`` /
+``call_lost``), as it does for runs.
 """
 
 from __future__ import annotations

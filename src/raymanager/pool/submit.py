@@ -136,10 +136,7 @@ class Submissions:
         self.calls[ref] = (self.pool.register_call(slot, self, ref), item)
 
     def _free_slot(self) -> Slot | None:
-        ready = [slot for slot in self.pool.slots
-                 if slot.state is SlotState.READY and len(slot.calls) < CALLS_PER_ACTOR
-                 and self.pool.batches_left(slot) != 0]
-        return min(ready, key=lambda candidate: len(candidate.calls), default=None)
+        return self.pool.core.free_slot(CALLS_PER_ACTOR)  # the pool's index: O(log n)
 
     def _collect(self, call: Call, item: _Item, outcome: Outcome) -> None:
         value, cause = self.pool.settle(call, outcome)
