@@ -1,13 +1,15 @@
-"""The Ray adapter of one run: makes the engine's calls on Ray, and tells the
-engine what Ray answered.
+"""The Ray adapter of one run: hosts the engine's one loop on Ray.
 
 Every decision (what to send where, how big a call is, who is charged for a
 failure, what to re-run, what to hand out) is made by the pure
-:class:`~raymanager.engine.run.RunCore`; this module only performs them:
-``ray.wait`` for the calls in flight, ``ray.get`` their reports, map Ray's
-exceptions (:mod:`raymanager.pool.ray_errors`, the one place that knows
-them) to engine events, and lose an actor through the pool when the engine
-says a call timed out.
+:class:`~raymanager.engine.run.RunCore` and the pool's
+:class:`~raymanager.engine.pool.PoolCore`, and the loop that drives them is
+:func:`raymanager.engine.loop.drive`, the same one the simulator hosts.
+:class:`Run` is its :class:`~raymanager.engine.loop.Host` on Ray: it makes
+the calls, ``ray.wait`` for those in flight, ``ray.get`` their reports, maps
+Ray's exceptions (:mod:`raymanager.pool.ray_errors`, the one place that
+knows them) to engine events, and loses an actor through the pool when the
+engine says a call timed out or a stopped run's call overran its grace.
 
 Every change of run state happens under the pool's lock: the pool reports
 the fate of our calls (``call_done`` / ``call_lost``) when a broadcast or
