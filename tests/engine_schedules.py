@@ -79,6 +79,8 @@ def schedules(draw: st.DrawFn) -> dict[str, Any]:
         "max_actors": num_actors + draw(st.sampled_from([0, 0, 1, 3])),
         # Starts that fail: their slots back off, then start again.
         "failed_starts": draw(st.sampled_from([0, 0, 0, 1, 3])),
+        "resizes": draw(st.sampled_from([0, 0, 0, 1, 2])),
+        "interrupt": draw(st.booleans()),
     }
 
 
@@ -122,7 +124,10 @@ def random_schedule(rng: random.Random) -> dict[str, Any]:
         "start_delay": rng.choice([0.0, 0.2, 1.0]),
         "runs": rng.choice([1, 1, 2]),
         "max_actors": num_actors + rng.choice([0, 0, 1, 3]),
-        "failed_starts": rng.choice([0, 0, 0, 1, 3]),  # drawn last: the draws above stay
+        # Drawn last, so the draws above stay what they were before these existed.
+        "failed_starts": rng.choice([0, 0, 0, 1, 3]),
+        "resizes": rng.choice([0, 0, 0, 1, 2]),
+        "interrupt": rng.random() < 0.3,
     }
 
 
@@ -178,7 +183,7 @@ def _simpler(schedule: dict[str, Any]) -> list[dict[str, Any]]:
                 with_(**{name: {**rest, index: 1}})
     simple: dict[str, Any] = {
         "runs": 1, "external_kills": 0, "drains": 0, "spares": 0, "failed_starts": 0,
-        "stop_after": None,
+        "resizes": 0, "interrupt": False, "stop_after": None,
         "max_batches_per_actor": None,
         "max_concurrency": 1, "source": "list", "on_error": "raise", "ordered": True,
         "start_delay": 0.0, "durations": "uneven", "seed": 0, "timeout_s": None,
@@ -186,8 +191,8 @@ def _simpler(schedule: dict[str, Any]) -> list[dict[str, Any]]:
     }
     for name, value in simple.items():
         with_(**{name: value})
-    for name in ("external_kills", "drains", "spares", "failed_starts", "max_retries",
-                 "num_actors", "runs"):
+    for name in ("external_kills", "drains", "spares", "failed_starts", "resizes",
+                 "max_retries", "num_actors", "runs"):
         if schedule.get(name, 0) > (1 if name in ("num_actors", "runs") else 0):
             with_(**{name: schedule[name] - 1})
     return out

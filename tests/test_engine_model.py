@@ -155,6 +155,31 @@ def test_a_hung_call_of_a_suspended_run_times_out_for_the_other() -> None:
     assert out.others[0].results == {i: i for i in range(20)}
 
 
+def test_a_hang_on_an_actor_drained_by_a_resize_times_out() -> None:
+    """Found by the simulator once its schedules resized the pool (engine v4,
+    shrunk): a resize drains busy actors; a call queued on one that reaches the
+    head and hangs never had its clock started (only ready actors' were), so
+    the run waited for it for ever."""
+    out = run_schedule({
+        "num_batches": 19, "num_actors": 4, "num_parallel": 4, "seed": 49587,
+        "source": "list", "durations": "uneven", "raise_at": {}, "kill_at": {},
+        "hang_at": {13: 1}, "external_kills": 0, "drains": 0, "spares": 2,
+        "max_batches_per_actor": None, "on_error": "raise", "max_retries": 0,
+        "timeout_s": 0.05, "max_concurrency": 1, "ordered": True, "stop_after": None,
+        "start_delay": 0.0, "runs": 1, "max_actors": 4, "failed_starts": 0, "resizes": 1,
+        "interrupt": False}, max_steps=2_000)
+    assert out.results == {i: i for i in range(19)}  # it hung in a group: re-run, uncharged
+
+
+def test_a_pool_whose_only_actor_s_node_drains_is_not_broken() -> None:
+    """Found once the simulator hosted the one loop (which checks the pool's
+    health every turn): a one-actor pool whose node was drained while its call
+    hung was reported broken; a draining actor now counts as alive."""
+    out = simulate(num_batches=1, num_actors=1, hang_at={0: 1}, timeout_s=0.5, drains=1,
+                   start_delay=0.0, on_error="continue", max_retries=0, seed=0)
+    assert list(out.results) == [0]
+
+
 def test_a_run_grows_an_elastic_pool_to_its_max() -> None:
     """Found by a real-Ray cluster test, now in the simulator: a run alone
     grows an elastic pool (its fair share counts the pool's size to be)."""

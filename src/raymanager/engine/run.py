@@ -778,7 +778,9 @@ class RunCore:
             self.moves_seen = board.moves_base + len(board.moves)
 
     def _start_if_head(self, slot: Slot, now: float) -> None:
-        if slot.state is SlotState.READY and slot.calls:
+        # A draining actor runs its calls too: a hang there must time out (a
+        # resize that drains a busy actor would otherwise wait for ever).
+        if slot.state in (SlotState.READY, SlotState.DRAINING) and slot.calls:
             call = slot.calls[0]
             if self.queued.pop(id(call), None) is not None:
                 call.started = now

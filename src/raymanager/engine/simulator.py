@@ -188,6 +188,8 @@ def simulate(
     drains: int = 0,
     spares: int = 0,
     failed_starts: int = 0,
+    resizes: int = 0,
+    interrupt: bool = False,
     max_batches_per_actor: int | None = None,
     start_delay: float = 0.5,
     on_error: Any = "raise",
@@ -211,8 +213,11 @@ def simulate(
     preempted after a grace); ``spares`` warm spare actors take over lost
     actors' places; ``failed_starts`` starts fail (each start fails with
     probability 1/2 until that many have), and their slots back off;
+    ``resizes`` resizes the pool at random times (a new ``(min, max)`` within
+    ``1..max(num_actors, max_actors)``: idle actors go, busy ones drain);
     ``stop_after`` makes the consumer stop after that many
-    results; ``runs`` runs of the same kind share the actors;
+    results (with ``interrupt``, by Ctrl-C: a KeyboardInterrupt thrown into
+    the run); ``runs`` runs of the same kind share the actors;
     ``max_actors`` makes the pool elastic, from ``num_actors`` up to it;
     ``max_batches_per_actor`` recycles an actor once it was sent that many.
     ``driver_seconds_per_call`` makes the driver a serial resource of the
@@ -238,6 +243,8 @@ def simulate(
         config=config,
         failed_starts=failed_starts,
         max_batches_per_actor=max_batches_per_actor,
+        ceiling=ceiling,
+        interrupt=interrupt,
         driver_seconds_per_call=driver_seconds_per_call,
         max_steps=max_steps,
     )
@@ -257,7 +264,8 @@ def simulate(
                        on_charge=sim.count_charge)
         sim.runs.append(_SimRun(sim, number, core, batch_source, config, ordered, stop_after))
     mean_gap = max(0.01, 4 * durations(0) * num_batches / num_actors)
-    for kind, count in (("external_kill", external_kills), ("drain", drains)):
+    for kind, count in (("external_kill", external_kills), ("drain", drains),
+                        ("resize", resizes)):
         horizon = 0.0
         for _ in range(count):
             horizon += rng.expovariate(1.0 / mean_gap)
@@ -331,6 +339,8 @@ class _Sim:
         config: BatchConfig,
         failed_starts: int = 0,
         max_batches_per_actor: int | None = None,
+        ceiling: int = 1,
+        interrupt: bool = False,
         driver_seconds_per_call: float = 0.0,
         max_steps: int = 1_000_000,
     ) -> None:
@@ -347,6 +357,8 @@ class _Sim:
         self.start_delay = start_delay
         self.max_concurrency = max_concurrency
         self.failed_starts_left = failed_starts
+        self.ceiling = ceiling  # the largest the pool may be resized to
+        self.interrupt = interrupt  # a consumer that stops stops by Ctrl-C
         self.events: list[tuple[float, int, str, Any]] = []
         self.seq = itertools.count()
         # The ground truth, per (run, batch): tries begun, raises reported,
@@ -644,6 +656,11 @@ class _Sim:
                                     f"{slot.state.value}")
                 grace = self.rng.choice([0.05, 0.5, 3.0])
                 self.schedule(self.clock + grace, "preempt", (slot, slot.generation))
+        elif kind == "resize":
+            low = self.rng.randint(1, self.ceiling)
+            high = self.rng.randint(low, self.ceiling)
+            if pool.running:
+                pool.resize(low, high, self.clock)  # nothing is lost: the busy drain
         elif kind == "preempt":
             slot, generation = payload
             if slot.generation == generation and slot.state is SlotState.DRAINING:
@@ -733,8 +750,14 @@ class _Sim:
             self._check_value(index, value, run)
         if run.stop_after is not None and len(out.results) >= run.stop_after:
             run.stopped = True
-            run.stream.close()
-            return False
+            if not self.interrupt:
+                run.stream.close()  # the consumer stops iterating
+                return False
+            try:  # Ctrl-C while the consumer waits: the loop stops the run, keeps the pool
+                run.stream.throw(KeyboardInterrupt())
+            except KeyboardInterrupt:
+                return False
+            raise Violation(f"run {run.number}: Ctrl-C did not end the run")
         return True
 
     # ----------------------------------------------------------------- the host of the loop
