@@ -171,6 +171,23 @@ def test_a_hang_on_an_actor_drained_by_a_resize_times_out() -> None:
     assert out.results == {i: i for i in range(19)}  # it hung in a group: re-run, uncharged
 
 
+def test_an_expiry_of_a_call_lost_in_the_same_turn_is_no_news() -> None:
+    """Found by the big run (engine v4), a false alarm of the simulator's own
+    timeout check: two overdue calls on one draining actor expire in one turn;
+    the first's loss retires the slot (a resize drained it) and loses the other
+    call too; the second expiry is then stale, which the pool ignores. The
+    simulator judged it as a kill of an actor for a call that had not begun."""
+    out = run_schedule({
+        "num_batches": 107, "num_actors": 4, "num_parallel": 2, "seed": 34133,
+        "source": "list", "durations": "long", "raise_at": {},
+        "kill_at": {34: 5, 16: 2, 26: 1}, "hang_at": {}, "external_kills": 1, "drains": 0,
+        "spares": 1, "max_batches_per_actor": None, "on_error": "continue", "max_retries": 3,
+        "timeout_s": 0.05, "max_concurrency": 2, "ordered": False, "stop_after": None,
+        "start_delay": 0.0, "runs": 2, "max_actors": 4, "failed_starts": 0, "resizes": 2,
+        "interrupt": False})
+    assert sorted(out.results) == list(range(107))
+
+
 def test_a_pool_whose_only_actor_s_node_drains_is_not_broken() -> None:
     """Found once the simulator hosted the one loop (which checks the pool's
     health every turn): a one-actor pool whose node was drained while its call

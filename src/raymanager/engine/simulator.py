@@ -511,8 +511,11 @@ class _Sim:
     def _expire(self, call: Call, loss: Loss) -> None:
         """The engine has ``call``'s actor killed for running past its timeout."""
         slot = call.slot
-        if call.generation != slot.generation:
-            return  # that actor is gone already
+        if call.generation != slot.generation or id(call) not in _run_of(call).placed:
+            # That actor is gone already, and the call with it (the ledger says
+            # so): its expiry was decided in the same turn as that loss, and the
+            # pool ignores it (a retired slot keeps its generation).
+            return
         actor = self.actors.get(slot.index)
         overrun = self._overrun(actor)
         running = next((r for r in actor.running if r.call is call), None) if actor else None
