@@ -61,3 +61,19 @@ def test_concurrency_and_untimed_batches_set_the_depth() -> None:
                               width=64, size=1) == 3
     assert policy.queue_depth(max_concurrency=1, seconds_per_batch=None, remaining=None,
                               width=64, size=1) == 1
+
+
+def test_a_wide_pools_tail_calls_are_no_shorter_than_the_driver_takes_to_send_them() -> None:
+    # 10,000 actors, 100 ms batches, one batch per actor left: shares of what
+    # is left fell to one batch per call, and each actor waited a whole round
+    # of the driver (10,000 calls) for its next 100 ms.
+    per_batch, remaining = 0.1, 10_000
+    size = policy.group_size(seconds_per_batch=per_batch, width=10_000, remaining=remaining,
+                             timeout_s=None, batch_nbytes=None, max_inflight_bytes=1 << 30,
+                             largest_returned=1)
+    calls_left = -(-remaining // size)
+    assert calls_left * policy.DRIVER_SECONDS_PER_CALL <= size * per_batch
+    # A small pool's tail is still cut to even shares.
+    assert policy.group_size(seconds_per_batch=0.001, width=2, remaining=100, timeout_s=None,
+                             batch_nbytes=None, max_inflight_bytes=1 << 30,
+                             largest_returned=1) == 25

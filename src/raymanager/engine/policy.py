@@ -148,7 +148,15 @@ def group_size(
         # most an even share of what is left, so the last round stays even.
         turn = min(math.ceil(width * DRIVER_SECONDS_PER_CALL / per_batch),
                    math.ceil(remaining / width))
-        size = min(size, max(floor, turn, math.ceil(remaining / (2 * width))))
+        # Nor, once what is left is less than a round of such calls, so short
+        # that the driver takes longer to send the calls left (remaining /
+        # size of them) than one of them runs: shares of what is left shrink
+        # call by call, and on 10,000 actors the last ones fell to one batch
+        # each while each actor waited ~5 s for the driver's next round. The
+        # tail's makespan, calls left x driver cost + one call's work, is
+        # least at this size.
+        drain = math.ceil(math.sqrt(remaining * DRIVER_SECONDS_PER_CALL / per_batch))
+        size = min(size, max(floor, turn, drain, math.ceil(remaining / (2 * width))))
     if batch_nbytes:
         # Inline data: all calls in flight together stay within the byte
         # bound. Two calls per actor, and each holds its rows twice in the
