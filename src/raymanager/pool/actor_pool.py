@@ -254,7 +254,7 @@ class ActorPool:
         """
         with self._lock:
             self.adapter.poll()
-            return pool_stats(self.adapter, self.adapter.throughput)
+            return pool_stats(self, self.adapter.throughput)
 
     def shutdown(self, *, by_manager: bool = False) -> None:
         """Kill every actor of the pool. Safe to call twice, from any thread.

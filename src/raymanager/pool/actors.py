@@ -87,24 +87,20 @@ class RayActors:
                 # empty just like SPREAD. A node that dies before the actor is
                 # placed fails the start, and the retry goes elsewhere.
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        self._create(slot, options, f"{slot.index}.{slot.generation}")
+
+    def start_spare(self, spare: Slot) -> None:
+        self._create(spare, dict(self.options), f"spare.{spare.generation}")
+
+    def _create(self, slot: Slot, options: dict[str, Any], name: str) -> None:
+        """Create ``slot``'s actor, replay ``slot.replays`` into it, ask it ready()."""
         # A name that lists the actor as ours (raymanager info), unique per generation.
-        options["name"] = f"{ACTOR_NAME_PREFIX}{self.pool_id}/{self.actor_name}/" \
-                          f"{slot.index}.{slot.generation}"
+        options["name"] = f"{ACTOR_NAME_PREFIX}{self.pool_id}/{self.actor_name}/{name}"
         slot.handle = self.remote_class.options(**options).remote(
             self.actor_class, self.actor_config)
         for method, payload_ref in slot.replays.items():
             slot.handle.replay.remote(method, payload_ref)
         slot.ready_ref = slot.handle.ready.remote()
-
-    def start_spare(self, spare: Slot) -> None:
-        options = dict(self.options)
-        options["name"] = f"{ACTOR_NAME_PREFIX}{self.pool_id}/{self.actor_name}/" \
-                          f"spare.{spare.generation}"
-        spare.handle = self.remote_class.options(**options).remote(
-            self.actor_class, self.actor_config)
-        for method, payload_ref in spare.replays.items():
-            spare.handle.replay.remote(method, payload_ref)
-        spare.ready_ref = spare.handle.ready.remote()
 
     def promote(self, spare: Slot, slot: Slot) -> None:
         slot.handle = spare.handle

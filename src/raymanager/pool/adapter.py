@@ -110,26 +110,6 @@ class PoolAdapter:
         """The slots themselves; read them under :meth:`locked`."""
         return self.core.slots
 
-    @property
-    def spares(self) -> list[Slot]:
-        return self.core.spares
-
-    @property
-    def restarts(self) -> int:
-        return self.core.restarts
-
-    @property
-    def recycled(self) -> int:
-        return self.core.recycled
-
-    @property
-    def retries(self) -> int:
-        return self.core.retries
-
-    @property
-    def promoted(self) -> int:
-        return self.core.promoted
-
     def locked(self) -> threading.RLock:
         """The lock under which every slot and call changes."""
         return self.lock
