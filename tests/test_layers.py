@@ -157,3 +157,13 @@ def test_slot_states_change_only_through_the_lifecycle_table() -> None:
                     if isinstance(target, ast.Attribute) and target.attr == "state" and \
                             "SlotState" in ast.unparse(node.value):
                         raise AssertionError(f"{name}:{node.lineno} assigns a slot's state")
+
+
+def test_broadcasts_and_submissions_are_served_by_the_engine_s_loop() -> None:
+    # Owners of one-off calls have no loop of their own either: engine/loop.serve
+    # drives them, and every owner waits for its calls through adapter.wait_for.
+    for owner in ("raymanager.pool.broadcast", "raymanager.pool.submit"):
+        imports = _runtime_imports(MODULES[owner])
+        assert "raymanager.engine.loop.serve" in imports, owner
+        assert "raymanager.pool.adapter.wait_for" in imports, owner
+        assert "ray" not in imports, owner  # no ray.wait of its own

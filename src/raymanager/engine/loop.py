@@ -1,4 +1,4 @@
-"""The one loop that drives a run: the same code for the Ray adapter and the simulator.
+"""The loops that drive a pool's owners of calls, each written once, in the engine.
 
 :func:`drive` is a run's whole life on a pool: it tells the pool's core
 (:class:`~raymanager.engine.pool.PoolCore`) that the run shares its actors,
@@ -9,6 +9,10 @@ early. Whoever hosts the run supplies a :class:`Host`: the Ray adapter
 (``pool/dispatch.py``: Ray calls, a real lock and clock) or the simulator
 (:mod:`raymanager.engine.simulator`: simulated actors, a virtual clock, no
 lock). Nothing in either describes what the other does: both run this loop.
+
+:func:`serve` is the same turn for an owner of one-off calls (a broadcast,
+a pool's submissions): send what can be sent, wait with the lock released,
+settle what came back with it held, until nothing is left to wait for.
 
 The generator protocol: the first ``next()`` yields :data:`STARTED` before
 anything runs; after that, resume with ``send(wait_until)`` (a time on the
@@ -29,7 +33,7 @@ from raymanager.engine.pool import PoolCore, RunOwner
 from raymanager.engine.run import GROW, Input, Read, Record, Send
 from raymanager.engine.slots import Call, Loss, LossKind
 
-__all__ = ["STARTED", "TIMED_OUT", "Host", "WaitUntil", "drive", "stop"]
+__all__ = ["STARTED", "TIMED_OUT", "Host", "Served", "WaitUntil", "drive", "serve", "stop"]
 
 #: Yielded by :func:`drive` first, before the run starts.
 STARTED = object()
@@ -100,6 +104,53 @@ class Host(Protocol):
 
     def closed(self, run: RunOwner) -> None:
         """The run is over: the pool forgets it."""
+
+
+class Served(Protocol):
+    """An owner of one-off calls that :func:`serve` drives (a broadcast, submissions)."""
+
+    def step(self) -> bool:
+        """Send what can be sent, take what needs no wait (lock held); False once
+        nothing is left to wait for. May raise to end the owner's service."""
+
+    def pending(self) -> Any:
+        """What to wait for now (lock held)."""
+
+    def wait_news(self, pending: Any) -> Any:
+        """Wait for news of ``pending`` (lock released); the news."""
+
+    def settle(self, news: Any) -> None:
+        """Take the news (lock held)."""
+
+
+class ServedPool(Protocol):
+    """What :func:`serve` needs of the pool: its lock, its health, its news."""
+
+    def locked(self) -> AbstractContextManager[Any]: ...
+
+    def check_usable(self) -> None: ...
+
+    def poll(self) -> None: ...
+
+
+def serve(owner: Served, pool: ServedPool) -> None:
+    """Drive ``owner`` until it has nothing left to wait for: one turn at a time,
+    its I/O (the wait, the replies) with the pool's lock released.
+
+    Raises what the pool's health check or the owner's step raises
+    (the pool was shut down, the owner failed).
+    """
+    while True:
+        with pool.locked():
+            pool.check_usable()
+            pool.poll()
+            if not owner.step():
+                return
+            pending = owner.pending()
+        news = owner.wait_news(pending)
+        with pool.locked():
+            pool.check_usable()
+            owner.settle(news)
 
 
 def drive(run: RunOwner, host: Host) -> Generator[Any, WaitUntil, None]:

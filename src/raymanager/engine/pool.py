@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from raymanager.engine import policy
 from raymanager.engine.run import RunCore
-from raymanager.engine.slot_board import PARK, TAKE, SlotList
+from raymanager.engine.slot_board import SlotList
 from raymanager.engine.slots import Call, CallOwner, Loss, LossKind, Slot, SlotEvent, SlotState
 from raymanager.errors import ManagerShutdownError, PoolBrokenError
 
@@ -240,13 +240,20 @@ class PoolCore:
     def free_slot(self, depth: int) -> Slot | None:
         """The ready slot with the fewest calls (fewer than ``depth``), first in the
         pool's order among equals, that may still be sent a batch: for owners of
-        one-batch calls (submissions). A run asks its core, which reads the same
-        index (:meth:`SlotList.first_with_room`) with its own limits on top.
+        one-batch calls (submissions).
+
+        A scan of the ready slots, not the runs' index: a run parks a slot in
+        the index for reasons of its own (a call at its head it may not queue
+        behind), which do not hold for a submission.
         """
-        def accept(slot: Slot) -> int:
-            # Due for recycling once its calls are done: until then, passed over.
-            return PARK if self.batches_left(slot) == 0 else TAKE
-        return self.slots.first_with_room(depth, accept)
+        best: Slot | None = None
+        for slot in self.slots.in_state(SlotState.READY):
+            if len(slot.calls) >= depth or self.batches_left(slot) == 0:
+                continue
+            if best is None or (len(slot.calls), self.slots.order_of(slot)) < (
+                    len(best.calls), self.slots.order_of(best)):
+                best = slot
+        return best
 
     def fair_share(self, run: RunOwner) -> int:
         """Actors ``run`` may keep busy (see :func:`raymanager.engine.policy.fair_share`)."""

@@ -20,13 +20,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from raymanager.actors.base import RayActor
+from raymanager.engine import policy
 from raymanager.engine.pool import PoolCore, RunOwner
 from raymanager.engine.slots import Call, CallOwner, Loss, LossKind, Slot, SlotState
 from raymanager.pool import placement as placing
@@ -44,7 +45,7 @@ from raymanager.pool.ray_errors import (
 from raymanager.pool.retiring import salvage
 from raymanager.pool.start_errors import not_started_error
 
-__all__ = ["LOST", "Outcome", "PoolAdapter", "get_outcome"]
+__all__ = ["LOST", "Outcome", "PoolAdapter", "get_outcome", "wait_for"]
 
 logger = logging.getLogger("raymanager")
 
@@ -69,6 +70,32 @@ def get_outcome(ref: Any) -> Outcome:
     except Exception as exc:
         return Outcome(error=exc)
 
+
+def wait_for(pool: PoolAdapter, calls: Mapping[Any, Call], starts: list[Any],
+             timeout: float) -> list[tuple[Call, Outcome]]:
+    """Wait up to ``timeout`` for one of ``calls`` (by ref) to finish or one of
+    ``starts`` to answer; the finished calls with their outcomes.
+
+    The one Ray wait of every owner (runs, broadcasts, submissions), called
+    with the lock released: the replies are deserialized here, in the
+    owner's thread. With many refs, one scan takes every call finished by
+    then, not one scan per result.
+    """
+    refs = [*calls, *starts]
+    with pool.ray_call():
+        if not refs:  # no call, no start: look again shortly
+            time.sleep(min(timeout, IDLE_WAIT_S))
+            return []
+        ready: list[Any] = []
+        if len(refs) > policy.SCAN_ALL_FROM:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not ready:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        return [(calls[ref], get_outcome(ref)) for ref in ready if ref in calls]
+
+
+#: Longest nap of an owner with nothing to wait for (every slot backing off).
+IDLE_WAIT_S = 0.05
 
 #: What :meth:`PoolAdapter.settle` returns for a call whose actor was lost: the
 #: pool has told the call's owner (``call_lost``) already.

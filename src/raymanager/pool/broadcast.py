@@ -14,12 +14,11 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-import ray
-
 from raymanager.engine import policy
+from raymanager.engine.loop import serve
 from raymanager.engine.slots import Call, Loss, Slot, SlotState
 from raymanager.errors import BroadcastError, PoolBrokenError
-from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
+from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, wait_for
 
 __all__ = ["Broadcast"]
 
@@ -93,30 +92,29 @@ class Broadcast:
             raise
 
     def _wait(self) -> list[Any]:
-        pool = self.pool
-        while True:
-            with pool.locked():
-                pool.check_usable()
-                pool.poll()
-                self._take_replays()
-                if self.error is not None:
-                    raise self.error
-                refs = list(self.calls)
-                call_refs = set(refs)
-                starting = [slot.ready_ref for slot in self.waiting_replay.values()
-                            if slot.ready_ref is not None]
-                if not refs and not starting:
-                    return [self.answers.get(index) for index in self.order]
-            with pool.ray_call():
-                ready, _ = ray.wait(refs + starting, num_returns=1, timeout=1.0)
-                # Answers are deserialized here, lock released.
-                outcomes = [(ref, get_outcome(ref)) for ref in ready if ref in call_refs]
-            with pool.locked():
-                pool.check_usable()
-                for ref, outcome in outcomes:
-                    call = self.calls.get(ref)
-                    if call is not None:
-                        self._collect(call, outcome)
+        serve(self, self.pool)  # the engine's loop for owners of one-off calls
+        return [self.answers.get(index) for index in self.order]
+
+    def step(self) -> bool:
+        """Take the answers of replays (lock held); False once every answer is in."""
+        self._take_replays()
+        if self.error is not None:
+            raise self.error
+        return bool(self.calls or self.waiting_replay)
+
+    def pending(self) -> tuple[dict[Any, Call], list[Any]]:
+        starts = [slot.ready_ref for slot in self.waiting_replay.values()
+                  if slot.ready_ref is not None]
+        return dict(self.calls), starts
+
+    def wait_news(self, pending: tuple[dict[Any, Call], list[Any]]
+                  ) -> list[tuple[Call, Outcome]]:
+        return wait_for(self.pool, *pending, timeout=1.0)
+
+    def settle(self, news: list[tuple[Call, Outcome]]) -> None:
+        for call, outcome in news:
+            if call.ref in self.calls:
+                self._collect(call, outcome)
 
     def _take_replays(self) -> None:
         for index, slot in list(self.waiting_replay.items()):

@@ -38,7 +38,6 @@ import ray
 
 from raymanager.batching import BatchSource
 from raymanager.config import BatchConfig
-from raymanager.engine import policy
 from raymanager.engine.loop import STARTED, TIMED_OUT, WaitUntil, drive
 from raymanager.engine.pool import PoolCore, RunOwner
 from raymanager.engine.run import Input, Journal, Read, Record, RunCore, Send
@@ -46,7 +45,7 @@ from raymanager.engine.run_io import read_input, write_records
 from raymanager.engine.slots import Call, Loss
 from raymanager.engine.wire import CallSpec
 from raymanager.mapped_file import MappedFileUnavailable
-from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
+from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, wait_for
 from raymanager.pool.stopping import finish_calls
 from raymanager.rows import slice_rows
 
@@ -176,14 +175,10 @@ class Run:
         return _Pending(calls, starts, replayed)
 
     def wait(self, pending: _Pending, timeout: float) -> list[tuple[Call, Outcome]]:
-        refs = list(pending.calls) + pending.starts
-        if pending.replayed and not refs:
+        if pending.replayed and not pending.calls and not pending.starts:
             return []  # results read back from a journal need no actor: go on at once
-        with self.pool.ray_call():
-            ready_refs = self._wait(refs, 0.0 if pending.replayed else timeout)
-            # Replies are deserialized here, lock released.
-            return [(pending.calls[ref], get_outcome(ref)) for ref in ready_refs
-                    if ref in pending.calls]
+        return wait_for(self.pool, pending.calls, pending.starts,
+                        0.0 if pending.replayed else timeout)
 
     def settle(self, news: list[tuple[Call, Outcome]]) -> None:
         _hand_to_owners(news)
@@ -205,21 +200,6 @@ class Run:
     def closed(self, run: RunOwner) -> None:
         self.stored.clear()  # groups read and never sent: their copies go
         self.pool.remove_run(self)
-
-    @staticmethod
-    def _wait(refs: list[Any], timeout: float) -> list[Any]:
-        """Every ref ready now, in one scan; else block until one is (or timeout)."""
-        if not refs:  # every slot is backing off: wait for the next start
-            time.sleep(min(timeout, 0.05))
-            return []
-        if len(refs) > policy.SCAN_ALL_FROM:
-            # One scan that takes every finished call, not one scan per result:
-            # with many actors, several calls are done by the time we look.
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-            if ready:
-                return ready
-        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        return ready
 
     # ----------------------------------------------------------------- dispatch
 

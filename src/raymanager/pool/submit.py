@@ -14,22 +14,20 @@ import collections
 import contextlib
 import itertools
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-
 from raymanager.engine import policy
-from raymanager.engine.slots import Call, Loss, Slot, SlotState
+from raymanager.engine.loop import serve
+from raymanager.engine.slots import Call, Loss, Slot
 from raymanager.engine.wire import Failure, raised_error
 from raymanager.errors import (
     BatchError,
     RayManagerError,
     WorkerDiedError,
 )
-from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, get_outcome
+from raymanager.pool.adapter import LOST, Outcome, PoolAdapter, wait_for
 
 __all__ = ["Submissions"]
 
@@ -82,41 +80,39 @@ class Submissions:
     # ------------------------------------------------------------- the thread
 
     def _loop(self) -> None:
-        pool = self.pool
-        lock = pool.locked()
-        while True:
-            with lock:
-                try:
-                    pool.check_alive()
-                except RayManagerError as error:
-                    self.fail_all(error)
-                    return
-                pool.poll()
-                self._send()
-                refs = list(self.calls)
-                call_refs = set(refs)
-                if not refs and not self.waiting:
-                    self.thread = None
-                    return
-                # Items wait for an actor: wake when one becomes ready.
-                refs += [slot.ready_ref for slot in pool.slots
-                         if slot.state is SlotState.STARTING and slot.ready_ref is not None]
-            try:
-                with pool.ray_call():
-                    if refs:
-                        ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_SECONDS)
-                    else:  # no actor yet, none starting: look again shortly
-                        time.sleep(POLL_SECONDS)
-                        ready = []
-                    # Replies are deserialized here, lock released.
-                    outcomes = [(ref, get_outcome(ref)) for ref in ready if ref in call_refs]
-            except RayManagerError:
-                continue  # shut down meanwhile: the next turn fails the futures
-            with lock:
-                for ref, outcome in outcomes:
-                    entry = self.calls.get(ref)
-                    if entry is not None:
-                        self._collect(*entry, outcome)
+        try:
+            serve(self, self.pool)  # the engine's loop for owners of one-off calls
+        except RayManagerError as error:  # shut down or broken: every future says so
+            with self.pool.locked():
+                self.fail_all(error)
+
+    def step(self) -> bool:
+        """Send what waits, while an actor has room (lock held); False when done."""
+        self.pool.check_alive()  # breaks the pool if no actor can be kept alive
+        self._send()
+        if not self.calls and not self.waiting:
+            self.thread = None
+            return False
+        return True
+
+    def pending(self) -> tuple[dict[Any, Call], list[Any]]:
+        # Items waiting for an actor wake when one becomes ready.
+        starts = [slot.ready_ref for slot in self.pool.core.starting()
+                  if slot.ready_ref is not None]
+        return {ref: call for ref, (call, _) in self.calls.items()}, starts
+
+    def wait_news(self, pending: tuple[dict[Any, Call], list[Any]]
+                  ) -> list[tuple[Call, Outcome]]:
+        try:
+            return wait_for(self.pool, *pending, timeout=POLL_SECONDS)
+        except RayManagerError:
+            return []  # shut down meanwhile: the next turn fails the futures
+
+    def settle(self, news: list[tuple[Call, Outcome]]) -> None:
+        for call, outcome in news:
+            entry = self.calls.get(call.ref)
+            if entry is not None:
+                self._collect(*entry, outcome)
 
     def _send(self) -> None:
         while self.waiting:
