@@ -85,7 +85,11 @@ def node_loss(graceful: bool) -> Callable[[Cluster, RayManager], dict[str, Any]]
         pool = manager.create_actor_pool(Where, {"sleep_s": 0.01}, num_actors=3)
         nodes = [w["node"] for w in pool.broadcast("where")]
         victim = next(n for n in cluster.worker_nodes if n.node_id in nodes)
-        data = np.arange(3000)
+        # Three times what the actors need to pass the removal by a second: the
+        # victim is sure to hold a call when its node goes (with less, its last
+        # calls could end first and the loss be seen only after the run, which
+        # flaked on a loaded 2-core machine).
+        data = np.arange(9000)
         results: list[dict[str, Any]] = []
         removed_at = recovered_at = None
         started = time.monotonic()
