@@ -69,6 +69,7 @@ _lost, _returned, _close = RunCore.lost, RunCore.returned, RunCore.close
 _expired = RunCore.expired
 _next_send, _requeue_split = RunCore.next_send, RunCore._requeue_split
 _spawn, _pool_lose, _tick = PoolCore.spawn, PoolCore.lose, PoolCore.tick
+_record = PoolCore.record
 _fair_share, _queue_depth, _may_queue = (policy.fair_share, policy.queue_depth,
                                          policy.may_queue_behind)
 
@@ -276,6 +277,13 @@ def _clock(mp: pytest.MonkeyPatch) -> None:
 
 @mutation("recycle_counts_delivered", "an actor is recycled only once its results were delivered")
 def _recycle_delivered(mp: pytest.MonkeyPatch) -> None:
+    delivered: dict[tuple[int, int], int] = {}  # (slot, generation) -> batches delivered
+
+    def record(self: PoolCore, call: Call, batches: int, seconds: float) -> None:
+        _record(self, call, batches, seconds)
+        key = (id(call.slot), call.generation)
+        delivered[key] = delivered.get(key, 0) + batches
+
     def finished(self: PoolCore, call: Call, now: float) -> None:
         slot = call.slot
         if call.generation != slot.generation:
@@ -287,9 +295,10 @@ def _recycle_delivered(mp: pytest.MonkeyPatch) -> None:
         slot.idle_since = now
         limit = self.max_batches_per_actor
         # The bug (the adapter's before engine v4): delivered, not sent, batches count.
-        if (limit is not None and slot.done_by_generation >= limit
+        if (limit is not None and delivered.get((id(slot), slot.generation), 0) >= limit
                 and slot.state is SlotState.READY and self.running):
             self.recycle(slot, now)
+    mp.setattr(PoolCore, "record", record)
     mp.setattr(PoolCore, "finished", finished)
 
 

@@ -316,8 +316,6 @@ class PoolCore:
         slot.batches += batches
         slot.busy_s += seconds
         self.batches_done += batches
-        if call.generation == slot.generation:
-            slot.done_by_generation += batches
 
     def count_retry(self) -> None:
         """A batch was charged a try: for the pool's stats."""
@@ -355,7 +353,7 @@ class PoolCore:
         slot.pid = slot.node_id = None
         slot.planned_node = None
         slot.spawned_at = now
-        slot.sent_to_generation = slot.done_by_generation = 0
+        slot.sent_to_generation = 0
         slot.calls.clear()
         # A fresh actor starts from its config; the world brings it to the
         # state broadcasts marked replay_on_restart gave the others, before

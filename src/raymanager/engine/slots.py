@@ -215,7 +215,6 @@ class Slot:
     busy_s: float = 0.0  # seconds its actors spent in process_batch
     restarts: int = 0  # actors of this slot lost and replaced
     sent_to_generation: int = 0  # batches sent to the current actor (for recycling)
-    done_by_generation: int = 0  # batches it finished
     idle_since: float = 0.0  # when its last call finished (for idle shrinking)
     #: DRAINING because its node is being drained: replaced elsewhere, not removed.
     evacuating: bool = False
